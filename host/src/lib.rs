@@ -1,1 +1,34 @@
+//! # keyward-host: run third-party connectors with secrets, safely
+//!
+//! keyward runs each connector as a sandboxed WebAssembly component. A
+//! connector renders its connection from configured field templates that
+//! reference secrets; it reads them only through the host's `secrets`
+//! interface, which applies the namespace and the connector's allowlist,
+//! serves values from a cache in front of the backend, and audits every read.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keyward_host::Error> {
+//! use keyward_host::{Config, Keyward};
+//!
+//! let config = Config::load("keyward.toml".as_ref())?;
+//! let keyward = Keyward::new(config)?;
+//! let rendered = keyward.render("orders-db").await?;
+//! println!("{}", rendered.to_json(false)); // sensitive values masked
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
 
+pub mod cache;
+pub mod config;
+pub mod name;
+pub mod policy;
+pub mod resolve;
+pub mod sandbox;
+pub mod store;
+pub mod value;
+
+mod keyward;
+
+pub use config::Config;
+pub use keyward::{Error, Keyward, Rendered};
+pub use sandbox::{ConnectorInfo, FieldSpec, RenderError, RenderedValue, Sandbox};

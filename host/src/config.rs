@@ -1,0 +1,287 @@
+//! The configuration file: read into raw serde structs that reject unknown
+//! keys, then checked into typed values, so a typo is an error that names
+//! the file, the line and the key rather than a silent default.
+//!
+//! ```toml
+//! [secrets]
+//! backend = "file"            # the embedded backend
+//! path = "secrets.json"       # relative to this file
+//! namespace = "acme/prod/"
+//! cache_ttl_ms = 300000
+//!
+//! [connectors.orders-db]
+//! component = "connectors/postgres.wasm"
+//! allow = ["db", "host"]      # names relative to the namespace
+//! [connectors.orders-db.config]
+//! host = "{{ secrets.host }}"
+//! password = "{{ secrets['db']['password'] }}"
+//! ```
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::name::{BackendIdentity, Namespace};
+use crate::policy::Allowlist;
+
+/// Default time a fetched secret is served from the cache (5 minutes).
+const DEFAULT_CACHE_TTL_MS: u64 = 300_000;
+/// Default bound on cached secret versions.
+const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    secrets: RawSecrets,
+    #[serde(default)]
+    connectors: BTreeMap<String, RawConnector>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    backend: String,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    namespace: String,
+    cache_ttl_ms: Option<u64>,
+    cache_max_entries: Option<u64>,
+    partition: Option<String>,
+    region: Option<String>,
+    account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    component: PathBuf,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+/// Where secrets come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A local JSON file (see [`crate::store::file`]).
+    File {
+        /// Absolute, or relative to the working directory.
+        path: PathBuf,
+    },
+}
+
+/// The `[secrets]` table, checked.
+#[derive(Clone, Debug)]
+pub struct SecretsConfig {
+    /// The backend.
+    pub backend: Backend,
+    /// Prefix of every relative name.
+    pub namespace: Namespace,
+    /// How long a fetched version is served from the cache.
+    pub cache_ttl: Duration,
+    /// Bound on cached versions.
+    pub cache_max_entries: NonZeroU64,
+    /// Where ARNs in references must point.
+    pub identity: BackendIdentity,
+}
+
+/// One `[connectors.ID]` table, checked.
+#[derive(Clone, Debug)]
+pub struct ConnectorConfig {
+    /// The connector's id (its table name).
+    pub id: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// What it may read.
+    pub allow: Allowlist,
+    /// Field templates, by field name.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The whole configuration, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Backend, namespace and cache.
+    pub secrets: SecretsConfig,
+    /// Connectors by id.
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+/// A configuration problem, with the file and, where known, line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    file: String,
+    message: String,
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths inside it are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|message| ConfigError {
+            file: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Checks configuration text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let secrets = check_secrets(raw.secrets, base)?;
+        let mut connectors = BTreeMap::new();
+        for (id, raw) in raw.connectors {
+            let allow = Allowlist::parse(&raw.allow).map_err(|e| format!("connectors.{id}.allow: {e}"))?;
+            connectors.insert(
+                id.clone(),
+                ConnectorConfig {
+                    id,
+                    component: base.join(raw.component),
+                    allow,
+                    fields: raw.config,
+                },
+            );
+        }
+        Ok(Self { secrets, connectors })
+    }
+
+    /// The connector with this id, or an error listing the ids there are.
+    pub fn connector(&self, id: &str) -> Result<&ConnectorConfig, String> {
+        self.connectors.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.connectors.keys().map(String::as_str).collect();
+            if known.is_empty() {
+                format!("unknown connector `{id}`: the configuration defines none")
+            } else {
+                format!("unknown connector `{id}`; configured: {}", known.join(", "))
+            }
+        })
+    }
+}
+
+fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> {
+    let backend = match raw.backend.as_str() {
+        "file" => Backend::File {
+            path: base.join(raw.path.ok_or("secrets.path: required for backend = \"file\"")?),
+        },
+        other => return Err(format!("secrets.backend: unknown backend `{other}` (expected \"file\")")),
+    };
+    let namespace = Namespace::new(&raw.namespace).map_err(|e| format!("secrets.namespace: {e}"))?;
+    let cache_ttl = Duration::from_millis(raw.cache_ttl_ms.unwrap_or(DEFAULT_CACHE_TTL_MS));
+    let cache_max_entries = NonZeroU64::new(raw.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES))
+        .ok_or("secrets.cache_max_entries: must be at least 1")?;
+    if let Some(account) = &raw.account_id
+        && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err("secrets.account_id: an AWS account id is 12 digits".into());
+    }
+    Ok(SecretsConfig {
+        backend,
+        namespace,
+        cache_ttl,
+        cache_max_entries,
+        identity: BackendIdentity {
+            partition: raw.partition.unwrap_or_else(|| "aws".into()),
+            region: raw.region,
+            account_id: raw.account_id,
+        },
+    })
+}
+
+/// `line L, column C: message`, without quoting the offending line (it
+/// might hold a literal credential).
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = redact_serde_message(e.message().trim_end());
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// serde's "invalid type: string \"...\", expected ..." quotes the input;
+/// keep only what was expected.
+fn redact_serde_message(message: &str) -> String {
+    if message.starts_with("invalid") {
+        if let Some((_, expected)) = message.split_once(", expected ") {
+            return format!("invalid value, expected {expected}");
+        }
+        return "invalid value".to_string();
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[secrets]
+backend = "file"
+path = "secrets.json"
+namespace = "acme/prod"
+cache_ttl_ms = 1000
+
+[connectors.orders-db]
+component = "postgres.wasm"
+allow = ["db", "host"]
+[connectors.orders-db.config]
+host = "{{ secrets.host }}"
+"#;
+
+    #[test]
+    fn good_config_is_typed() {
+        let c = Config::parse(GOOD, Path::new("/etc/kw")).unwrap();
+        assert_eq!(c.secrets.namespace.as_str(), "acme/prod/");
+        assert_eq!(c.secrets.cache_ttl, Duration::from_secs(1));
+        assert_eq!(c.secrets.backend, Backend::File { path: "/etc/kw/secrets.json".into() });
+        let conn = c.connector("orders-db").unwrap();
+        assert_eq!(conn.component, Path::new("/etc/kw/postgres.wasm"));
+        assert_eq!(conn.fields["host"], "{{ secrets.host }}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let e = Config::parse(&GOOD.replace("cache_ttl_ms", "cache_ttl"), Path::new(".")).unwrap_err();
+        assert!(e.starts_with("line 6, column 1: unknown field `cache_ttl`"), "{e}");
+        let e = Config::parse(&GOOD.replace("allow =", "allowed ="), Path::new(".")).unwrap_err();
+        assert!(e.contains("unknown field `allowed`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::parse(&GOOD.replace("\"file\"", "\"vault\""), Path::new(".")).unwrap_err();
+        assert!(e.contains("secrets.backend: unknown backend `vault`"), "{e}");
+        let e = Config::parse(&GOOD.replace("\"db\", ", "\"a//b\", "), Path::new(".")).unwrap_err();
+        assert!(e.contains("connectors.orders-db.allow"), "{e}");
+        let e = Config::parse(&GOOD.replace("\"{{ secrets.host }}\"", "5432"), Path::new(".")).unwrap_err();
+        assert_eq!(e, "line 12, column 8: invalid value, expected a string");
+        let e = Config::parse(&GOOD.replace("1000", "\"canary-ttl\""), Path::new(".")).unwrap_err();
+        assert!(e.contains("line 6") && !e.contains("canary"), "{e}");
+    }
+
+    #[test]
+    fn toml_errors_do_not_quote_lines() {
+        let text = GOOD.replace("host = \"{{ secrets.host }}\"", "password = \"canary-1\" oops");
+        let e = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(!e.contains("canary"), "{e}");
+    }
+
+    #[test]
+    fn unknown_connector_lists_known_ones() {
+        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        assert_eq!(c.connector("x").unwrap_err(), "unknown connector `x`; configured: orders-db");
+    }
+}

@@ -1,0 +1,321 @@
+//! Canonical secret names: the one form that policy checks and stores fetch.
+//!
+//! Every reference a guest sends is reduced to a [`SecretName`] (the full
+//! name, namespace included) before anything else sees it, so the name the
+//! allowlist approves is exactly the name that is fetched.
+
+use std::fmt;
+
+/// The longest secret name Secrets Manager accepts, in bytes.
+pub const MAX_NAME_BYTES: usize = 512;
+/// The longest staging label Secrets Manager accepts.
+const MAX_STAGE_BYTES: usize = 256;
+/// The longest version id accepted (Secrets Manager's are 32–64 characters).
+const MAX_VERSION_ID_BYTES: usize = 64;
+
+/// A validated, full secret name (namespace included).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretName(String);
+
+impl SecretName {
+    /// Validates a full name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        validate_name(name)?;
+        Ok(Self(name.to_string()))
+    }
+
+    /// The name as Secrets Manager knows it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretName({})", self.0)
+    }
+}
+
+/// Letters, digits and `/_+=.@-`: the characters Secrets Manager allows.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)
+}
+
+/// Checks a name (relative or full) and says exactly what is wrong.
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("the name is {} bytes long; at most {MAX_NAME_BYTES} are allowed", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
+        return Err(format!(
+            "the name contains {}; only letters, digits and /_+=.@- are allowed",
+            describe_char(c)
+        ));
+    }
+    for segment in name.split('/') {
+        match segment {
+            "" => return Err("the name has an empty `/` segment (leading, trailing or doubled `/`)".into()),
+            "." | ".." => return Err(format!("the name has a `{segment}` segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn describe_char(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("the character U+{:04X}", u32::from(c))
+    } else {
+        format!("`{c}`")
+    }
+}
+
+/// Which version of a secret: a staging label or an exact id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum VersionSelector {
+    /// A staging label; `AWSCURRENT` when the reference names none.
+    Stage(String),
+    /// An exact version id.
+    Id(String),
+}
+
+/// The default staging label.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+
+impl VersionSelector {
+    /// Builds a selector from a reference's optional fields.
+    pub fn from_parts(stage: Option<&str>, id: Option<&str>) -> Result<Self, String> {
+        match (stage, id) {
+            (Some(_), Some(_)) => Err("a version stage and a version id are exclusive; give one".into()),
+            (None, Some(id)) => {
+                if id.is_empty()
+                    || id.len() > MAX_VERSION_ID_BYTES
+                    || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(format!(
+                        "a version id is 1 to {MAX_VERSION_ID_BYTES} letters, digits, `-` or `_`"
+                    ));
+                }
+                Ok(Self::Id(id.to_string()))
+            }
+            (Some(stage), None) => {
+                if stage.is_empty()
+                    || stage.len() > MAX_STAGE_BYTES
+                    || !stage.chars().all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c))
+                {
+                    return Err(format!(
+                        "a version stage is 1 to {MAX_STAGE_BYTES} letters, digits or _+=.@-"
+                    ));
+                }
+                Ok(Self::Stage(stage.to_string()))
+            }
+            (None, None) => Ok(Self::Stage(AWSCURRENT.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for VersionSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stage(stage) => write!(f, "stage {stage}"),
+            Self::Id(id) => write!(f, "version {id}"),
+        }
+    }
+}
+
+/// The namespace every relative name is read under, such as `retool/prod/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// `retool/prod` and `retool/prod/` are the same namespace; empty means none.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() {
+            return Ok(Self::default());
+        }
+        let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+        validate_name(trimmed).map_err(|e| format!("namespace `{prefix}`: {e}"))?;
+        Ok(Self(format!("{trimmed}/")))
+    }
+
+    /// The prefix, ending in `/`, or empty.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The full name of a relative one.
+    pub fn qualify(&self, relative: &str) -> String {
+        format!("{}{relative}", self.0)
+    }
+
+    /// The name relative to this namespace, if it lies inside it.
+    pub fn relative<'a>(&self, full: &'a str) -> Option<&'a str> {
+        full.strip_prefix(&self.0).filter(|rest| !rest.is_empty())
+    }
+}
+
+/// Where ARNs must point: the backend's partition, region and account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendIdentity {
+    /// `aws`, `aws-cn`, `aws-us-gov`, ...
+    pub partition: String,
+    /// The backend's region, if known.
+    pub region: Option<String>,
+    /// The backend's account id, if known.
+    pub account_id: Option<String>,
+}
+
+/// A reference reduced to what is checked and fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanonicalRef {
+    /// Full name, namespace included.
+    pub name: SecretName,
+    /// The same name relative to the namespace; `None` if outside it.
+    pub relative: Option<String>,
+    /// JSON keys into the value.
+    pub path: Vec<String>,
+    /// Which version.
+    pub version: VersionSelector,
+}
+
+/// Reduces a reference to canonical form, or says why it is invalid.
+pub fn canonicalize(
+    name: &str,
+    path: &[String],
+    stage: Option<&str>,
+    version_id: Option<&str>,
+    namespace: &Namespace,
+    backend: &BackendIdentity,
+) -> Result<CanonicalRef, String> {
+    let version = VersionSelector::from_parts(stage, version_id)?;
+    if path.iter().any(String::is_empty) {
+        return Err("a JSON key in the path is empty".into());
+    }
+    let full = if name.starts_with("arn:") {
+        name_from_arn(name, backend)?
+    } else {
+        validate_name(name)?;
+        namespace.qualify(name)
+    };
+    let name = SecretName::new(&full)?;
+    let relative = namespace.relative(&full).map(str::to_string);
+    Ok(CanonicalRef {
+        name,
+        relative,
+        path: path.to_vec(),
+        version,
+    })
+}
+
+/// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME[-XXXXXX]` to NAME,
+/// after checking that it points at this backend.
+fn name_from_arn(arn: &str, backend: &BackendIdentity) -> Result<String, String> {
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    let [_, partition, service, region, account, kind, resource] = parts[..] else {
+        return Err("expected arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME".into());
+    };
+    if service != "secretsmanager" || kind != "secret" {
+        return Err("the ARN is not a Secrets Manager secret ARN".into());
+    }
+    if resource.contains(':') {
+        return Err("the ARN has fields after the secret name; pass JSON keys and versions separately".into());
+    }
+    if partition != backend.partition {
+        return Err(format!(
+            "the ARN's partition `{partition}` is not this host's `{}`",
+            backend.partition
+        ));
+    }
+    match &backend.region {
+        Some(expected) if expected == region => {}
+        Some(expected) => return Err(format!("the ARN's region `{region}` is not this host's `{expected}`")),
+        None => return Err("this host has no region configured, so ARNs cannot be checked".into()),
+    }
+    match &backend.account_id {
+        Some(expected) if expected == account => {}
+        Some(_) => return Err(format!("the ARN's account `{account}` is not this host's account")),
+        None => return Err("this host has no account id configured, so ARNs cannot be checked".into()),
+    }
+    Ok(strip_random_suffix(resource).to_string())
+}
+
+/// A full ARN ends the name with `-` and six random characters.
+fn strip_random_suffix(resource: &str) -> &str {
+    match resource.len().checked_sub(7) {
+        Some(cut)
+            if resource.as_bytes()[cut] == b'-'
+                && resource[cut + 1..].chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            &resource[..cut]
+        }
+        _ => resource,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> BackendIdentity {
+        BackendIdentity {
+            partition: "aws".into(),
+            region: Some("us-east-1".into()),
+            account_id: Some("123456789012".into()),
+        }
+    }
+
+    fn canon(name: &str) -> Result<CanonicalRef, String> {
+        canonicalize(name, &[], None, None, &Namespace::new("acme/prod").unwrap(), &backend())
+    }
+
+    #[test]
+    fn relative_names_are_qualified() {
+        let c = canon("db").unwrap();
+        assert_eq!(c.name.as_str(), "acme/prod/db");
+        assert_eq!(c.relative.as_deref(), Some("db"));
+        assert_eq!(c.version, VersionSelector::Stage("AWSCURRENT".into()));
+    }
+
+    #[test]
+    fn full_arns_reduce_to_names() {
+        let c = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db-AbC123").unwrap();
+        assert_eq!(c.name.as_str(), "acme/prod/db");
+        let partial = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db").unwrap();
+        assert_eq!(partial.name.as_str(), "acme/prod/db");
+        let outside = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:other/db-AbC123").unwrap();
+        assert_eq!(outside.relative, None);
+    }
+
+    #[test]
+    fn foreign_arns_are_invalid() {
+        assert!(canon("arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/prod/db").unwrap_err().contains("region"));
+        assert!(canon("arn:aws:secretsmanager:us-east-1:999999999999:secret:acme/prod/db").unwrap_err().contains("account"));
+        assert!(canon("arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:acme/prod/db").unwrap_err().contains("partition"));
+        assert!(canon("arn:aws:ssm:us-east-1:123456789012:parameter:x").is_err());
+    }
+
+    #[test]
+    fn traversal_and_bad_characters_are_invalid() {
+        for bad in ["../other/x", "a/../b", "./a", "a//b", "/a", "a/", "", " a", "a\0b", "%2e%2e/x", "a%2Fb", "a\nb"] {
+            assert!(canon(bad).is_err(), "{bad:?} should be invalid");
+        }
+        assert!(canon(&"a".repeat(600)).unwrap_err().contains("600 bytes"));
+    }
+
+    #[test]
+    fn stage_and_id_are_exclusive() {
+        let ns = Namespace::default();
+        assert!(canonicalize("db", &[], Some("AWSCURRENT"), Some("v1"), &ns, &backend()).is_err());
+        let c = canonicalize("db", &[], None, Some("v1"), &ns, &backend()).unwrap();
+        assert_eq!(c.version, VersionSelector::Id("v1".into()));
+    }
+}

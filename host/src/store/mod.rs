@@ -1,0 +1,62 @@
+//! The seam between keyward and wherever secrets live.
+//!
+//! A [`SecretStore`] fetches one version of one secret by canonical name and
+//! lists names under a prefix. It knows nothing of templates, namespaces or
+//! allowlists: those are applied before a store is asked anything.
+
+pub mod file;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::name::{SecretName, VersionSelector};
+use crate::value::SecretValue;
+
+/// A boxed future, so that stores can be used as `dyn SecretStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One version of a secret, as fetched.
+#[derive(Clone)]
+pub struct FetchedSecret {
+    /// The version id the store served.
+    pub version_id: String,
+    /// The value.
+    pub value: SecretValue,
+}
+
+impl fmt::Debug for FetchedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchedSecret")
+            .field("version_id", &self.version_id)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+/// Why a fetch failed. Messages never hold values.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// No such secret, or no such version or stage.
+    #[error("not found")]
+    NotFound,
+    /// The backend refused access.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// The backend failed or could not be reached.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A backend that holds secrets.
+pub trait SecretStore: Send + Sync + fmt::Debug {
+    /// Fetches one version of one secret.
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>>;
+
+    /// Lists the names that start with `prefix`, sorted.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+}
