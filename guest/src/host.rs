@@ -13,6 +13,11 @@ pub fn log(level: Level, message: &str) {
     wit_log::log(level, message);
 }
 
+/// Names (relative to the host's namespace) this connector may use.
+pub fn list_secrets() -> Vec<String> {
+    secrets::list()
+}
+
 /// Resolves references through the host's `secrets.get-many`.
 #[derive(Debug, Default)]
 pub struct HostResolver;

@@ -1,1 +1,104 @@
-fn main(){}
+//! The `keyward` command: render, list references, describe components.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use keyward_host::{Config, Keyward, Sandbox};
+use tracing_subscriber::EnvFilter;
+
+/// Run keyward connectors: render connections from secret templates under policy.
+#[derive(Parser)]
+#[command(name = "keyward", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a configured connector and print its outputs as JSON
+    /// (sensitive values masked unless --reveal).
+    Render {
+        /// The keyward configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The connector id (`[connectors.ID]` in the configuration).
+        connector: String,
+        /// Print sensitive values instead of `****`.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// List the secret references a connector may use, ready to paste.
+    Refs {
+        /// The keyward configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The connector id.
+        connector: String,
+    },
+    /// Print the fields a connector component takes.
+    Describe {
+        /// The component file (`.wasm`).
+        component: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// One line on stderr, non-zero exit.
+fn fail(error: anyhow::Error) -> ExitCode {
+    let message = format!("{error:#}").replace('\n', " ");
+    eprintln!("keyward: error: {message}");
+    ExitCode::FAILURE
+}
+
+async fn run(command: Command) -> anyhow::Result<String> {
+    match command {
+        Command::Render { config, connector, reveal } => {
+            let keyward = Keyward::new(Config::load(&config)?)?;
+            Ok(keyward.render(&connector).await?.to_json(reveal))
+        }
+        Command::Refs { config, connector } => {
+            let keyward = Keyward::new(Config::load(&config)?)?;
+            let names = keyward.references(&connector).await?;
+            Ok(names.iter().map(|n| paste_form(n)).collect::<Vec<_>>().join("\n"))
+        }
+        Command::Describe { component } => {
+            let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
+            let loaded = sandbox
+                .load(&component)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| component.display().to_string())?;
+            let info = loaded.describe().await.with_context(|| component.display().to_string())?;
+            Ok(serde_json::to_string_pretty(&info)?)
+        }
+    }
+}
+
+/// `{{ secrets.db }}` where the name allows the dotted form, else brackets.
+fn paste_form(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        format!("{{{{ secrets.{name} }}}}")
+    } else {
+        format!("{{{{ secrets['{name}'] }}}}")
+    }
+}

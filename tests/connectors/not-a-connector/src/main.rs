@@ -1,0 +1,5 @@
+//! A plain WASI command: the host must refuse it as a connector.
+
+fn main() {
+    println!("hello");
+}

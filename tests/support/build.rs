@@ -1,0 +1,61 @@
+//! Builds every connector component the tests load, from source, for
+//! `wasm32-wasip2`, and writes `artifacts.rs` naming each one.
+//!
+//! The nested `cargo build` uses its own target directory
+//! (`target/connectors`) so it never waits on the outer build's lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (constant name, package, wasm file stem)
+const CONNECTORS: &[(&str, &str, &str)] = &[
+    ("POSTGRES", "postgres-connector", "postgres_connector"),
+    ("ECHO", "echo-connector", "echo_connector"),
+    ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.join("../..").canonicalize().expect("workspace root");
+    for watched in ["guest", "wit", "examples/postgres", "tests/connectors", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+    let target_dir = workspace.join("target/connectors");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&workspace)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "connector"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // The outer build's flags are for the host target, not for wasm.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS");
+    for (_, package, _) in CONNECTORS {
+        command.args(["-p", package]);
+    }
+    let status = command.status().expect("cannot run cargo to build the test connectors");
+    if !status.success() {
+        panic!(
+            "building the test connectors failed; is the wasm target installed? \
+             (`rustup target add wasm32-wasip2`)"
+        );
+    }
+    let out_dir = target_dir.join("wasm32-wasip2/connector");
+    let mut code = String::new();
+    for (constant, package, stem) in CONNECTORS {
+        let path = out_dir.join(format!("{stem}.wasm"));
+        assert!(exists(&path), "{package} built no {}", path.display());
+        code.push_str(&format!(
+            "/// The `{package}` component.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("artifacts.rs");
+    std::fs::write(dest, code).expect("cannot write artifacts.rs");
+}
+
+fn exists(path: &Path) -> bool {
+    path.is_file()
+}

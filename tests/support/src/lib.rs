@@ -1,0 +1,49 @@
+//! Test support: the compiled connector components (built from source by
+//! this crate's build script) and a scratch directory with a configuration
+//! and a secrets file.
+
+use std::path::{Path, PathBuf};
+
+/// Paths of the compiled test components.
+pub mod artifacts {
+    include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+}
+
+/// A canary value: tests assert it appears nowhere it should not.
+pub const CANARY: &str = "canary-7f3e9a1c-never-print-me";
+
+/// A temporary directory holding `keyward.toml` and `secrets.json`.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// Writes `secrets` (a JSON object) and `config` (TOML; `{ECHO}` and
+    /// `{POSTGRES}` are replaced by component paths).
+    pub fn new(config: &str, secrets: &serde_json::Value) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config
+            .replace("{ECHO}", artifacts::ECHO)
+            .replace("{POSTGRES}", artifacts::POSTGRES)
+            .replace("{NOT_A_CONNECTOR}", artifacts::NOT_A_CONNECTOR);
+        std::fs::write(dir.path().join("keyward.toml"), config).expect("write config");
+        std::fs::write(dir.path().join("secrets.json"), secrets.to_string()).expect("write secrets");
+        Self { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("keyward.toml")
+    }
+
+    /// Rewrites the secrets file (a rotation, for the file backend).
+    pub fn write_secrets(&self, secrets: &serde_json::Value) {
+        std::fs::write(self.dir.path().join("secrets.json"), secrets.to_string()).expect("write secrets");
+    }
+}
