@@ -73,17 +73,27 @@ fn scratch() -> Scratch {
 }
 
 async fn echo(k: &Keyward, connector: &str, fields: &[(&str, &str)]) -> Result<Rendered, Error> {
-    let fields: Vec<(String, String)> = fields.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     k.render_fields(connector, &fields).await
 }
 
 async fn echo_a(k: &Keyward, template: &str) -> Result<String, Error> {
-    Ok(echo(k, "echo", &[("a", template)]).await?.get("a").expect("output a").to_string())
+    Ok(echo(k, "echo", &[("a", template)])
+        .await?
+        .get("a")
+        .expect("output a")
+        .to_string())
 }
 
 fn error_text(result: Result<impl std::fmt::Debug, Error>) -> String {
     let text = result.expect_err("expected an error").to_string();
-    assert!(!text.contains(CANARY), "an error revealed the canary: {text}");
+    assert!(
+        !text.contains(CANARY),
+        "an error revealed the canary: {text}"
+    );
     text
 }
 
@@ -102,20 +112,50 @@ async fn postgres_dsn_round_trips_a_hostile_password() {
     assert_eq!(parsed.get_dbname(), Some("orders"));
     assert!(rendered.to_json(false).contains("\"dsn\": \"****\""));
     assert!(rendered.to_json(true).contains("p%40ss"));
-    assert!(!format!("{rendered:?}").contains("p%40ss"), "Debug must mask sensitive values");
+    assert!(
+        !format!("{rendered:?}").contains("p%40ss"),
+        "Debug must mask sensitive values"
+    );
 }
 
 #[tokio::test]
 async fn retool_forms_resolve_under_the_namespace() {
     let s = scratch();
     let k = keyward(&s);
-    assert_eq!(echo_a(&k, "{{ secrets.host }}").await.unwrap(), "db.internal");
-    assert_eq!(echo_a(&k, "{{secrets.db.user}}:{{ secrets['db'][\"port\"] }}").await.unwrap(), "app:5432");
-    assert_eq!(echo_a(&k, "{{ secrets['team/a'] }}").await.unwrap(), "team-a");
-    assert_eq!(echo_a(&k, "{{ secrets.db.password | urlencode }}").await.unwrap(), "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9");
-    assert_eq!(echo_a(&k, "{{ secrets.db.password | json }}").await.unwrap(), "\"p@ss:w/rd#%?&\\\"é\"");
-    assert_eq!(echo_a(&k, "{{ secrets.db.user | base64 }}").await.unwrap(), "YXBw");
-    assert_eq!(echo_a(&k, "{{ '{{' }} secrets.host }}").await.unwrap(), "{{ secrets.host }}");
+    assert_eq!(
+        echo_a(&k, "{{ secrets.host }}").await.unwrap(),
+        "db.internal"
+    );
+    assert_eq!(
+        echo_a(&k, "{{secrets.db.user}}:{{ secrets['db'][\"port\"] }}")
+            .await
+            .unwrap(),
+        "app:5432"
+    );
+    assert_eq!(
+        echo_a(&k, "{{ secrets['team/a'] }}").await.unwrap(),
+        "team-a"
+    );
+    assert_eq!(
+        echo_a(&k, "{{ secrets.db.password | urlencode }}")
+            .await
+            .unwrap(),
+        "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9"
+    );
+    assert_eq!(
+        echo_a(&k, "{{ secrets.db.password | json }}")
+            .await
+            .unwrap(),
+        "\"p@ss:w/rd#%?&\\\"é\""
+    );
+    assert_eq!(
+        echo_a(&k, "{{ secrets.db.user | base64 }}").await.unwrap(),
+        "YXBw"
+    );
+    assert_eq!(
+        echo_a(&k, "{{ '{{' }} secrets.host }}").await.unwrap(),
+        "{{ secrets.host }}"
+    );
 }
 
 #[tokio::test]
@@ -139,7 +179,10 @@ async fn arns_of_another_account_or_region_are_invalid() {
     let k = keyward(&s);
     let other = "{{ arn:aws:secretsmanager:us-east-1:999999999999:secret:acme/prod/db:user:: }}";
     let text = error_text(echo_a(&k, other).await);
-    assert!(text.contains("field `a`, column 1") && text.contains("account"), "{text}");
+    assert!(
+        text.contains("field `a`, column 1") && text.contains("account"),
+        "{text}"
+    );
     let region = "{{ arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/prod/db }}";
     assert!(error_text(echo_a(&k, region).await).contains("region"));
 }
@@ -150,7 +193,10 @@ async fn a_denied_reference_looks_exactly_like_a_missing_one() {
     let k = keyward(&s);
     let denied = error_text(echo_a(&k, "x {{ secrets.forbidden }}").await);
     let missing = error_text(echo_a(&k, "x {{ secrets.nonexistent }}").await);
-    assert_eq!(denied, "connector `echo`: field `a`, column 3: secret `forbidden` was not found or is not allowed for this connector");
+    assert_eq!(
+        denied,
+        "connector `echo`: field `a`, column 3: secret `forbidden` was not found or is not allowed for this connector"
+    );
     assert_eq!(missing.replace("nonexistent", "forbidden"), denied);
     // An ARN outside the namespace is denied the same way.
     let outside = format!("{{{{ {ARN_PREFIX}acme/dev/db }}}}");
@@ -163,7 +209,13 @@ async fn a_denied_reference_looks_exactly_like_a_missing_one() {
 async fn key_restricted_rule_allows_only_that_key() {
     let s = scratch();
     let k = keyward(&s);
-    assert_eq!(echo(&k, "narrow", &[("a", "{{ secrets.db.user }}")]).await.unwrap().get("a"), Some("app"));
+    assert_eq!(
+        echo(&k, "narrow", &[("a", "{{ secrets.db.user }}")])
+            .await
+            .unwrap()
+            .get("a"),
+        Some("app")
+    );
     for escalation in ["{{ secrets.db.password }}", "{{ secrets.db }}"] {
         assert!(error_text(echo(&k, "narrow", &[("a", escalation)]).await).contains("not allowed"));
     }
@@ -174,7 +226,10 @@ async fn missing_keys_and_non_json_name_the_key_never_the_value() {
     let s = scratch();
     let k = keyward(&s);
     let text = error_text(echo_a(&k, "{{ secrets.db.nested.missing }}").await);
-    assert!(text.contains("has no key `missing` (inside `nested`)"), "{text}");
+    assert!(
+        text.contains("has no key `missing` (inside `nested`)"),
+        "{text}"
+    );
     let text = error_text(echo_a(&k, "{{ secrets.plain.key }}").await);
     assert!(text.contains("is not a JSON object"), "{text}");
     let text = error_text(echo_a(&k, "{{ secrets.cert.key }}").await);
@@ -186,7 +241,10 @@ async fn binary_secrets_render_base64_unless_filtered() {
     let s = scratch();
     let k = keyward(&s);
     assert_eq!(echo_a(&k, "{{ secrets.cert }}").await.unwrap(), "AP8QYQ==");
-    assert_eq!(echo_a(&k, "{{ secrets.cert | urlencode }}").await.unwrap(), "%00%FF%10a");
+    assert_eq!(
+        echo_a(&k, "{{ secrets.cert | urlencode }}").await.unwrap(),
+        "%00%FF%10a"
+    );
 }
 
 #[tokio::test]
@@ -207,8 +265,18 @@ async fn stages_and_version_ids_need_grants() {
 async fn parse_errors_name_the_field_and_column() {
     let s = scratch();
     let k = keyward(&s);
-    let text = error_text(echo(&k, "echo", &[("b", "ok"), ("c", "pw={{ secrets.db.password | upper }}")]).await);
-    assert_eq!(text, "connector `echo`: field `c`, column 29: unknown filter `upper` (expected urlencode, json or base64)");
+    let text = error_text(
+        echo(
+            &k,
+            "echo",
+            &[("b", "ok"), ("c", "pw={{ secrets.db.password | upper }}")],
+        )
+        .await,
+    );
+    assert_eq!(
+        text,
+        "connector `echo`: field `c`, column 29: unknown filter `upper` (expected urlencode, json or base64)"
+    );
     let text = error_text(echo(&k, "echo", &[("nope", "x")]).await);
     assert!(text.contains("field `nope`: unknown field"), "{text}");
 }
@@ -227,7 +295,10 @@ async fn a_component_that_is_not_a_connector_is_refused() {
     let s = scratch();
     let k = keyward(&s);
     let text = error_text(k.render("broken").await);
-    assert!(text.contains("connector `broken`") && text.contains("not a keyward connector"), "{text}");
+    assert!(
+        text.contains("connector `broken`") && text.contains("not a keyward connector"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -235,7 +306,10 @@ async fn unknown_connector_lists_the_configured_ones() {
     let s = scratch();
     let k = keyward(&s);
     let text = error_text(k.render("nope").await);
-    assert_eq!(text, "unknown connector `nope`; configured: broken, echo, narrow, orders-db");
+    assert_eq!(
+        text,
+        "unknown connector `nope`; configured: broken, echo, narrow, orders-db"
+    );
 }
 
 /// A store that counts fetches, around the file store.
@@ -246,7 +320,11 @@ struct Counting {
 }
 
 impl SecretStore for Counting {
-    fn fetch<'a>(&'a self, name: &'a SecretName, version: &'a VersionSelector) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(name, version)
     }
@@ -264,11 +342,23 @@ async fn each_secret_version_is_fetched_once_and_then_cached() {
         fetches: AtomicUsize::new(0),
     });
     let k = Keyward::with_store(Config::load(&s.config()).unwrap(), store.clone()).unwrap();
-    let fields = [("a", "{{ secrets.db.user }}{{ secrets.db.password }}"), ("b", "{{ secrets.db.user }}"), ("c", "{{ secrets.host }}")];
+    let fields = [
+        ("a", "{{ secrets.db.user }}{{ secrets.db.password }}"),
+        ("b", "{{ secrets.db.user }}"),
+        ("c", "{{ secrets.host }}"),
+    ];
     echo(&k, "echo", &fields).await.unwrap();
-    assert_eq!(store.fetches.load(Ordering::SeqCst), 2, "db and host, once each");
+    assert_eq!(
+        store.fetches.load(Ordering::SeqCst),
+        2,
+        "db and host, once each"
+    );
     echo(&k, "echo", &fields).await.unwrap();
-    assert_eq!(store.fetches.load(Ordering::SeqCst), 2, "second render is served from the cache");
+    assert_eq!(
+        store.fetches.load(Ordering::SeqCst),
+        2,
+        "second render is served from the cache"
+    );
     // Denied and invalid references never reach the store.
     let _ = echo_a(&k, "{{ secrets.forbidden }}").await;
     let _ = echo_a(&k, "{{ secrets['../x'] }}").await;
@@ -277,16 +367,25 @@ async fn each_secret_version_is_fetched_once_and_then_cached() {
 
 #[tokio::test]
 async fn file_rotation_is_seen_after_the_ttl() {
-    let s = Scratch::new(&CONFIG.replace("cache_ttl_ms = 300000", "cache_ttl_ms = 50"), &secrets());
+    let s = Scratch::new(
+        &CONFIG.replace("cache_ttl_ms = 300000", "cache_ttl_ms = 50"),
+        &secrets(),
+    );
     let k = keyward(&s);
-    assert_eq!(echo_a(&k, "{{ secrets.host }}").await.unwrap(), "db.internal");
+    assert_eq!(
+        echo_a(&k, "{{ secrets.host }}").await.unwrap(),
+        "db.internal"
+    );
     let mut rotated = secrets();
     rotated["acme/prod/host"] = json!("db2.internal");
     // Make sure the modification time moves even on coarse clocks.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     s.write_secrets(&rotated);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(echo_a(&k, "{{ secrets.host }}").await.unwrap(), "db2.internal");
+    assert_eq!(
+        echo_a(&k, "{{ secrets.host }}").await.unwrap(),
+        "db2.internal"
+    );
 }
 
 /// Collects everything written through `tracing`.
@@ -295,7 +394,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -312,13 +411,23 @@ fn guest_logs_are_masked_and_audit_records_hold_no_values() {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             let s = scratch();
-    let k = keyward(&s);
-            let rendered = echo(&k, "echo", &[("secret", "{{ secrets.plain }}"), ("log", "leak {{ secrets.plain }}!")])
-                .await
-                .unwrap();
+            let k = keyward(&s);
+            let rendered = echo(
+                &k,
+                "echo",
+                &[
+                    ("secret", "{{ secrets.plain }}"),
+                    ("log", "leak {{ secrets.plain }}!"),
+                ],
+            )
+            .await
+            .unwrap();
             assert_eq!(rendered.get("secret"), Some(CANARY));
             let _ = echo_a(&k, "{{ secrets.forbidden }}").await;
             let _ = echo_a(&k, "{{ secrets.db.nested.nope }}").await;
@@ -326,7 +435,13 @@ fn guest_logs_are_masked_and_audit_records_hold_no_values() {
     });
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(output.contains("echo says: leak ****!"), "{output}");
-    assert!(output.contains(r#""decision":"denied","detail":"no allow rule matches""#), "{output}");
+    assert!(
+        output.contains(r#""decision":"denied","detail":"no allow rule matches""#),
+        "{output}"
+    );
     assert!(output.contains(r#""decision":"allowed""#), "{output}");
-    assert!(!output.contains(CANARY), "the canary leaked into logs: {output}");
+    assert!(
+        !output.contains(CANARY),
+        "the canary leaked into logs: {output}"
+    );
 }

@@ -188,7 +188,9 @@ impl RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.field, self.column) {
-            (Some(field), Some(column)) => write!(f, "field `{field}`, column {column}: {}", self.message),
+            (Some(field), Some(column)) => {
+                write!(f, "field `{field}`, column {column}: {}", self.message)
+            }
             (Some(field), None) => write!(f, "field `{field}`: {}", self.message),
             _ => f.write_str(&self.message),
         }
@@ -206,7 +208,9 @@ impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<_> = self.values.keys().collect();
         names.sort();
-        f.debug_struct("Fields").field("names", &names).finish_non_exhaustive()
+        f.debug_struct("Fields")
+            .field("names", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -291,7 +295,11 @@ pub fn render<C: Connector>(
         let text = field.template.render(|placeholder| {
             match &resolved[index_of[&placeholder.reference]] {
                 Ok(value) => Ok(value.clone()),
-                Err(e) => Err(RenderError::at(field.name, placeholder.column, e.message.clone())),
+                Err(e) => Err(RenderError::at(
+                    field.name,
+                    placeholder.column,
+                    e.message.clone(),
+                )),
             }
         })?;
         values.insert(field.name.to_string(), text);
@@ -318,15 +326,27 @@ fn parse_fields<'a>(
     }
     let mut parsed = Vec::new();
     for field in &info.fields {
-        let Some(text) = given.get(field.name.as_str()).copied().or(field.default.as_deref()) else {
+        let Some(text) = given
+            .get(field.name.as_str())
+            .copied()
+            .or(field.default.as_deref())
+        else {
             if field.required {
-                return Err(RenderError::field(&field.name, "required field is not configured"));
+                return Err(RenderError::field(
+                    &field.name,
+                    "required field is not configured",
+                ));
             }
             continue;
         };
-        let bare = field.secret_reference && !text.contains("{{") && text.trim_start().starts_with("arn:");
-        let template = if bare { Template::parse_bare_arn(text) } else { Template::parse(text) }
-            .map_err(|e| RenderError::at(&field.name, e.column, e.message))?;
+        let bare =
+            field.secret_reference && !text.contains("{{") && text.trim_start().starts_with("arn:");
+        let template = if bare {
+            Template::parse_bare_arn(text)
+        } else {
+            Template::parse(text)
+        }
+        .map_err(|e| RenderError::at(&field.name, e.column, e.message))?;
         parsed.push(ParsedField {
             name: &field.name,
             template,
@@ -352,7 +372,10 @@ mod tests {
 
         fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
             let port: u16 = fields.parse("port")?.unwrap_or(0);
-            let mut out = vec![Output::new("host", fields.require("host")?), Output::new("port", port.to_string())];
+            let mut out = vec![
+                Output::new("host", fields.require("host")?),
+                Output::new("port", port.to_string()),
+            ];
             if let Some(p) = fields.get("password") {
                 out.push(Output::secret("password", p));
             }
@@ -378,7 +401,10 @@ mod tests {
             references
                 .iter()
                 .map(|r| {
-                    let key = std::iter::once(r.name.clone()).chain(r.path.iter().cloned()).collect::<Vec<_>>().join("/");
+                    let key = std::iter::once(r.name.clone())
+                        .chain(r.path.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join("/");
                     self.values.get(&key).cloned().ok_or_else(|| ResolveError {
                         message: format!("secret `{r}` not found"),
                     })
@@ -388,13 +414,18 @@ mod tests {
     }
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn resolver() -> MapResolver {
         let mut r = MapResolver::default();
-        r.values.insert("host".into(), Value::Text("db.internal".into()));
-        r.values.insert("db/password".into(), Value::Text("pw".into()));
+        r.values
+            .insert("host".into(), Value::Text("db.internal".into()));
+        r.values
+            .insert("db/password".into(), Value::Text("pw".into()));
         r
     }
 
@@ -402,7 +433,13 @@ mod tests {
     fn one_resolve_call_for_all_fields_and_duplicates_collapse() {
         let mut r = resolver();
         let out = render::<Echo>(
-            &fields(&[("host", "{{ secrets.host }}"), ("password", "{{ secrets.db.password }}-{{ secrets.db.password }}")]),
+            &fields(&[
+                ("host", "{{ secrets.host }}"),
+                (
+                    "password",
+                    "{{ secrets.db.password }}-{{ secrets.db.password }}",
+                ),
+            ]),
             &mut r,
         )
         .unwrap();
@@ -427,8 +464,15 @@ mod tests {
         let e = render::<Echo>(&fields(&[("host", "x{{ secrets.nope }}")]), &mut r).unwrap_err();
         assert_eq!((e.field.as_deref(), e.column), (Some("host"), Some(2)));
         assert!(e.message.contains("nope"));
-        let e = render::<Echo>(&fields(&[("host", "h"), ("password", "{{ secrets.p | bad }}")]), &mut r).unwrap_err();
-        assert_eq!(e.to_string(), "field `password`, column 16: unknown filter `bad` (expected urlencode, json or base64)");
+        let e = render::<Echo>(
+            &fields(&[("host", "h"), ("password", "{{ secrets.p | bad }}")]),
+            &mut r,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field `password`, column 16: unknown filter `bad` (expected urlencode, json or base64)"
+        );
     }
 
     #[test]
@@ -438,7 +482,10 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("hots"));
         assert!(e.message.contains("host, port, password, token"));
         let e = render::<Echo>(&fields(&[]), &mut r).unwrap_err();
-        assert_eq!(e.to_string(), "field `host`: required field is not configured");
+        assert_eq!(
+            e.to_string(),
+            "field `host`: required field is not configured"
+        );
         let e = render::<Echo>(&fields(&[("host", "a"), ("host", "b")]), &mut r).unwrap_err();
         assert!(e.message.contains("twice"));
         let e = render::<Echo>(&fields(&[("host", "a"), ("port", "http")]), &mut r).unwrap_err();
@@ -450,9 +497,15 @@ mod tests {
     fn bare_arn_only_in_declared_fields() {
         let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api:token";
         let mut r = resolver();
-        r.values.insert("arn:aws:secretsmanager:us-east-1:123456789012:secret:api/token".into(), Value::Text("t".into()));
+        r.values.insert(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:api/token".into(),
+            Value::Text("t".into()),
+        );
         let out = render::<Echo>(&fields(&[("host", arn), ("token", arn)]), &mut r).unwrap();
-        assert_eq!(out[0].value, arn, "a field not declared as a reference stays literal");
+        assert_eq!(
+            out[0].value, arn,
+            "a field not declared as a reference stays literal"
+        );
         assert_eq!(out[2].value, "t");
     }
 }

@@ -50,9 +50,15 @@ impl Resolver for HostResolver {
 fn describe_error(error: &secrets::SecretError) -> String {
     use secrets::SecretError as E;
     match error {
-        E::NotFound(reference) => format!("secret `{reference}` was not found or is not allowed for this connector"),
-        E::InvalidReference(d) => format!("invalid secret reference `{}`: {}", d.reference, d.detail),
-        E::NotJson(reference) => format!("secret `{reference}` is not a JSON object, so it has no keys"),
+        E::NotFound(reference) => {
+            format!("secret `{reference}` was not found or is not allowed for this connector")
+        }
+        E::InvalidReference(d) => {
+            format!("invalid secret reference `{}`: {}", d.reference, d.detail)
+        }
+        E::NotJson(reference) => {
+            format!("secret `{reference}` is not a JSON object, so it has no keys")
+        }
         E::MissingKey(d) => format!("secret `{}` has no key {}", d.reference, d.detail),
         E::Unavailable(d) => format!("secret `{}` is unavailable: {}", d.reference, d.detail),
     }
@@ -82,7 +88,8 @@ pub fn describe<C: Connector>() -> types::ConnectorInfo {
 pub fn render_exported<C: Connector>(
     fields: Vec<types::FieldValue>,
 ) -> Result<Vec<types::RenderedValue>, types::RenderError> {
-    let configured: Vec<(String, String)> = fields.into_iter().map(|f| (f.name, f.template)).collect();
+    let configured: Vec<(String, String)> =
+        fields.into_iter().map(|f| (f.name, f.template)).collect();
     connector::render::<C>(&configured, &mut HostResolver)
         .map(|outputs| {
             outputs
@@ -94,5 +101,15 @@ pub fn render_exported<C: Connector>(
                 })
                 .collect()
         })
-        .map_err(|RenderError { field, column, message }| types::RenderError { field, column, message })
+        .map_err(
+            |RenderError {
+                 field,
+                 column,
+                 message,
+             }| types::RenderError {
+                field,
+                column,
+                message,
+            },
+        )
 }

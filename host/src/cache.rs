@@ -58,7 +58,10 @@ impl SecretCache {
     pub fn new(store: Arc<dyn SecretStore>, ttl: Duration, max_entries: u64) -> Self {
         Self {
             store,
-            entries: Cache::builder().time_to_live(ttl).max_capacity(max_entries).build(),
+            entries: Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(max_entries)
+                .build(),
         }
     }
 
@@ -86,7 +89,11 @@ impl SecretCache {
             })
             .await
             .map_err(|e| (*e).clone())?;
-        let status = if entry.is_fresh() { CacheStatus::Miss } else { CacheStatus::Hit };
+        let status = if entry.is_fresh() {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Hit
+        };
         Ok((entry.into_value(), status))
     }
 

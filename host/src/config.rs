@@ -140,7 +140,8 @@ impl Config {
         let secrets = check_secrets(raw.secrets, base)?;
         let mut connectors = BTreeMap::new();
         for (id, raw) in raw.connectors {
-            let allow = Allowlist::parse(&raw.allow).map_err(|e| format!("connectors.{id}.allow: {e}"))?;
+            let allow =
+                Allowlist::parse(&raw.allow).map_err(|e| format!("connectors.{id}.allow: {e}"))?;
             connectors.insert(
                 id.clone(),
                 ConnectorConfig {
@@ -151,7 +152,10 @@ impl Config {
                 },
             );
         }
-        Ok(Self { secrets, connectors })
+        Ok(Self {
+            secrets,
+            connectors,
+        })
     }
 
     /// The connector with this id, or an error listing the ids there are.
@@ -170,14 +174,23 @@ impl Config {
 fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> {
     let backend = match raw.backend.as_str() {
         "file" => Backend::File {
-            path: base.join(raw.path.ok_or("secrets.path: required for backend = \"file\"")?),
+            path: base.join(
+                raw.path
+                    .ok_or("secrets.path: required for backend = \"file\"")?,
+            ),
         },
-        other => return Err(format!("secrets.backend: unknown backend `{other}` (expected \"file\")")),
+        other => {
+            return Err(format!(
+                "secrets.backend: unknown backend `{other}` (expected \"file\")"
+            ));
+        }
     };
-    let namespace = Namespace::new(&raw.namespace).map_err(|e| format!("secrets.namespace: {e}"))?;
+    let namespace =
+        Namespace::new(&raw.namespace).map_err(|e| format!("secrets.namespace: {e}"))?;
     let cache_ttl = Duration::from_millis(raw.cache_ttl_ms.unwrap_or(DEFAULT_CACHE_TTL_MS));
-    let cache_max_entries = NonZeroU64::new(raw.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES))
-        .ok_or("secrets.cache_max_entries: must be at least 1")?;
+    let cache_max_entries =
+        NonZeroU64::new(raw.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES))
+            .ok_or("secrets.cache_max_entries: must be at least 1")?;
     if let Some(account) = &raw.account_id
         && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
     {
@@ -246,7 +259,12 @@ host = "{{ secrets.host }}"
         let c = Config::parse(GOOD, Path::new("/etc/kw")).unwrap();
         assert_eq!(c.secrets.namespace.as_str(), "acme/prod/");
         assert_eq!(c.secrets.cache_ttl, Duration::from_secs(1));
-        assert_eq!(c.secrets.backend, Backend::File { path: "/etc/kw/secrets.json".into() });
+        assert_eq!(
+            c.secrets.backend,
+            Backend::File {
+                path: "/etc/kw/secrets.json".into()
+            }
+        );
         let conn = c.connector("orders-db").unwrap();
         assert_eq!(conn.component, Path::new("/etc/kw/postgres.wasm"));
         assert_eq!(conn.fields["host"], "{{ secrets.host }}");
@@ -254,8 +272,12 @@ host = "{{ secrets.host }}"
 
     #[test]
     fn unknown_keys_are_errors_with_position() {
-        let e = Config::parse(&GOOD.replace("cache_ttl_ms", "cache_ttl"), Path::new(".")).unwrap_err();
-        assert!(e.starts_with("line 6, column 1: unknown field `cache_ttl`"), "{e}");
+        let e =
+            Config::parse(&GOOD.replace("cache_ttl_ms", "cache_ttl"), Path::new(".")).unwrap_err();
+        assert!(
+            e.starts_with("line 6, column 1: unknown field `cache_ttl`"),
+            "{e}"
+        );
         let e = Config::parse(&GOOD.replace("allow =", "allowed ="), Path::new(".")).unwrap_err();
         assert!(e.contains("unknown field `allowed`"), "{e}");
     }
@@ -263,10 +285,17 @@ host = "{{ secrets.host }}"
     #[test]
     fn bad_values_name_the_key() {
         let e = Config::parse(&GOOD.replace("\"file\"", "\"vault\""), Path::new(".")).unwrap_err();
-        assert!(e.contains("secrets.backend: unknown backend `vault`"), "{e}");
+        assert!(
+            e.contains("secrets.backend: unknown backend `vault`"),
+            "{e}"
+        );
         let e = Config::parse(&GOOD.replace("\"db\", ", "\"a//b\", "), Path::new(".")).unwrap_err();
         assert!(e.contains("connectors.orders-db.allow"), "{e}");
-        let e = Config::parse(&GOOD.replace("\"{{ secrets.host }}\"", "5432"), Path::new(".")).unwrap_err();
+        let e = Config::parse(
+            &GOOD.replace("\"{{ secrets.host }}\"", "5432"),
+            Path::new("."),
+        )
+        .unwrap_err();
         assert_eq!(e, "line 12, column 8: invalid value, expected a string");
         let e = Config::parse(&GOOD.replace("1000", "\"canary-ttl\""), Path::new(".")).unwrap_err();
         assert!(e.contains("line 6") && !e.contains("canary"), "{e}");
@@ -274,7 +303,10 @@ host = "{{ secrets.host }}"
 
     #[test]
     fn toml_errors_do_not_quote_lines() {
-        let text = GOOD.replace("host = \"{{ secrets.host }}\"", "password = \"canary-1\" oops");
+        let text = GOOD.replace(
+            "host = \"{{ secrets.host }}\"",
+            "password = \"canary-1\" oops",
+        );
         let e = Config::parse(&text, Path::new(".")).unwrap_err();
         assert!(!e.contains("canary"), "{e}");
     }
@@ -282,6 +314,9 @@ host = "{{ secrets.host }}"
     #[test]
     fn unknown_connector_lists_known_ones() {
         let c = Config::parse(GOOD, Path::new(".")).unwrap();
-        assert_eq!(c.connector("x").unwrap_err(), "unknown connector `x`; configured: orders-db");
+        assert_eq!(
+            c.connector("x").unwrap_err(),
+            "unknown connector `x`; configured: orders-db"
+        );
     }
 }

@@ -40,12 +40,12 @@ pub enum Error {
         message: String,
     },
     /// The connector could not render.
-    #[error("connector `{connector}`: {source}")]
+    #[error("connector `{connector}`: {error}")]
     Run {
         /// Connector id.
         connector: String,
-        /// What failed.
-        source: RunError,
+        /// What failed (part of this error's message, not a separate cause).
+        error: RunError,
     },
 }
 
@@ -61,7 +61,10 @@ pub struct Rendered {
 impl Rendered {
     /// The value of one output.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().find(|v| v.name == name).map(|v| v.value.as_str())
+        self.values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value.as_str())
     }
 
     /// `{"name": "value", ...}`; sensitive values are `****` unless `reveal`.
@@ -70,7 +73,11 @@ impl Rendered {
             .values
             .iter()
             .map(|v| {
-                let shown = if v.sensitive && !reveal { MASK } else { v.value.as_str() };
+                let shown = if v.sensitive && !reveal {
+                    MASK
+                } else {
+                    v.value.as_str()
+                };
                 (v.name.clone(), serde_json::Value::String(shown.to_string()))
             })
             .collect();
@@ -99,14 +106,20 @@ impl Keyward {
     /// first use (or all at once with [`Keyward::preload`]).
     pub fn new(config: Config) -> Result<Self, Error> {
         let store: Arc<dyn SecretStore> = match &config.secrets.backend {
-            Backend::File { path } => Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?),
+            Backend::File { path } => {
+                Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?)
+            }
         };
         Self::with_store(config, store)
     }
 
     /// Like [`Keyward::new`] with a backend of the caller's choosing.
     pub fn with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, Error> {
-        let cache = SecretCache::new(store, config.secrets.cache_ttl, config.secrets.cache_max_entries.get());
+        let cache = SecretCache::new(
+            store,
+            config.secrets.cache_ttl,
+            config.secrets.cache_max_entries.get(),
+        );
         let sandbox = Sandbox::new().map_err(Error::Engine)?;
         let connectors = config
             .connectors
@@ -181,19 +194,24 @@ impl Keyward {
 
     /// Renders a connector with the fields from its configuration.
     pub async fn render(&self, id: &str) -> Result<Rendered, Error> {
-        let fields: Vec<(String, String)> = self.slot(id)?.config.fields.clone().into_iter().collect();
+        let fields: Vec<(String, String)> =
+            self.slot(id)?.config.fields.clone().into_iter().collect();
         self.render_fields(id, &fields).await
     }
 
     /// Renders a connector with the given (field, template) pairs.
-    pub async fn render_fields(&self, id: &str, fields: &[(String, String)]) -> Result<Rendered, Error> {
+    pub async fn render_fields(
+        &self,
+        id: &str,
+        fields: &[(String, String)],
+    ) -> Result<Rendered, Error> {
         let (slot, loaded) = self.loaded(id).await?;
         let values = loaded
             .render(slot.secrets.clone(), fields)
             .await
-            .map_err(|source| Error::Run {
+            .map_err(|error| Error::Run {
                 connector: id.to_string(),
-                source,
+                error,
             })?;
         Ok(Rendered {
             connector: id.to_string(),

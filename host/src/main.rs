@@ -47,7 +47,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -73,14 +75,22 @@ fn fail(error: anyhow::Error) -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<String> {
     match command {
-        Command::Render { config, connector, reveal } => {
+        Command::Render {
+            config,
+            connector,
+            reveal,
+        } => {
             let keyward = Keyward::new(Config::load(&config)?)?;
             Ok(keyward.render(&connector).await?.to_json(reveal))
         }
         Command::Refs { config, connector } => {
             let keyward = Keyward::new(Config::load(&config)?)?;
             let names = keyward.references(&connector).await?;
-            Ok(names.iter().map(|n| paste_form(n)).collect::<Vec<_>>().join("\n"))
+            Ok(names
+                .iter()
+                .map(|n| paste_form(n))
+                .collect::<Vec<_>>()
+                .join("\n"))
         }
         Command::Describe { component } => {
             let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
@@ -88,7 +98,10 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .load(&component)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| component.display().to_string())?;
-            let info = loaded.describe().await.with_context(|| component.display().to_string())?;
+            let info = loaded
+                .describe()
+                .await
+                .with_context(|| component.display().to_string())?;
             Ok(serde_json::to_string_pretty(&info)?)
         }
     }
@@ -96,7 +109,10 @@ async fn run(command: Command) -> anyhow::Result<String> {
 
 /// `{{ secrets.db }}` where the name allows the dotted form, else brackets.
 fn paste_form(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         format!("{{{{ secrets.{name} }}}}")
     } else {
         format!("{{{{ secrets['{name}'] }}}}")

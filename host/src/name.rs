@@ -53,7 +53,10 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
         return Err("the name is empty".into());
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!("the name is {} bytes long; at most {MAX_NAME_BYTES} are allowed", name.len()));
+        return Err(format!(
+            "the name is {} bytes long; at most {MAX_NAME_BYTES} are allowed",
+            name.len()
+        ));
     }
     if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
         return Err(format!(
@@ -63,7 +66,11 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     }
     for segment in name.split('/') {
         match segment {
-            "" => return Err("the name has an empty `/` segment (leading, trailing or doubled `/`)".into()),
+            "" => {
+                return Err(
+                    "the name has an empty `/` segment (leading, trailing or doubled `/`)".into(),
+                );
+            }
             "." | ".." => return Err(format!("the name has a `{segment}` segment")),
             _ => {}
         }
@@ -95,11 +102,15 @@ impl VersionSelector {
     /// Builds a selector from a reference's optional fields.
     pub fn from_parts(stage: Option<&str>, id: Option<&str>) -> Result<Self, String> {
         match (stage, id) {
-            (Some(_), Some(_)) => Err("a version stage and a version id are exclusive; give one".into()),
+            (Some(_), Some(_)) => {
+                Err("a version stage and a version id are exclusive; give one".into())
+            }
             (None, Some(id)) => {
                 if id.is_empty()
                     || id.len() > MAX_VERSION_ID_BYTES
-                    || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 {
                     return Err(format!(
                         "a version id is 1 to {MAX_VERSION_ID_BYTES} letters, digits, `-` or `_`"
@@ -110,7 +121,9 @@ impl VersionSelector {
             (Some(stage), None) => {
                 if stage.is_empty()
                     || stage.len() > MAX_STAGE_BYTES
-                    || !stage.chars().all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c))
+                    || !stage
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c))
                 {
                     return Err(format!(
                         "a version stage is 1 to {MAX_STAGE_BYTES} letters, digits or _+=.@-"
@@ -227,7 +240,10 @@ fn name_from_arn(arn: &str, backend: &BackendIdentity) -> Result<String, String>
         return Err("the ARN is not a Secrets Manager secret ARN".into());
     }
     if resource.contains(':') {
-        return Err("the ARN has fields after the secret name; pass JSON keys and versions separately".into());
+        return Err(
+            "the ARN has fields after the secret name; pass JSON keys and versions separately"
+                .into(),
+        );
     }
     if partition != backend.partition {
         return Err(format!(
@@ -237,13 +253,23 @@ fn name_from_arn(arn: &str, backend: &BackendIdentity) -> Result<String, String>
     }
     match &backend.region {
         Some(expected) if expected == region => {}
-        Some(expected) => return Err(format!("the ARN's region `{region}` is not this host's `{expected}`")),
+        Some(expected) => {
+            return Err(format!(
+                "the ARN's region `{region}` is not this host's `{expected}`"
+            ));
+        }
         None => return Err("this host has no region configured, so ARNs cannot be checked".into()),
     }
     match &backend.account_id {
         Some(expected) if expected == account => {}
-        Some(_) => return Err(format!("the ARN's account `{account}` is not this host's account")),
-        None => return Err("this host has no account id configured, so ARNs cannot be checked".into()),
+        Some(_) => {
+            return Err(format!(
+                "the ARN's account `{account}` is not this host's account"
+            ));
+        }
+        None => {
+            return Err("this host has no account id configured, so ARNs cannot be checked".into());
+        }
     }
     Ok(strip_random_suffix(resource).to_string())
 }
@@ -253,7 +279,9 @@ fn strip_random_suffix(resource: &str) -> &str {
     match resource.len().checked_sub(7) {
         Some(cut)
             if resource.as_bytes()[cut] == b'-'
-                && resource[cut + 1..].chars().all(|c| c.is_ascii_alphanumeric()) =>
+                && resource[cut + 1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric()) =>
         {
             &resource[..cut]
         }
@@ -274,7 +302,14 @@ mod tests {
     }
 
     fn canon(name: &str) -> Result<CanonicalRef, String> {
-        canonicalize(name, &[], None, None, &Namespace::new("acme/prod").unwrap(), &backend())
+        canonicalize(
+            name,
+            &[],
+            None,
+            None,
+            &Namespace::new("acme/prod").unwrap(),
+            &backend(),
+        )
     }
 
     #[test]
@@ -287,25 +322,53 @@ mod tests {
 
     #[test]
     fn full_arns_reduce_to_names() {
-        let c = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db-AbC123").unwrap();
+        let c = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db-AbC123")
+            .unwrap();
         assert_eq!(c.name.as_str(), "acme/prod/db");
-        let partial = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db").unwrap();
+        let partial =
+            canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db").unwrap();
         assert_eq!(partial.name.as_str(), "acme/prod/db");
-        let outside = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:other/db-AbC123").unwrap();
+        let outside =
+            canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:other/db-AbC123").unwrap();
         assert_eq!(outside.relative, None);
     }
 
     #[test]
     fn foreign_arns_are_invalid() {
-        assert!(canon("arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/prod/db").unwrap_err().contains("region"));
-        assert!(canon("arn:aws:secretsmanager:us-east-1:999999999999:secret:acme/prod/db").unwrap_err().contains("account"));
-        assert!(canon("arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:acme/prod/db").unwrap_err().contains("partition"));
+        assert!(
+            canon("arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/prod/db")
+                .unwrap_err()
+                .contains("region")
+        );
+        assert!(
+            canon("arn:aws:secretsmanager:us-east-1:999999999999:secret:acme/prod/db")
+                .unwrap_err()
+                .contains("account")
+        );
+        assert!(
+            canon("arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:acme/prod/db")
+                .unwrap_err()
+                .contains("partition")
+        );
         assert!(canon("arn:aws:ssm:us-east-1:123456789012:parameter:x").is_err());
     }
 
     #[test]
     fn traversal_and_bad_characters_are_invalid() {
-        for bad in ["../other/x", "a/../b", "./a", "a//b", "/a", "a/", "", " a", "a\0b", "%2e%2e/x", "a%2Fb", "a\nb"] {
+        for bad in [
+            "../other/x",
+            "a/../b",
+            "./a",
+            "a//b",
+            "/a",
+            "a/",
+            "",
+            " a",
+            "a\0b",
+            "%2e%2e/x",
+            "a%2Fb",
+            "a\nb",
+        ] {
             assert!(canon(bad).is_err(), "{bad:?} should be invalid");
         }
         assert!(canon(&"a".repeat(600)).unwrap_err().contains("600 bytes"));

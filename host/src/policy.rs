@@ -42,7 +42,9 @@ impl Rule {
             None => (text, None),
         };
         let (pattern, key) = match rest.split_once('#') {
-            Some((pattern, key)) if key.is_empty() => return Err(format!("rule `{text}`: empty key after `#` ({pattern})")),
+            Some((pattern, "")) => {
+                return Err(format!("rule `{text}`: empty key after `#` ({pattern})"));
+            }
             Some((pattern, key)) => (pattern, Some(key.to_string())),
             None => (rest, None),
         };
@@ -59,7 +61,8 @@ impl Rule {
                 if grant == VERSION_ID_GRANT {
                     version_ids = true;
                 } else {
-                    VersionSelector::from_parts(Some(grant), None).map_err(|e| format!("rule `{text}`: {e}"))?;
+                    VersionSelector::from_parts(Some(grant), None)
+                        .map_err(|e| format!("rule `{text}`: {e}"))?;
                     list.push(grant.to_string());
                 }
             }
@@ -122,7 +125,9 @@ fn glob_segments(pattern: &[String], name: &[&str]) -> bool {
             (0..=name.len()).any(|skip| glob_segments(rest, &name[skip..])) && !name.is_empty()
         }
         Some((first, rest)) => match name.split_first() {
-            Some((segment, name_rest)) => glob_one(first, segment) && glob_segments(rest, name_rest),
+            Some((segment, name_rest)) => {
+                glob_one(first, segment) && glob_segments(rest, name_rest)
+            }
             None => false,
         },
     }
@@ -131,8 +136,12 @@ fn glob_segments(pattern: &[String], name: &[&str]) -> bool {
 /// Matches one segment against a pattern in which `*` is any run of characters.
 fn glob_one(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else { return false };
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
     for (i, part) in parts.iter().enumerate() {
         if i + 1 == parts.len() {
@@ -182,7 +191,10 @@ impl Allowlist {
     /// Parses every rule; the error names the rule.
     pub fn parse<S: AsRef<str>>(rules: &[S]) -> Result<Self, String> {
         Ok(Self {
-            rules: rules.iter().map(|r| Rule::parse(r.as_ref())).collect::<Result<_, _>>()?,
+            rules: rules
+                .iter()
+                .map(|r| Rule::parse(r.as_ref()))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -215,11 +227,28 @@ mod tests {
 
     fn reference(name: &str, path: &[&str], stage: Option<&str>, id: Option<&str>) -> CanonicalRef {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        canonicalize(name, &path, stage, id, &Namespace::new("ns/").unwrap(), &BackendIdentity::default()).unwrap()
+        canonicalize(
+            name,
+            &path,
+            stage,
+            id,
+            &Namespace::new("ns/").unwrap(),
+            &BackendIdentity::default(),
+        )
+        .unwrap()
     }
 
-    fn allows(rules: &[&str], name: &str, path: &[&str], stage: Option<&str>, id: Option<&str>) -> bool {
-        Allowlist::parse(rules).unwrap().check(&reference(name, path, stage, id)).is_ok()
+    fn allows(
+        rules: &[&str],
+        name: &str,
+        path: &[&str],
+        stage: Option<&str>,
+        id: Option<&str>,
+    ) -> bool {
+        Allowlist::parse(rules)
+            .unwrap()
+            .check(&reference(name, path, stage, id))
+            .is_ok()
     }
 
     #[test]
@@ -232,7 +261,10 @@ mod tests {
         assert!(allows(&["db"], "db", &["password"], None, None));
         assert!(!allows(&["db"], "db2", &[], None, None));
         assert!(allows(&["team/*"], "team/a", &[], None, None));
-        assert!(!allows(&["team/*"], "team/a/b", &[], None, None), "`*` must not cross `/`");
+        assert!(
+            !allows(&["team/*"], "team/a/b", &[], None, None),
+            "`*` must not cross `/`"
+        );
         assert!(!allows(&["team/*"], "team", &[], None, None));
         assert!(allows(&["team/**"], "team/a/b", &[], None, None));
         assert!(!allows(&["team/**"], "team", &[], None, None));
@@ -247,7 +279,10 @@ mod tests {
     fn key_restriction() {
         assert!(allows(&["db#user"], "db", &["user"], None, None));
         assert!(!allows(&["db#user"], "db", &["password"], None, None));
-        assert!(!allows(&["db#user"], "db", &[], None, None), "the whole secret is more than one key");
+        assert!(
+            !allows(&["db#user"], "db", &[], None, None),
+            "the whole secret is more than one key"
+        );
     }
 
     #[test]
@@ -255,7 +290,13 @@ mod tests {
         assert!(allows(&["db"], "db", &[], Some("AWSPREVIOUS"), None));
         assert!(!allows(&["db"], "db", &[], Some("AWSPENDING"), None));
         assert!(!allows(&["db"], "db", &[], None, Some("v1")));
-        assert!(allows(&["db@AWSPENDING"], "db", &[], Some("AWSPENDING"), None));
+        assert!(allows(
+            &["db@AWSPENDING"],
+            "db",
+            &[],
+            Some("AWSPENDING"),
+            None
+        ));
         assert!(!allows(&["db@AWSPENDING"], "db", &[], None, None));
         assert!(allows(&["db@version-id"], "db", &[], None, Some("v1")));
     }
@@ -263,8 +304,13 @@ mod tests {
     #[test]
     fn denial_names_the_deciding_rule() {
         let list = Allowlist::parse(&["db#user"]).unwrap();
-        let denial = list.check(&reference("db", &["password"], None, None)).unwrap_err();
-        assert_eq!(denial.to_string(), "rule `db#user`: only key `user` is allowed");
+        let denial = list
+            .check(&reference("db", &["password"], None, None))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "rule `db#user`: only key `user` is allowed"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! which.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,13 +15,18 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cache::{CacheStatus, CachedVersion, SecretCache};
-use crate::name::{BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize};
+use crate::name::{
+    BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize,
+};
 use crate::policy::Allowlist;
 use crate::store::StoreError;
 use crate::value::{PathError, SecretValue};
 
 /// Longest reference text quoted in an error or audit record.
 const MAX_QUOTED_REFERENCE: usize = 200;
+
+/// One secret version as the cache answered for it.
+type Fetched = Result<(Arc<CachedVersion>, CacheStatus), StoreError>;
 
 /// A reference as the guest sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +153,9 @@ impl AuditRecord<'_> {
     fn emit(&self) {
         match serde_json::to_string(self) {
             Ok(json) => tracing::info!(target: "keyward::audit", "{json}"),
-            Err(e) => tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}"),
+            Err(e) => {
+                tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}")
+            }
         }
     }
 }
@@ -188,17 +196,20 @@ impl ConnectorSecrets {
 
     /// Resolves references of one render. Each distinct secret version is
     /// fetched once, so two references to one secret see one version.
-    pub async fn get_many(&self, requests: &[SecretRequest]) -> Vec<Result<SecretValue, ResolveError>> {
+    pub async fn get_many(
+        &self,
+        requests: &[SecretRequest],
+    ) -> Vec<Result<SecretValue, ResolveError>> {
         let started = Instant::now();
-        let checked: Vec<Result<(CanonicalRef, String), ResolveError>> = requests.iter().map(|r| self.check(r)).collect();
+        let checked: Vec<Result<(CanonicalRef, String), ResolveError>> =
+            requests.iter().map(|r| self.check(r)).collect();
 
-        let mut fetched: HashMap<(SecretName, VersionSelector), Result<(Arc<CachedVersion>, CacheStatus), StoreError>> =
-            HashMap::new();
+        let mut fetched: HashMap<(SecretName, VersionSelector), Fetched> = HashMap::new();
         for (canonical, _) in checked.iter().flatten() {
             let key = (canonical.name.clone(), canonical.version.clone());
-            if !fetched.contains_key(&key) {
-                let result = self.cache.get(&key.0, &key.1).await;
-                fetched.insert(key, result);
+            if let Entry::Vacant(slot) = fetched.entry(key) {
+                let result = self.cache.get(&canonical.name, &canonical.version).await;
+                slot.insert(result);
             }
         }
         let latency_us = Some(started.elapsed().as_micros());
@@ -299,7 +310,10 @@ impl ConnectorSecrets {
                 Ok((canonical, rule))
             }
             Err(denial) => {
-                denied(Decision::Denied(denial.to_string()), Some(canonical.name.as_str()));
+                denied(
+                    Decision::Denied(denial.to_string()),
+                    Some(canonical.name.as_str()),
+                );
                 Err(ResolveError::NotFound { reference })
             }
         }
@@ -336,7 +350,10 @@ fn describe_key(key: &str, parent: &[String]) -> String {
     if parent.is_empty() {
         format!("`{key}`")
     } else {
-        let parent: Vec<String> = parent.iter().map(|p| format!("`{}`", p.escape_debug())).collect();
+        let parent: Vec<String> = parent
+            .iter()
+            .map(|p| format!("`{}`", p.escape_debug()))
+            .collect();
         format!("`{key}` (inside {})", parent.join("."))
     }
 }

@@ -138,7 +138,11 @@ impl WasiView for HostState {
 impl HostState {
     fn new(connector: Arc<str>, secrets: Option<ConnectorSecrets>) -> Self {
         // No preopens, no environment, no network, no inherited stdio.
-        let wasi = WasiCtxBuilder::new().allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false).build();
+        let wasi = WasiCtxBuilder::new()
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -148,12 +152,19 @@ impl HostState {
         }
     }
 
-    async fn resolve(&mut self, requests: Vec<SecretRequest>) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
+    async fn resolve(
+        &mut self,
+        requests: Vec<SecretRequest>,
+    ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
         let results = match &self.secrets {
             Some(secrets) => secrets.get_many(&requests).await,
             None => requests
                 .iter()
-                .map(|r| Err(ResolveError::NotFound { reference: r.to_string() }))
+                .map(|r| {
+                    Err(ResolveError::NotFound {
+                        reference: r.to_string(),
+                    })
+                })
                 .collect(),
         };
         results
@@ -175,8 +186,9 @@ impl HostState {
             }
             SecretValue::Bytes(bytes) => {
                 use base64::Engine as _;
-                self.delivered
-                    .push(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*bytes)));
+                self.delivered.push(Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(&*bytes),
+                ));
                 if let Ok(text) = std::str::from_utf8(&bytes) {
                     self.delivered.push(Zeroizing::new(text.to_string()));
                 }
@@ -188,7 +200,12 @@ impl HostState {
     /// The message with every delivered value replaced by [`MASK`],
     /// longest first so that a value containing another is masked whole.
     fn mask(&self, message: &str) -> String {
-        let mut values: Vec<&str> = self.delivered.iter().map(|v| v.as_str()).filter(|v| !v.is_empty()).collect();
+        let mut values: Vec<&str> = self
+            .delivered
+            .iter()
+            .map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         let mut out = message.to_string();
         for value in values {
@@ -205,10 +222,17 @@ fn to_wit_error(error: ResolveError) -> wit_secrets::SecretError {
     use wit_secrets::{ErrorDetail, SecretError as W};
     match error {
         ResolveError::NotFound { reference } => W::NotFound(reference),
-        ResolveError::Invalid { reference, detail } => W::InvalidReference(ErrorDetail { reference, detail }),
+        ResolveError::Invalid { reference, detail } => {
+            W::InvalidReference(ErrorDetail { reference, detail })
+        }
         ResolveError::NotJson { reference } => W::NotJson(reference),
-        ResolveError::MissingKey { reference, key } => W::MissingKey(ErrorDetail { reference, detail: key }),
-        ResolveError::Unavailable { reference, detail } => W::Unavailable(ErrorDetail { reference, detail }),
+        ResolveError::MissingKey { reference, key } => W::MissingKey(ErrorDetail {
+            reference,
+            detail: key,
+        }),
+        ResolveError::Unavailable { reference, detail } => {
+            W::Unavailable(ErrorDetail { reference, detail })
+        }
     }
 }
 
@@ -227,16 +251,17 @@ impl wit_secrets::Host for HostState {
         reference: wit_secrets::SecretRef,
     ) -> Result<wit_secrets::SecretValue, wit_secrets::SecretError> {
         let mut results = self.resolve(vec![from_wit_ref(reference)]).await;
-        results.pop().unwrap_or_else(|| {
-            Err(wit_secrets::SecretError::NotFound(String::new()))
-        })
+        results
+            .pop()
+            .unwrap_or_else(|| Err(wit_secrets::SecretError::NotFound(String::new())))
     }
 
     async fn get_many(
         &mut self,
         references: Vec<wit_secrets::SecretRef>,
     ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
-        self.resolve(references.into_iter().map(from_wit_ref).collect()).await
+        self.resolve(references.into_iter().map(from_wit_ref).collect())
+            .await
     }
 
     async fn list(&mut self) -> Vec<String> {
@@ -255,11 +280,21 @@ impl wit_log::Host for HostState {
         let message = self.mask(&message);
         let connector = &*self.connector;
         match level {
-            wit_log::Level::Trace => tracing::trace!(target: "keyward::guest", connector, "{message}"),
-            wit_log::Level::Debug => tracing::debug!(target: "keyward::guest", connector, "{message}"),
-            wit_log::Level::Info => tracing::info!(target: "keyward::guest", connector, "{message}"),
-            wit_log::Level::Warn => tracing::warn!(target: "keyward::guest", connector, "{message}"),
-            wit_log::Level::Error => tracing::error!(target: "keyward::guest", connector, "{message}"),
+            wit_log::Level::Trace => {
+                tracing::trace!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Debug => {
+                tracing::debug!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Info => {
+                tracing::info!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Warn => {
+                tracing::warn!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Error => {
+                tracing::error!(target: "keyward::guest", connector, "{message}")
+            }
         }
     }
 }
@@ -299,7 +334,8 @@ impl Sandbox {
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
         Connector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
         Ok(Self {
@@ -332,7 +368,11 @@ impl Sandbox {
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
-    format!("{e:#}").lines().next().unwrap_or_default().to_string()
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl LoadedConnector {
@@ -380,7 +420,10 @@ impl LoadedConnector {
                 template: template.clone(),
             })
             .collect();
-        let result = instance.call_render(&mut store, &fields).await.map_err(trap)?;
+        let result = instance
+            .call_render(&mut store, &fields)
+            .await
+            .map_err(trap)?;
         match result {
             Ok(values) => Ok(values
                 .into_iter()

@@ -67,7 +67,9 @@ pub struct ParsedSecret {
 
 impl fmt::Debug for ParsedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParsedSecret").field("value", &self.value).finish_non_exhaustive()
+        f.debug_struct("ParsedSecret")
+            .field("value", &self.value)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,10 +126,13 @@ impl ParsedSecret {
             .ok_or(PathError::NotJson)?;
         let mut node = json;
         for (depth, key) in path.iter().enumerate() {
-            node = node.as_object().and_then(|o| o.get(key)).ok_or_else(|| PathError::MissingKey {
-                key: key.clone(),
-                parent: path[..depth].to_vec(),
-            })?;
+            node =
+                node.as_object()
+                    .and_then(|o| o.get(key))
+                    .ok_or_else(|| PathError::MissingKey {
+                        key: key.clone(),
+                        parent: path[..depth].to_vec(),
+                    })?;
         }
         Ok(match node {
             serde_json::Value::String(text) => SecretValue::text(text.clone()),
@@ -149,10 +154,22 @@ mod tests {
         let s = ParsedSecret::new(SecretValue::text(
             r#"{"user":"app","port":5432,"tls":true,"nested":{"a":[1,"x"]},"n":null}"#,
         ));
-        assert_eq!(s.select(&keys(&["user"])).unwrap(), SecretValue::text("app"));
-        assert_eq!(s.select(&keys(&["port"])).unwrap(), SecretValue::text("5432"));
-        assert_eq!(s.select(&keys(&["tls"])).unwrap(), SecretValue::text("true"));
-        assert_eq!(s.select(&keys(&["nested"])).unwrap(), SecretValue::text(r#"{"a":[1,"x"]}"#));
+        assert_eq!(
+            s.select(&keys(&["user"])).unwrap(),
+            SecretValue::text("app")
+        );
+        assert_eq!(
+            s.select(&keys(&["port"])).unwrap(),
+            SecretValue::text("5432")
+        );
+        assert_eq!(
+            s.select(&keys(&["tls"])).unwrap(),
+            SecretValue::text("true")
+        );
+        assert_eq!(
+            s.select(&keys(&["nested"])).unwrap(),
+            SecretValue::text(r#"{"a":[1,"x"]}"#)
+        );
         assert_eq!(s.select(&keys(&["n"])).unwrap(), SecretValue::text("null"));
     }
 
@@ -161,13 +178,22 @@ mod tests {
         let s = ParsedSecret::new(SecretValue::text(r#"{"a":{"b":1}}"#));
         assert_eq!(
             s.select(&keys(&["a", "c"])).unwrap_err(),
-            PathError::MissingKey { key: "c".into(), parent: keys(&["a"]) }
+            PathError::MissingKey {
+                key: "c".into(),
+                parent: keys(&["a"])
+            }
         );
-        assert!(matches!(s.select(&keys(&["a", "b", "c"])), Err(PathError::MissingKey { .. })));
+        assert!(matches!(
+            s.select(&keys(&["a", "b", "c"])),
+            Err(PathError::MissingKey { .. })
+        ));
         let plain = ParsedSecret::new(SecretValue::text("hunter2"));
         assert_eq!(plain.select(&keys(&["a"])).unwrap_err(), PathError::NotJson);
         let binary = ParsedSecret::new(SecretValue::bytes(b"{\"a\":1}".to_vec()));
-        assert_eq!(binary.select(&keys(&["a"])).unwrap_err(), PathError::NotJson);
+        assert_eq!(
+            binary.select(&keys(&["a"])).unwrap_err(),
+            PathError::NotJson
+        );
     }
 
     #[test]

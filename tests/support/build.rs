@@ -15,31 +15,55 @@ const CONNECTORS: &[(&str, &str, &str)] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.join("../..").canonicalize().expect("workspace root");
-    for watched in ["guest", "wit", "examples/postgres", "tests/connectors", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root");
+    for watched in [
+        "guest",
+        "wit",
+        "examples/postgres",
+        "tests/connectors",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     let target_dir = workspace.join("target/connectors");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(&workspace)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "connector"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "connector",
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
         // The outer build's flags are for the host target, not for wasm.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_MAKEFLAGS");
+        .env_remove("CARGO_MAKEFLAGS")
+        // `cargo clippy` wraps rustc; the connectors are linted separately.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     for (_, package, _) in CONNECTORS {
         command.args(["-p", package]);
     }
-    let status = command.status().expect("cannot run cargo to build the test connectors");
+    let status = command
+        .status()
+        .expect("cannot run cargo to build the test connectors");
     if !status.success() {
         panic!(
-            "building the test connectors failed; is the wasm target installed? \
-             (`rustup target add wasm32-wasip2`)"
+            "building the test connectors failed (see cargo's output above); \
+             is the wasm target installed? (`rustup target add wasm32-wasip2`)"
         );
     }
     let out_dir = target_dir.join("wasm32-wasip2/connector");
@@ -52,7 +76,8 @@ fn main() {
             path.display().to_string()
         ));
     }
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("artifacts.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("artifacts.rs");
     std::fs::write(dest, code).expect("cannot write artifacts.rs");
 }
 

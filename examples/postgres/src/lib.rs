@@ -8,20 +8,35 @@ use keyward_guest::encode::percent;
 use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
 
 /// The SSL modes libpq accepts.
-const SSL_MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 /// The connector type exported by this component.
 pub struct Postgres;
 
 impl Connector for Postgres {
     fn info() -> ConnectorInfo {
-        ConnectorInfo::new("postgres", env!("CARGO_PKG_VERSION"), "PostgreSQL connection (libpq URI)")
-            .field(Field::new("host", "Server host name or IP address").required())
-            .field(Field::new("port", "Server port").default("5432"))
-            .field(Field::new("database", "Database name").required())
-            .field(Field::new("user", "Role to connect as").required())
-            .field(Field::new("password", "Password of the role").sensitive().secret_reference())
-            .field(Field::new("sslmode", "libpq sslmode").default("prefer"))
+        ConnectorInfo::new(
+            "postgres",
+            env!("CARGO_PKG_VERSION"),
+            "PostgreSQL connection (libpq URI)",
+        )
+        .field(Field::new("host", "Server host name or IP address").required())
+        .field(Field::new("port", "Server port").default("5432"))
+        .field(Field::new("database", "Database name").required())
+        .field(Field::new("user", "Role to connect as").required())
+        .field(
+            Field::new("password", "Password of the role")
+                .sensitive()
+                .secret_reference(),
+        )
+        .field(Field::new("sslmode", "libpq sslmode").default("prefer"))
     }
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
@@ -45,7 +60,11 @@ impl Connector for Postgres {
             percent(host.as_bytes())
         };
         let userinfo = match fields.get("password") {
-            Some(password) => format!("{}:{}", percent(user.as_bytes()), percent(password.as_bytes())),
+            Some(password) => format!(
+                "{}:{}",
+                percent(user.as_bytes()),
+                percent(password.as_bytes())
+            ),
             None => percent(user.as_bytes()),
         };
         let dsn = format!(

@@ -130,7 +130,10 @@ impl Template {
 
     /// Builds the text, taking each placeholder's value from `value_of`.
     /// Values are inserted as they are: a value is never parsed again.
-    pub fn render<E>(&self, mut value_of: impl FnMut(&Placeholder) -> Result<Value, E>) -> Result<String, E> {
+    pub fn render<E>(
+        &self,
+        mut value_of: impl FnMut(&Placeholder) -> Result<Value, E>,
+    ) -> Result<String, E> {
         let mut out = String::new();
         for segment in &self.segments {
             match segment {
@@ -177,7 +180,9 @@ fn apply_filters(value: &Value, filters: &[Filter]) -> String {
         };
     };
     rest.iter()
-        .fold(apply_filter(*first, bytes), |text, filter| apply_filter(*filter, text.as_bytes()))
+        .fold(apply_filter(*first, bytes), |text, filter| {
+            apply_filter(*filter, text.as_bytes())
+        })
 }
 
 fn apply_filter(filter: Filter, bytes: &[u8]) -> String {

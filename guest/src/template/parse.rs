@@ -66,14 +66,9 @@ impl Parser {
     }
 
     fn looking_at(&self, s: &str) -> bool {
-        let mut i = self.pos;
-        for c in s.chars() {
-            if self.chars.get(i) != Some(&c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        (self.pos..)
+            .zip(s.chars())
+            .all(|(i, c)| self.chars.get(i) == Some(&c))
     }
 
     fn skip_ws(&mut self) {
@@ -127,7 +122,9 @@ impl Parser {
             }
             Some(_) if self.looking_at("secrets") => self.secrets_path(start)?,
             Some(_) if self.looking_at("}}") => {
-                return Err(self.error_at(open, "empty `{{ }}`: expected a secret reference".into()));
+                return Err(
+                    self.error_at(open, "empty `{{ }}`: expected a secret reference".into())
+                );
             }
             Some(_) => {
                 return Err(self.error_here(
@@ -146,7 +143,10 @@ impl Parser {
     }
 
     fn unclosed(&self, open: usize) -> TemplateError {
-        self.error_at(open, "unclosed `{{`: expected `}}` before the end of the field".into())
+        self.error_at(
+            open,
+            "unclosed `{{`: expected `}}` before the end of the field".into(),
+        )
     }
 
     /// Reads optional filters (where allowed), then the closing `}}`.
@@ -185,7 +185,11 @@ impl Parser {
                 Some(c) => {
                     return Err(self.error_here(format!(
                         "unexpected `{c}`: expected {}`}}}}`",
-                        if filters_allowed { "`|` and a filter, or " } else { "" }
+                        if filters_allowed {
+                            "`|` and a filter, or "
+                        } else {
+                            ""
+                        }
                     )));
                 }
             }
@@ -230,7 +234,10 @@ impl Parser {
         loop {
             match self.peek() {
                 None => {
-                    return Err(self.error_at(open, format!("unterminated string: expected a closing {quote}")));
+                    return Err(self.error_at(
+                        open,
+                        format!("unterminated string: expected a closing {quote}"),
+                    ));
                 }
                 Some('\\') => {
                     let escaped = self.chars.get(self.pos + 1).copied();
@@ -238,7 +245,8 @@ impl Parser {
                         Some(c @ ('\\' | '\'' | '"')) => out.push(c),
                         _ => {
                             return Err(self.error_here(
-                                "unknown escape in string: only \\\\, \\' and \\\" are allowed".into(),
+                                "unknown escape in string: only \\\\, \\' and \\\" are allowed"
+                                    .into(),
                             ));
                         }
                     }
@@ -262,17 +270,22 @@ impl Parser {
         let mut parts: Vec<String> = Vec::new();
         loop {
             let at = self.pos;
-            let what = if parts.is_empty() { "secret name" } else { "key" };
+            let what = if parts.is_empty() {
+                "secret name"
+            } else {
+                "key"
+            };
             match self.peek() {
                 Some('.') => {
                     self.pos += 1;
                     let part = self.identifier();
                     if part.is_empty() {
                         return Err(match self.peek() {
-                            Some(c) if !c.is_whitespace() && c != '}' && c != '|' => self.error_here(format!(
-                                "`{c}` cannot appear in a dotted {what}; use the bracket form \
+                            Some(c) if !c.is_whitespace() && c != '}' && c != '|' => self
+                                .error_here(format!(
+                                    "`{c}` cannot appear in a dotted {what}; use the bracket form \
                                  `['...']`"
-                            )),
+                                )),
                             _ => self.error_at(at, format!("empty {what} after `.`")),
                         });
                     }
@@ -304,7 +317,10 @@ impl Parser {
             }
         }
         if parts.is_empty() {
-            return Err(self.error_at(start, "expected `.NAME` or `['NAME']` after `secrets`".into()));
+            return Err(self.error_at(
+                start,
+                "expected `.NAME` or `['NAME']` after `secrets`".into(),
+            ));
         }
         let name = parts.remove(0);
         Ok(Reference {
@@ -328,7 +344,10 @@ impl Parser {
         };
         let key = &body[..split];
         if key.is_empty() {
-            return Err(self.error_at(body_start, "empty key name in `workato:sm:KEY_NAME:SECRET_ARN`".into()));
+            return Err(self.error_at(
+                body_start,
+                "empty key name in `workato:sm:KEY_NAME:SECRET_ARN`".into(),
+            ));
         }
         let arn = &body[split + 1..];
         let arn_start = body_start + body[..=split].chars().count();
@@ -336,7 +355,8 @@ impl Parser {
         if extra_fields {
             return Err(self.error_at(
                 arn_start,
-                "a Workato reference takes a plain secret ARN, without `:JSON_KEY:STAGE:ID` fields".into(),
+                "a Workato reference takes a plain secret ARN, without `:JSON_KEY:STAGE:ID` fields"
+                    .into(),
             ));
         }
         Ok(Reference {
@@ -372,7 +392,15 @@ fn parse_ecs_arn(arn: &str, start: usize) -> Result<(Reference, bool), TemplateE
             printable(arn)
         )));
     }
-    let labels = ["arn", "partition", "service", "region", "account", "resource type", "secret name"];
+    let labels = [
+        "arn",
+        "partition",
+        "service",
+        "region",
+        "account",
+        "resource type",
+        "secret name",
+    ];
     for (label, part) in labels.iter().zip(&parts) {
         if part.is_empty() {
             return Err(err(format!("bad ARN `{}`: empty {label}", printable(arn))));
@@ -392,7 +420,12 @@ fn parse_ecs_arn(arn: &str, start: usize) -> Result<(Reference, bool), TemplateE
             parts[5]
         )));
     }
-    let optional = |i: usize| parts.get(i).filter(|s| !s.is_empty()).map(|s| s.to_string());
+    let optional = |i: usize| {
+        parts
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string())
+    };
     let json_key = optional(7);
     let version_stage = optional(8);
     let version_id = optional(9);

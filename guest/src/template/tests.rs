@@ -46,22 +46,46 @@ fn text(s: &str) -> Value {
 fn literal_text_has_no_placeholders() {
     let t = Template::parse("host=db port=5432 {single} }} brace").unwrap();
     assert_eq!(t.placeholders().count(), 0);
-    assert_eq!(t.render(|_| Err::<Value, ()>(())).unwrap(), "host=db port=5432 {single} }} brace");
+    assert_eq!(
+        t.render(|_| Err::<Value, ()>(())).unwrap(),
+        "host=db port=5432 {single} }} brace"
+    );
 }
 
 #[test]
 fn dotted_name_and_keys() {
-    assert_eq!(refs("{{ secrets.db_password }}"), [reference("db_password", &[])]);
-    assert_eq!(refs("{{secrets.db.password}}"), [reference("db", &["password"])]);
-    assert_eq!(refs("{{ secrets.a.b.c.d }}"), [reference("a", &["b", "c", "d"])]);
+    assert_eq!(
+        refs("{{ secrets.db_password }}"),
+        [reference("db_password", &[])]
+    );
+    assert_eq!(
+        refs("{{secrets.db.password}}"),
+        [reference("db", &["password"])]
+    );
+    assert_eq!(
+        refs("{{ secrets.a.b.c.d }}"),
+        [reference("a", &["b", "c", "d"])]
+    );
 }
 
 #[test]
 fn bracket_names_with_either_quote() {
-    assert_eq!(refs("{{ secrets['a/b']['k'] }}"), [reference("a/b", &["k"])]);
-    assert_eq!(refs(r#"{{ secrets["a/b"]["k"] }}"#), [reference("a/b", &["k"])]);
-    assert_eq!(refs("{{ secrets[ 'x.y@z+=-' ] }}"), [reference("x.y@z+=-", &[])]);
-    assert_eq!(refs("{{ secrets['db'].password['inner key'] }}"), [reference("db", &["password", "inner key"])]);
+    assert_eq!(
+        refs("{{ secrets['a/b']['k'] }}"),
+        [reference("a/b", &["k"])]
+    );
+    assert_eq!(
+        refs(r#"{{ secrets["a/b"]["k"] }}"#),
+        [reference("a/b", &["k"])]
+    );
+    assert_eq!(
+        refs("{{ secrets[ 'x.y@z+=-' ] }}"),
+        [reference("x.y@z+=-", &[])]
+    );
+    assert_eq!(
+        refs("{{ secrets['db'].password['inner key'] }}"),
+        [reference("db", &["password", "inner key"])]
+    );
     assert_eq!(refs(r"{{ secrets['it\'s'] }}"), [reference("it's", &[])]);
 }
 
@@ -78,18 +102,29 @@ fn workato_form_keeps_dotted_key_whole() {
 fn ecs_arn_with_optional_fields() {
     let base = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db";
     assert_eq!(refs(&format!("{{{{ {base} }}}}")), [reference(base, &[])]);
-    assert_eq!(refs(&format!("{{{{ {base}:password:: }}}}")), [reference(base, &["password"])]);
+    assert_eq!(
+        refs(&format!("{{{{ {base}:password:: }}}}")),
+        [reference(base, &["password"])]
+    );
     let previous = refs(&format!("{{{{ {base}::AWSPREVIOUS: }}}}"));
     assert_eq!(previous[0].version_stage.as_deref(), Some("AWSPREVIOUS"));
     assert!(previous[0].path.is_empty());
-    let by_id = refs(&format!("{{{{ {base}:user::0f7c5c9e-1b2a-4c3d-9e8f-123456789abc }}}}"));
-    assert_eq!(by_id[0].version_id.as_deref(), Some("0f7c5c9e-1b2a-4c3d-9e8f-123456789abc"));
+    let by_id = refs(&format!(
+        "{{{{ {base}:user::0f7c5c9e-1b2a-4c3d-9e8f-123456789abc }}}}"
+    ));
+    assert_eq!(
+        by_id[0].version_id.as_deref(),
+        Some("0f7c5c9e-1b2a-4c3d-9e8f-123456789abc")
+    );
     assert_eq!(by_id[0].path, ["user"]);
 }
 
 #[test]
 fn bare_arn_field() {
-    let t = Template::parse_bare_arn(" arn:aws:secretsmanager:eu-west-1:123456789012:secret:api:token ").unwrap();
+    let t = Template::parse_bare_arn(
+        " arn:aws:secretsmanager:eu-west-1:123456789012:secret:api:token ",
+    )
+    .unwrap();
     let p: Vec<_> = t.placeholders().collect();
     assert_eq!(p[0].reference.path, ["token"]);
     assert!(Template::parse_bare_arn("arn:aws:s3:::bucket").is_err());
@@ -98,9 +133,13 @@ fn bare_arn_field() {
 
 #[test]
 fn filters_parse_and_chain() {
-    let t = Template::parse("{{ secrets.db.password | urlencode }}{{ secrets.x|json|base64 }}").unwrap();
+    let t = Template::parse("{{ secrets.db.password | urlencode }}{{ secrets.x|json|base64 }}")
+        .unwrap();
     let filters: Vec<_> = t.placeholders().map(|p| p.filters.clone()).collect();
-    assert_eq!(filters, [vec![Filter::UrlEncode], vec![Filter::Json, Filter::Base64]]);
+    assert_eq!(
+        filters,
+        [vec![Filter::UrlEncode], vec![Filter::Json, Filter::Base64]]
+    );
 }
 
 #[test]
@@ -118,23 +157,50 @@ fn rendered_values_are_never_parsed_again() {
 #[test]
 fn filter_outputs() {
     let hostile = text("p@ss:w/rd#%?&\"é");
-    assert_eq!(render_with("{{ secrets.p | urlencode }}", &[("p", hostile.clone())]), "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9");
-    assert_eq!(render_with("{{ secrets.p | json }}", &[("p", hostile.clone())]), "\"p@ss:w/rd#%?&\\\"é\"");
-    assert_eq!(render_with("{{ secrets.p | base64 }}", &[("p", text("user:tok"))]), "dXNlcjp0b2s=");
-    assert_eq!(render_with("{{ secrets.p | json }}", &[("p", text("a\nb\u{1}"))]), "\"a\\nb\\u0001\"");
+    assert_eq!(
+        render_with("{{ secrets.p | urlencode }}", &[("p", hostile.clone())]),
+        "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9"
+    );
+    assert_eq!(
+        render_with("{{ secrets.p | json }}", &[("p", hostile.clone())]),
+        "\"p@ss:w/rd#%?&\\\"é\""
+    );
+    assert_eq!(
+        render_with("{{ secrets.p | base64 }}", &[("p", text("user:tok"))]),
+        "dXNlcjp0b2s="
+    );
+    assert_eq!(
+        render_with("{{ secrets.p | json }}", &[("p", text("a\nb\u{1}"))]),
+        "\"a\\nb\\u0001\""
+    );
 }
 
 #[test]
 fn binary_renders_base64_unless_filtered() {
     let bytes = Value::Bytes(vec![0, 255, 16, b'a']);
-    assert_eq!(render_with("{{ secrets.b }}", &[("b", bytes.clone())]), "AP8QYQ==");
-    assert_eq!(render_with("{{ secrets.b | urlencode }}", &[("b", bytes.clone())]), "%00%FF%10a");
-    assert_eq!(render_with("{{ secrets.b | json }}", &[("b", bytes)]), "\"AP8QYQ==\"");
+    assert_eq!(
+        render_with("{{ secrets.b }}", &[("b", bytes.clone())]),
+        "AP8QYQ=="
+    );
+    assert_eq!(
+        render_with("{{ secrets.b | urlencode }}", &[("b", bytes.clone())]),
+        "%00%FF%10a"
+    );
+    assert_eq!(
+        render_with("{{ secrets.b | json }}", &[("b", bytes)]),
+        "\"AP8QYQ==\""
+    );
 }
 
 #[test]
 fn base64_padding() {
-    for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+    for (input, expected) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+    ] {
         assert_eq!(crate::encode::base64(input.as_bytes()), expected);
     }
 }
@@ -153,15 +219,31 @@ fn unknown_filter_is_named() {
     let e = error("{{ secrets.p | upper }}");
     assert_eq!(e.column, 16);
     assert!(e.message.contains("unknown filter `upper`"), "{e}");
-    assert!(error("{{ secrets.p | }}").message.contains("expected a filter name"));
+    assert!(
+        error("{{ secrets.p | }}")
+            .message
+            .contains("expected a filter name")
+    );
 }
 
 #[test]
 fn empty_names_and_keys() {
-    assert!(error("{{ secrets. }}").message.contains("empty secret name"));
-    assert!(error("{{ secrets[''] }}").message.contains("empty secret name"));
+    assert!(
+        error("{{ secrets. }}")
+            .message
+            .contains("empty secret name")
+    );
+    assert!(
+        error("{{ secrets[''] }}")
+            .message
+            .contains("empty secret name")
+    );
     assert!(error("{{ secrets.db. }}").message.contains("empty key"));
-    assert!(error("{{ secrets.db[\"\"] }}").message.contains("empty key"));
+    assert!(
+        error("{{ secrets.db[\"\"] }}")
+            .message
+            .contains("empty key")
+    );
     assert!(error("{{ secrets }}").message.contains("expected `.NAME`"));
     assert!(error("{{ }}").message.contains("empty `{{ }}`"));
 }
@@ -175,24 +257,72 @@ fn dotted_form_rejects_special_characters_with_a_hint() {
 
 #[test]
 fn bad_arns_each_say_what_is_wrong() {
-    assert!(error("{{ arn:aws:secretsmanager:us-east-1 }}").message.contains("expected arn:aws:secretsmanager"));
-    assert!(error("{{ arn:aws:s3:us-east-1:1:secret:x }}").message.contains("service is `s3`"));
-    assert!(error("{{ arn:aws:secretsmanager:us-east-1:1:parameter:x }}").message.contains("resource type"));
-    assert!(error("{{ arn:aws:secretsmanager::1:secret:x }}").message.contains("empty region"));
-    assert!(error("{{ arn:aws:secretsmanager:r:1:secret:x:k:AWSCURRENT:id }}").message.contains("exclusive"));
-    assert!(error("{{ arn:aws:secretsmanager:r:1:secret:x:k:s:i:extra }}").message.contains("at most"));
-    assert!(error("{{workato:sm:key:arn:aws:secretsmanager:r:1:secret:x:extra}}").message.contains("Workato"));
-    assert!(error("{{workato:sm::arn:aws:secretsmanager:r:1:secret:x}}").message.contains("empty key name"));
+    assert!(
+        error("{{ arn:aws:secretsmanager:us-east-1 }}")
+            .message
+            .contains("expected arn:aws:secretsmanager")
+    );
+    assert!(
+        error("{{ arn:aws:s3:us-east-1:1:secret:x }}")
+            .message
+            .contains("service is `s3`")
+    );
+    assert!(
+        error("{{ arn:aws:secretsmanager:us-east-1:1:parameter:x }}")
+            .message
+            .contains("resource type")
+    );
+    assert!(
+        error("{{ arn:aws:secretsmanager::1:secret:x }}")
+            .message
+            .contains("empty region")
+    );
+    assert!(
+        error("{{ arn:aws:secretsmanager:r:1:secret:x:k:AWSCURRENT:id }}")
+            .message
+            .contains("exclusive")
+    );
+    assert!(
+        error("{{ arn:aws:secretsmanager:r:1:secret:x:k:s:i:extra }}")
+            .message
+            .contains("at most")
+    );
+    assert!(
+        error("{{workato:sm:key:arn:aws:secretsmanager:r:1:secret:x:extra}}")
+            .message
+            .contains("Workato")
+    );
+    assert!(
+        error("{{workato:sm::arn:aws:secretsmanager:r:1:secret:x}}")
+            .message
+            .contains("empty key name")
+    );
     assert!(error("{{workato:sm:key}}").message.contains("no `:arn:`"));
 }
 
 #[test]
 fn unknown_expressions_and_trailing_garbage() {
-    assert!(error("{{ password }}").message.contains("expected `secrets.NAME`"));
-    assert!(error("{{ secrets.a b }}").message.contains("unexpected `b`"));
-    assert!(error("{{ 'x' | json }}").message.contains("only to secret references"));
+    assert!(
+        error("{{ password }}")
+            .message
+            .contains("expected `secrets.NAME`")
+    );
+    assert!(
+        error("{{ secrets.a b }}")
+            .message
+            .contains("unexpected `b`")
+    );
+    assert!(
+        error("{{ 'x' | json }}")
+            .message
+            .contains("only to secret references")
+    );
     assert!(error("{{ 'abc }}").message.contains("unterminated string"));
-    assert!(error(r"{{ secrets['a\n'] }}").message.contains("unknown escape"));
+    assert!(
+        error(r"{{ secrets['a\n'] }}")
+            .message
+            .contains("unknown escape")
+    );
 }
 
 #[test]

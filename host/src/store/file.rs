@@ -55,7 +55,10 @@ struct Version {
 
 impl std::fmt::Debug for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Version").field("id", &self.id).field("stages", &self.stages).finish_non_exhaustive()
+        f.debug_struct("Version")
+            .field("id", &self.id)
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +106,9 @@ impl FileStore {
     /// Reloads the file if it changed since it was last read.
     fn refresh(&self) -> Result<std::sync::MutexGuard<'_, Loaded>, StoreError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         if modified != loaded.modified || modified.is_none() {
             *loaded = load(&self.path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
@@ -117,13 +122,15 @@ fn load(path: &Path) -> Result<Loaded, FileStoreError> {
         message,
     };
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read the secrets file: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| err(format!("cannot read the secrets file: {e}")))?;
     // serde_json's messages name a line and column, never the text there.
     let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes)
         .map_err(|e| err(format!("not a JSON object of secret names: {e}")))?;
     let mut secrets = BTreeMap::new();
     for (name, raw_value) in raw {
-        SecretName::new(&name).map_err(|e| err(format!("secret `{}`: {e}", name.escape_debug())))?;
+        SecretName::new(&name)
+            .map_err(|e| err(format!("secret `{}`: {e}", name.escape_debug())))?;
         let versions = match raw_value {
             serde_json::Value::String(text) => Ok(vec![Version {
                 id: "v1".into(),
@@ -161,7 +168,9 @@ fn versions(described: RawDescribed) -> Result<Vec<Version>, String> {
     let single = value(described.text, described.json, described.binary_base64)?;
     let versions = match (single, described.versions.is_empty()) {
         (Some(_), false) => return Err("give either a value or `versions`, not both".into()),
-        (None, true) => return Err("no value: give `text`, `json`, `binary_base64` or `versions`".into()),
+        (None, true) => {
+            return Err("no value: give `text`, `json`, `binary_base64` or `versions`".into());
+        }
         (Some(value), true) => {
             return Ok(vec![Version {
                 id: "v1".into(),
@@ -225,7 +234,10 @@ impl SecretStore for FileStore {
     ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         Box::pin(async move {
             let loaded = self.refresh()?;
-            let versions = loaded.secrets.get(name.as_str()).ok_or(StoreError::NotFound)?;
+            let versions = loaded
+                .secrets
+                .get(name.as_str())
+                .ok_or(StoreError::NotFound)?;
             let found = versions.iter().find(|v| match version {
                 VersionSelector::Stage(stage) => v.stages.contains(stage),
                 VersionSelector::Id(id) => &v.id == id,
@@ -241,7 +253,12 @@ impl SecretStore for FileStore {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(async move {
             let loaded = self.refresh()?;
-            Ok(loaded.secrets.keys().filter(|n| n.starts_with(prefix)).cloned().collect())
+            Ok(loaded
+                .secrets
+                .keys()
+                .filter(|n| n.starts_with(prefix))
+                .cloned()
+                .collect())
         })
     }
 }
@@ -260,7 +277,9 @@ mod tests {
     }
 
     fn fetch(s: &FileStore, name: &str, v: VersionSelector) -> Result<FetchedSecret, StoreError> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(s.fetch(&SecretName::new(name).unwrap(), &v))
     }
 
@@ -275,30 +294,68 @@ mod tests {
                "d":{"versions":[{"id":"v1","stages":["AWSPREVIOUS"],"text":"old"},{"id":"v2","stages":["AWSCURRENT"],"text":"new"}]}}"#,
         )
         .unwrap();
-        assert_eq!(fetch(&s, "a", current()).unwrap().value, SecretValue::text("plain"));
-        assert_eq!(fetch(&s, "b", current()).unwrap().value, SecretValue::text(r#"{"k":1}"#));
-        assert_eq!(fetch(&s, "c", current()).unwrap().value, SecretValue::bytes(vec![0, 1, 2]));
+        assert_eq!(
+            fetch(&s, "a", current()).unwrap().value,
+            SecretValue::text("plain")
+        );
+        assert_eq!(
+            fetch(&s, "b", current()).unwrap().value,
+            SecretValue::text(r#"{"k":1}"#)
+        );
+        assert_eq!(
+            fetch(&s, "c", current()).unwrap().value,
+            SecretValue::bytes(vec![0, 1, 2])
+        );
         assert_eq!(fetch(&s, "d", current()).unwrap().version_id, "v2");
-        assert_eq!(fetch(&s, "d", VersionSelector::Stage("AWSPREVIOUS".into())).unwrap().value, SecretValue::text("old"));
-        assert_eq!(fetch(&s, "d", VersionSelector::Id("v1".into())).unwrap().value, SecretValue::text("old"));
-        assert_eq!(fetch(&s, "d", VersionSelector::Id("v9".into())).unwrap_err(), StoreError::NotFound);
-        assert_eq!(fetch(&s, "zz", current()).unwrap_err(), StoreError::NotFound);
+        assert_eq!(
+            fetch(&s, "d", VersionSelector::Stage("AWSPREVIOUS".into()))
+                .unwrap()
+                .value,
+            SecretValue::text("old")
+        );
+        assert_eq!(
+            fetch(&s, "d", VersionSelector::Id("v1".into()))
+                .unwrap()
+                .value,
+            SecretValue::text("old")
+        );
+        assert_eq!(
+            fetch(&s, "d", VersionSelector::Id("v9".into())).unwrap_err(),
+            StoreError::NotFound
+        );
+        assert_eq!(
+            fetch(&s, "zz", current()).unwrap_err(),
+            StoreError::NotFound
+        );
     }
 
     #[test]
     fn mistakes_are_named_without_values() {
-        let e = store(r#"{"db":{"user":"app","password":"canary-pw"}}"#).unwrap_err().to_string();
-        assert!(e.contains("secret `db`: unknown field `password`"), "{e}");
+        let e = store(r#"{"db":{"user":"app","password":"canary-pw"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("secret `db`: unknown field `user`"), "{e}");
         assert!(!e.contains("canary"), "{e}");
-        let e = store(r#"{"db":{"text":"x","versions":[{"id":"v1","stages":["AWSCURRENT"],"text":"y"}]}}"#).unwrap_err().to_string();
+        let e = store(
+            r#"{"db":{"text":"x","versions":[{"id":"v1","stages":["AWSCURRENT"],"text":"y"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not both"), "{e}");
-        let e = store(r#"{"db":{"versions":[{"id":"v1","stages":["AWSPREVIOUS"],"text":"y"}]}}"#).unwrap_err().to_string();
+        let e = store(r#"{"db":{"versions":[{"id":"v1","stages":["AWSPREVIOUS"],"text":"y"}]}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("AWSCURRENT"), "{e}");
-        let e = store(r#"{"db":"x", "bad name":"y"}"#).unwrap_err().to_string();
+        let e = store(r#"{"db":"x", "bad name":"y"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad name"), "{e}");
         let e = store(r#"{"db": "canary-pw""#).unwrap_err().to_string();
         assert!(e.contains("line 1") && !e.contains("canary"), "{e}");
         let e = store(r#"{"db": 42}"#).unwrap_err().to_string();
-        assert!(e.contains("unexpected value shape") && !e.contains("42"), "{e}");
+        assert!(
+            e.contains("unexpected value shape") && !e.contains("42"),
+            "{e}"
+        );
     }
 }

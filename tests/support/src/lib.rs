@@ -28,7 +28,8 @@ impl Scratch {
             .replace("{POSTGRES}", artifacts::POSTGRES)
             .replace("{NOT_A_CONNECTOR}", artifacts::NOT_A_CONNECTOR);
         std::fs::write(dir.path().join("keyward.toml"), config).expect("write config");
-        std::fs::write(dir.path().join("secrets.json"), secrets.to_string()).expect("write secrets");
+        std::fs::write(dir.path().join("secrets.json"), secrets.to_string())
+            .expect("write secrets");
         Self { dir }
     }
 
@@ -44,6 +45,7 @@ impl Scratch {
 
     /// Rewrites the secrets file (a rotation, for the file backend).
     pub fn write_secrets(&self, secrets: &serde_json::Value) {
-        std::fs::write(self.dir.path().join("secrets.json"), secrets.to_string()).expect("write secrets");
+        std::fs::write(self.dir.path().join("secrets.json"), secrets.to_string())
+            .expect("write secrets");
     }
 }

@@ -3,7 +3,9 @@
 //! `arn` may be a bare ARN; `log` is written to the host log after the
 //! render, so tests can check masking; `list` outputs the host's `list`.
 
-use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, list_secrets, log};
+use keyward_guest::{
+    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, list_secrets, log,
+};
 
 struct Echo;
 
@@ -13,9 +15,16 @@ impl Connector for Echo {
     fn info() -> ConnectorInfo {
         let mut info = ConnectorInfo::new("echo", "0.1.0", "Renders each field as an output")
             .field(Field::new("secret", "A sensitive field").sensitive())
-            .field(Field::new("arn", "May be a bare ARN").sensitive().secret_reference())
+            .field(
+                Field::new("arn", "May be a bare ARN")
+                    .sensitive()
+                    .secret_reference(),
+            )
             .field(Field::new("log", "Logged by the connector"))
-            .field(Field::new("list", "Set to anything to output the host's list"));
+            .field(Field::new(
+                "list",
+                "Set to anything to output the host's list",
+            ));
         for name in PLAIN {
             info = info.field(Field::new(name, "A plain field"));
         }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit, end-to-end and CLI tests.
+# Installs what it needs; safe to run on a fresh machine and without a TTY.
+source "$(dirname "$0")/common.sh"
+
+ensure_wasm_target
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo clippy (connectors, wasm32-wasip2)"
+CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-wasip2 \
+    -p keyward-guest -p postgres-connector -p echo-connector -p not-a-connector -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --exclude postgres-connector --exclude echo-connector --exclude not-a-connector
+
+echo "==> the README's quickstart"
+bash scripts/quickstart.sh > target/quickstart.out
+grep -q '"dsn": "postgresql://orders_app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@db.internal.example:5432/orders?sslmode=require"' target/quickstart.out \
+    || { cat target/quickstart.out; echo "quickstart did not render the expected DSN"; exit 1; }
+echo "quickstart: ok"
