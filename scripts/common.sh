@@ -16,3 +16,19 @@ build_connectors() {
     CARGO_TARGET_DIR="$ROOT/target/connectors" \
         cargo build --quiet --target wasm32-wasip2 --profile connector "$@"
 }
+
+# moto (a real Secrets Manager API server) in a virtualenv under target/;
+# the tests start one server per test on a free loopback port.
+MOTO_VERSION="5.2.5"
+ensure_moto() {
+    local venv="$ROOT/target/venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "==> creating $venv"
+        python3 -m venv "$venv"
+    fi
+    if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+        echo "==> installing moto[server]==$MOTO_VERSION"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    export KEYWARD_TEST_PYTHON="$venv/bin/python"
+}

@@ -4,6 +4,7 @@
 source "$(dirname "$0")/common.sh"
 
 ensure_wasm_target
+ensure_moto
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 

@@ -64,8 +64,10 @@ allow = ["db#user"]
 component = "{NOT_A_CONNECTOR}"
 "#;
 
-fn keyward(scratch: &Scratch) -> Keyward {
-    Keyward::new(Config::load(&scratch.config()).expect("config")).expect("keyward")
+async fn keyward(scratch: &Scratch) -> Keyward {
+    Keyward::new(Config::load(&scratch.config()).expect("config"))
+        .await
+        .expect("keyward")
 }
 
 fn scratch() -> Scratch {
@@ -100,7 +102,7 @@ fn error_text(result: Result<impl std::fmt::Debug, Error>) -> String {
 #[tokio::test]
 async fn postgres_dsn_round_trips_a_hostile_password() {
     let s = scratch();
-    let rendered = keyward(&s).render("orders-db").await.expect("render");
+    let rendered = keyward(&s).await.render("orders-db").await.expect("render");
     let dsn = rendered.get("dsn").expect("dsn");
     assert_eq!(
         dsn,
@@ -121,7 +123,7 @@ async fn postgres_dsn_round_trips_a_hostile_password() {
 #[tokio::test]
 async fn retool_forms_resolve_under_the_namespace() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     assert_eq!(
         echo_a(&k, "{{ secrets.host }}").await.unwrap(),
         "db.internal"
@@ -161,7 +163,7 @@ async fn retool_forms_resolve_under_the_namespace() {
 #[tokio::test]
 async fn workato_and_ecs_forms_resolve_by_arn() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let workato = format!("{{{{workato:sm:user:{ARN_PREFIX}acme/prod/db-AbCdEf}}}}");
     assert_eq!(echo_a(&k, &workato).await.unwrap(), "app");
     let ecs = format!("{{{{ {ARN_PREFIX}acme/prod/db:user:: }}}}");
@@ -176,7 +178,7 @@ async fn workato_and_ecs_forms_resolve_by_arn() {
 #[tokio::test]
 async fn arns_of_another_account_or_region_are_invalid() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let other = "{{ arn:aws:secretsmanager:us-east-1:999999999999:secret:acme/prod/db:user:: }}";
     let text = error_text(echo_a(&k, other).await);
     assert!(
@@ -190,7 +192,7 @@ async fn arns_of_another_account_or_region_are_invalid() {
 #[tokio::test]
 async fn a_denied_reference_looks_exactly_like_a_missing_one() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let denied = error_text(echo_a(&k, "x {{ secrets.forbidden }}").await);
     let missing = error_text(echo_a(&k, "x {{ secrets.nonexistent }}").await);
     assert_eq!(
@@ -208,7 +210,7 @@ async fn a_denied_reference_looks_exactly_like_a_missing_one() {
 #[tokio::test]
 async fn key_restricted_rule_allows_only_that_key() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     assert_eq!(
         echo(&k, "narrow", &[("a", "{{ secrets.db.user }}")])
             .await
@@ -224,7 +226,7 @@ async fn key_restricted_rule_allows_only_that_key() {
 #[tokio::test]
 async fn missing_keys_and_non_json_name_the_key_never_the_value() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let text = error_text(echo_a(&k, "{{ secrets.db.nested.missing }}").await);
     assert!(
         text.contains("has no key `missing` (inside `nested`)"),
@@ -239,7 +241,7 @@ async fn missing_keys_and_non_json_name_the_key_never_the_value() {
 #[tokio::test]
 async fn binary_secrets_render_base64_unless_filtered() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     assert_eq!(echo_a(&k, "{{ secrets.cert }}").await.unwrap(), "AP8QYQ==");
     assert_eq!(
         echo_a(&k, "{{ secrets.cert | urlencode }}").await.unwrap(),
@@ -250,7 +252,7 @@ async fn binary_secrets_render_base64_unless_filtered() {
 #[tokio::test]
 async fn stages_and_version_ids_need_grants() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let by_id = format!("{{{{ {ARN_PREFIX}acme/prod/api:::v1 }}}}");
     assert_eq!(echo_a(&k, &by_id).await.unwrap(), "old-token");
     assert_eq!(echo_a(&k, "{{ secrets.api }}").await.unwrap(), "new-token");
@@ -264,7 +266,7 @@ async fn stages_and_version_ids_need_grants() {
 #[tokio::test]
 async fn parse_errors_name_the_field_and_column() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let text = error_text(
         echo(
             &k,
@@ -284,7 +286,7 @@ async fn parse_errors_name_the_field_and_column() {
 #[tokio::test]
 async fn list_shows_only_allowed_names() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let rendered = echo(&k, "echo", &[("list", "yes")]).await.unwrap();
     assert_eq!(rendered.get("list"), Some("api,cert,db,host,plain,team/a"));
     assert_eq!(k.references("narrow").await.unwrap(), ["db"]);
@@ -293,7 +295,7 @@ async fn list_shows_only_allowed_names() {
 #[tokio::test]
 async fn a_component_that_is_not_a_connector_is_refused() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let text = error_text(k.render("broken").await);
     assert!(
         text.contains("connector `broken`") && text.contains("not a keyward connector"),
@@ -304,7 +306,7 @@ async fn a_component_that_is_not_a_connector_is_refused() {
 #[tokio::test]
 async fn unknown_connector_lists_the_configured_ones() {
     let s = scratch();
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     let text = error_text(k.render("nope").await);
     assert_eq!(
         text,
@@ -371,7 +373,7 @@ async fn file_rotation_is_seen_after_the_ttl() {
         &CONFIG.replace("cache_ttl_ms = 300000", "cache_ttl_ms = 50"),
         &secrets(),
     );
-    let k = keyward(&s);
+    let k = keyward(&s).await;
     assert_eq!(
         echo_a(&k, "{{ secrets.host }}").await.unwrap(),
         "db.internal"
@@ -417,7 +419,7 @@ fn guest_logs_are_masked_and_audit_records_hold_no_values() {
             .unwrap();
         runtime.block_on(async {
             let s = scratch();
-            let k = keyward(&s);
+            let k = keyward(&s).await;
             let rendered = echo(
                 &k,
                 "echo",

@@ -18,21 +18,28 @@ pub fn list_secrets() -> Vec<String> {
     secrets::list()
 }
 
+/// Asks the host to drop its cached copy of a secret whose credentials were
+/// rejected. Returns whether anything was dropped (the host rate-limits).
+pub fn invalidate(reference: &Reference) -> bool {
+    secrets::invalidate(&to_wit_ref(reference))
+}
+
+fn to_wit_ref(r: &Reference) -> secrets::SecretRef {
+    secrets::SecretRef {
+        name: r.name.clone(),
+        path: r.path.clone(),
+        version_stage: r.version_stage.clone(),
+        version_id: r.version_id.clone(),
+    }
+}
+
 /// Resolves references through the host's `secrets.get-many`.
 #[derive(Debug, Default)]
 pub struct HostResolver;
 
 impl Resolver for HostResolver {
     fn resolve_many(&mut self, references: &[Reference]) -> Vec<Result<Value, ResolveError>> {
-        let refs: Vec<secrets::SecretRef> = references
-            .iter()
-            .map(|r| secrets::SecretRef {
-                name: r.name.clone(),
-                path: r.path.clone(),
-                version_stage: r.version_stage.clone(),
-                version_id: r.version_id.clone(),
-            })
-            .collect();
+        let refs: Vec<secrets::SecretRef> = references.iter().map(to_wit_ref).collect();
         secrets::get_many(&refs)
             .into_iter()
             .map(|result| match result {

@@ -46,7 +46,7 @@ pub mod template;
 pub use connector::{
     Connector, ConnectorInfo, Field, Fields, Output, RenderError, ResolveError, Resolver, render,
 };
-pub use host::{HostResolver, Level, list_secrets, log};
+pub use host::{HostResolver, Level, invalidate, list_secrets, log};
 
 /// Bindings generated from `wit/connector.wit`; connector authors do not
 /// need them.

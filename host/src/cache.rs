@@ -1,111 +1,333 @@
-//! The secret cache: moka in front of a [`SecretStore`].
+//! The secret cache: moka for storage, a single-flight table for fetches.
 //!
-//! Entries are keyed by canonical name and version selector. Concurrent
-//! misses for one key are coalesced by moka into a single upstream fetch;
-//! errors are not cached, so a secret created after a miss is seen at once.
+//! - A version is fresh for the TTL; after that the next read refreshes it.
+//! - Concurrent misses for one key share one upstream fetch (single-flight),
+//!   and the misses of one read are fetched together, so a backend with a
+//!   batch API serves them in one call.
+//! - Stale-if-error: when a refresh fails transiently (throttling, 5xx,
+//!   timeout) a value already cached is served for up to `max_stale` past
+//!   its TTL; on not-found, access denied or deletion it is dropped, so a
+//!   revoked permission takes effect within one TTL.
+//! - Refresh-ahead (optional): a hit within `refresh_ahead` of expiry starts
+//!   a background refresh, so a hot secret never makes a reader wait.
+//! - Errors are never cached: a secret created after a miss is seen at once.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use crate::name::{SecretName, VersionSelector};
-use crate::store::{SecretStore, StoreError};
+use crate::store::{FetchedSecret, SecretStore, StoreError};
 use crate::value::ParsedSecret;
 
+/// A cache key: one version selector of one secret.
+pub type CacheKey = (SecretName, VersionSelector);
+
+/// Freshness and size settings.
+#[derive(Clone, Debug)]
+pub struct CachePolicy {
+    /// How long a fetched version is served without asking the backend.
+    pub ttl: Duration,
+    /// How long past the TTL a value may be served while the backend fails.
+    pub max_stale: Duration,
+    /// Start a background refresh this long before expiry (`None`: off).
+    pub refresh_ahead: Option<Duration>,
+    /// Bound on cached versions.
+    pub max_entries: u64,
+}
+
 /// One cached version of a secret.
-#[derive(Debug)]
 pub struct CachedVersion {
     /// The version id the store served.
     pub version_id: String,
     /// The value, with its JSON parsed on first use.
     pub secret: ParsedSecret,
+    fetched_at: Instant,
+    refreshing: AtomicBool,
 }
 
-/// Whether a read was served from the cache.
+impl fmt::Debug for CachedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedVersion")
+            .field("version_id", &self.version_id)
+            .field("age", &self.fetched_at.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedVersion {
+    fn new(fetched: FetchedSecret) -> Self {
+        Self {
+            version_id: fetched.version_id,
+            secret: ParsedSecret::new(fetched.value),
+            fetched_at: Instant::now(),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How a read was served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheStatus {
-    /// Served from the cache.
+    /// From the cache, fresh.
     Hit,
     /// Fetched from the store (or joined a fetch already under way).
     Miss,
+    /// From the cache past its TTL, because the refresh failed transiently.
+    Stale,
 }
 
-type Key = (SecretName, VersionSelector);
+/// The result of one key's read.
+pub type CacheRead = Result<(Arc<CachedVersion>, CacheStatus), StoreError>;
+
+type FetchResult = Result<Arc<CachedVersion>, StoreError>;
+type InFlight = Shared<BoxFuture<'static, FetchResult>>;
+
+/// Counters for operators and tests.
+#[derive(Debug, Default)]
+struct Counters {
+    stale_served: AtomicU64,
+}
+
+struct Inner {
+    store: Arc<dyn SecretStore>,
+    entries: moka::future::Cache<CacheKey, Arc<CachedVersion>>,
+    in_flight: Mutex<HashMap<CacheKey, InFlight>>,
+    policy: CachePolicy,
+    counters: Counters,
+}
 
 /// A cache of secret versions shared by all connectors of a host. Policy is
 /// checked before the cache is consulted, so sharing entries across
 /// connectors never serves a secret to a connector not allowed to read it.
 #[derive(Clone)]
 pub struct SecretCache {
-    store: Arc<dyn SecretStore>,
-    entries: Cache<Key, Arc<CachedVersion>>,
+    inner: Arc<Inner>,
 }
 
 impl fmt::Debug for SecretCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretCache")
-            .field("store", &self.store)
-            .field("entries", &self.entries.entry_count())
+            .field("store", &self.inner.store)
+            .field("entries", &self.inner.entries.entry_count())
+            .field("policy", &self.inner.policy)
             .finish()
     }
 }
 
 impl SecretCache {
-    /// A cache serving entries for `ttl`, holding at most `max_entries`.
-    pub fn new(store: Arc<dyn SecretStore>, ttl: Duration, max_entries: u64) -> Self {
+    /// A cache in front of `store`.
+    pub fn new(store: Arc<dyn SecretStore>, policy: CachePolicy) -> Self {
+        // moka only bounds memory; freshness is decided here. An entry is
+        // useless once it is too old even to be served stale.
+        let entries = moka::future::Cache::builder()
+            .max_capacity(policy.max_entries)
+            .time_to_live(policy.ttl.saturating_add(policy.max_stale))
+            .support_invalidation_closures()
+            .build();
         Self {
-            store,
-            entries: Cache::builder()
-                .time_to_live(ttl)
-                .max_capacity(max_entries)
-                .build(),
+            inner: Arc::new(Inner {
+                store,
+                entries,
+                in_flight: Mutex::new(HashMap::new()),
+                policy,
+                counters: Counters::default(),
+            }),
         }
     }
 
     /// The backend behind the cache.
     pub fn store(&self) -> &Arc<dyn SecretStore> {
-        &self.store
+        &self.inner.store
     }
 
-    /// One version of a secret, from the cache or the store.
-    pub async fn get(
-        &self,
-        name: &SecretName,
-        version: &VersionSelector,
-    ) -> Result<(Arc<CachedVersion>, CacheStatus), StoreError> {
+    /// How many reads were served stale because the backend failed.
+    pub fn stale_served(&self) -> u64 {
+        self.inner.counters.stale_served.load(Ordering::Relaxed)
+    }
+
+    /// One version of one secret.
+    pub async fn get(&self, name: &SecretName, version: &VersionSelector) -> CacheRead {
         let key = (name.clone(), version.clone());
-        let entry = self
-            .entries
-            .entry(key)
-            .or_try_insert_with(async {
-                let fetched = self.store.fetch(name, version).await?;
-                Ok::<_, StoreError>(Arc::new(CachedVersion {
-                    version_id: fetched.version_id,
-                    secret: ParsedSecret::new(fetched.value),
-                }))
-            })
+        self.get_many(std::slice::from_ref(&key))
             .await
-            .map_err(|e| (*e).clone())?;
-        let status = if entry.is_fresh() {
-            CacheStatus::Miss
+            .pop()
+            .unwrap_or(Err(StoreError::Unavailable("no result".into())))
+    }
+
+    /// Several keys at once, results in order; the misses are fetched
+    /// together.
+    pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<CacheRead> {
+        let policy = &self.inner.policy;
+        let mut cached: Vec<Option<Arc<CachedVersion>>> = Vec::with_capacity(keys.len());
+        let mut to_fetch: Vec<CacheKey> = Vec::new();
+        for key in keys {
+            let entry = self.inner.entries.get(key).await;
+            match &entry {
+                Some(e) if e.fetched_at.elapsed() < policy.ttl => self.maybe_refresh_ahead(key, e),
+                _ => to_fetch.push(key.clone()),
+            }
+            cached.push(entry);
+        }
+        let mut fetched: HashMap<CacheKey, FetchResult> = if to_fetch.is_empty() {
+            HashMap::new()
         } else {
-            CacheStatus::Hit
+            let results = futures::future::join_all(self.fetch(&to_fetch)).await;
+            to_fetch.into_iter().zip(results).collect()
         };
-        Ok((entry.into_value(), status))
+
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, entry) in keys.iter().zip(cached) {
+            let Some(result) = fetched.remove(key) else {
+                // Fresh in the cache (a key listed twice is fetched once).
+                out.push(match entry {
+                    Some(e) if e.fetched_at.elapsed() < policy.ttl => Ok((e, CacheStatus::Hit)),
+                    _ => self.get_fresh_or_retry(key).await,
+                });
+                continue;
+            };
+            out.push(self.settle(key, entry, result).await);
+        }
+        out
+    }
+
+    /// A key listed twice in one read: the first occurrence fetched it.
+    async fn get_fresh_or_retry(&self, key: &CacheKey) -> CacheRead {
+        match self.inner.entries.get(key).await {
+            Some(e) => Ok((e, CacheStatus::Hit)),
+            None => Box::pin(self.get(&key.0, &key.1)).await,
+        }
+    }
+
+    /// Decides what a read returns after a fetch.
+    async fn settle(
+        &self,
+        key: &CacheKey,
+        entry: Option<Arc<CachedVersion>>,
+        result: FetchResult,
+    ) -> CacheRead {
+        let policy = &self.inner.policy;
+        match (result, entry) {
+            (Ok(fresh), _) => Ok((fresh, CacheStatus::Miss)),
+            (Err(e), Some(stale))
+                if e.is_transient()
+                    && stale.fetched_at.elapsed() < policy.ttl + policy.max_stale =>
+            {
+                self.inner
+                    .counters
+                    .stale_served
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(secret = %key.0, "serving a stale value: {e}");
+                Ok((stale, CacheStatus::Stale))
+            }
+            (Err(e), _) => {
+                if !e.is_transient() {
+                    self.inner.entries.invalidate(key).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Joins fetches under way and starts one (batched) fetch for the rest.
+    fn fetch(&self, keys: &[CacheKey]) -> Vec<InFlight> {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let new_keys: Vec<CacheKey> = keys
+            .iter()
+            .filter(|k| !in_flight.contains_key(*k))
+            .cloned()
+            .collect();
+        if !new_keys.is_empty() {
+            let store = self.inner.store.clone();
+            let batch_keys = new_keys.clone();
+            let batch = async move { Arc::new(store.fetch_many(&batch_keys).await) }
+                .boxed()
+                .shared();
+            for (index, key) in new_keys.into_iter().enumerate() {
+                let batch = batch.clone();
+                let inner = self.inner.clone();
+                let owned_key = key.clone();
+                let one = async move {
+                    let results = batch.await;
+                    let result = match results.get(index) {
+                        Some(Ok(fetched)) => {
+                            let version = Arc::new(CachedVersion::new(fetched.clone()));
+                            inner
+                                .entries
+                                .insert(owned_key.clone(), version.clone())
+                                .await;
+                            Ok(version)
+                        }
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Err(StoreError::Unavailable(
+                            "the backend returned too few results".into(),
+                        )),
+                    };
+                    inner
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&owned_key);
+                    result
+                }
+                .boxed()
+                .shared();
+                in_flight.insert(key, one);
+            }
+        }
+        keys.iter()
+            .filter_map(|k| in_flight.get(k).cloned())
+            .collect()
+    }
+
+    /// Starts a background refresh of a hit close to expiry, once.
+    fn maybe_refresh_ahead(&self, key: &CacheKey, entry: &Arc<CachedVersion>) {
+        let Some(ahead) = self.inner.policy.refresh_ahead else {
+            return;
+        };
+        if entry.fetched_at.elapsed() + ahead < self.inner.policy.ttl
+            || entry.refreshing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            entry.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        let fetches = self.fetch(std::slice::from_ref(key));
+        let entry = entry.clone();
+        let name = key.0.clone();
+        runtime.spawn(async move {
+            for fetch in fetches {
+                if let Err(e) = fetch.await {
+                    tracing::warn!(secret = %name, "refresh-ahead failed: {e}");
+                    entry.refreshing.store(false, Ordering::Release);
+                }
+            }
+        });
     }
 
     /// Drops every cached version of `name`, so the next read fetches.
     pub async fn invalidate(&self, name: &SecretName) {
         let name = name.clone();
-        // moka's predicate invalidation needs a builder flag; a scan of the
-        // keys is enough for the sizes a host caches.
-        for (key, _) in self.entries.iter() {
-            if key.0 == name {
-                self.entries.invalidate(&*key).await;
-            }
+        if let Err(e) = self
+            .inner
+            .entries
+            .invalidate_entries_if(move |key, _| key.0 == name)
+        {
+            // Only possible if the cache was built without closure support.
+            tracing::error!("cannot invalidate: {e}");
+            self.inner.entries.invalidate_all();
         }
     }
 }

@@ -31,6 +31,16 @@ use crate::policy::Allowlist;
 const DEFAULT_CACHE_TTL_MS: u64 = 300_000;
 /// Default bound on cached secret versions.
 const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
+/// Default longest time past the TTL a value is served while the backend fails.
+const DEFAULT_MAX_STALE_MS: u64 = 3_600_000;
+/// Default shortest interval between two invalidations of one secret by one connector.
+const DEFAULT_INVALIDATE_INTERVAL_MS: u64 = 10_000;
+/// Default bound on one backend operation, retries included.
+const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
+/// Default bound on one attempt of a backend operation.
+const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3_000;
+/// Default attempts per backend operation (the SDK's standard retry mode).
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +59,14 @@ struct RawSecrets {
     namespace: String,
     cache_ttl_ms: Option<u64>,
     cache_max_entries: Option<u64>,
+    max_stale_ms: Option<u64>,
+    refresh_ahead_ms: Option<u64>,
+    invalidate_interval_ms: Option<u64>,
+    endpoint_url: Option<String>,
+    role_arn: Option<String>,
+    operation_timeout_ms: Option<u64>,
+    attempt_timeout_ms: Option<u64>,
+    max_attempts: Option<u32>,
     partition: Option<String>,
     region: Option<String>,
     account_id: Option<String>,
@@ -72,6 +90,26 @@ pub enum Backend {
         /// Absolute, or relative to the working directory.
         path: PathBuf,
     },
+    /// AWS Secrets Manager.
+    Aws(AwsSettings),
+}
+
+/// How to reach AWS Secrets Manager. Credentials come from the SDK's
+/// default chain (environment, profile, SSO, web identity, ECS/EC2 roles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region; the SDK's default chain when absent.
+    pub region: Option<String>,
+    /// Endpoint override, for VPC endpoints and local API servers.
+    pub endpoint_url: Option<String>,
+    /// A role to assume with the default credentials.
+    pub role_arn: Option<String>,
+    /// Bound on one operation, retries included.
+    pub operation_timeout: Duration,
+    /// Bound on one attempt.
+    pub attempt_timeout: Duration,
+    /// Attempts per operation (standard retry mode).
+    pub max_attempts: u32,
 }
 
 /// The `[secrets]` table, checked.
@@ -85,6 +123,12 @@ pub struct SecretsConfig {
     pub cache_ttl: Duration,
     /// Bound on cached versions.
     pub cache_max_entries: NonZeroU64,
+    /// How long past the TTL a value may be served while the backend fails.
+    pub max_stale: Duration,
+    /// Refresh a hot secret this long before it expires (none: off).
+    pub refresh_ahead: Option<Duration>,
+    /// Shortest interval between invalidations of one secret by one connector.
+    pub invalidate_interval: Duration,
     /// Where ARNs in references must point.
     pub identity: BackendIdentity,
 }
@@ -172,16 +216,53 @@ impl Config {
 }
 
 fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> {
+    let aws_only = [
+        ("endpoint_url", raw.endpoint_url.is_some()),
+        ("role_arn", raw.role_arn.is_some()),
+        ("operation_timeout_ms", raw.operation_timeout_ms.is_some()),
+        ("attempt_timeout_ms", raw.attempt_timeout_ms.is_some()),
+        ("max_attempts", raw.max_attempts.is_some()),
+    ];
     let backend = match raw.backend.as_str() {
-        "file" => Backend::File {
-            path: base.join(
-                raw.path
-                    .ok_or("secrets.path: required for backend = \"file\"")?,
-            ),
-        },
+        "file" => {
+            if let Some((key, _)) = aws_only.iter().find(|(_, set)| *set) {
+                return Err(format!("secrets.{key}: only for backend = \"aws\""));
+            }
+            Backend::File {
+                path: base.join(
+                    raw.path
+                        .ok_or("secrets.path: required for backend = \"file\"")?,
+                ),
+            }
+        }
+        "aws" => {
+            if raw.path.is_some() {
+                return Err("secrets.path: only for backend = \"file\"".into());
+            }
+            let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+            if max_attempts == 0 {
+                return Err("secrets.max_attempts: must be at least 1".into());
+            }
+            Backend::Aws(AwsSettings {
+                region: raw.region.clone(),
+                endpoint_url: raw.endpoint_url,
+                role_arn: raw.role_arn,
+                operation_timeout: positive_ms(
+                    raw.operation_timeout_ms,
+                    DEFAULT_OPERATION_TIMEOUT_MS,
+                    "operation_timeout_ms",
+                )?,
+                attempt_timeout: positive_ms(
+                    raw.attempt_timeout_ms,
+                    DEFAULT_ATTEMPT_TIMEOUT_MS,
+                    "attempt_timeout_ms",
+                )?,
+                max_attempts,
+            })
+        }
         other => {
             return Err(format!(
-                "secrets.backend: unknown backend `{other}` (expected \"file\")"
+                "secrets.backend: unknown backend `{other}` (expected \"file\" or \"aws\")"
             ));
         }
     };
@@ -196,17 +277,37 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
     {
         return Err("secrets.account_id: an AWS account id is 12 digits".into());
     }
+    let refresh_ahead = raw
+        .refresh_ahead_ms
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    if refresh_ahead.is_some_and(|r| r >= cache_ttl) {
+        return Err("secrets.refresh_ahead_ms: must be shorter than cache_ttl_ms".into());
+    }
     Ok(SecretsConfig {
         backend,
         namespace,
         cache_ttl,
         cache_max_entries,
+        max_stale: Duration::from_millis(raw.max_stale_ms.unwrap_or(DEFAULT_MAX_STALE_MS)),
+        refresh_ahead,
+        invalidate_interval: Duration::from_millis(
+            raw.invalidate_interval_ms
+                .unwrap_or(DEFAULT_INVALIDATE_INTERVAL_MS),
+        ),
         identity: BackendIdentity {
             partition: raw.partition.unwrap_or_else(|| "aws".into()),
             region: raw.region,
             account_id: raw.account_id,
         },
     })
+}
+
+fn positive_ms(value: Option<u64>, default: u64, key: &str) -> Result<Duration, String> {
+    match value.unwrap_or(default) {
+        0 => Err(format!("secrets.{key}: must be at least 1")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
 }
 
 /// `line L, column C: message`, without quoting the offending line (it
@@ -287,6 +388,18 @@ host = "{{ secrets.host }}"
         let e = Config::parse(&GOOD.replace("\"file\"", "\"vault\""), Path::new(".")).unwrap_err();
         assert!(
             e.contains("secrets.backend: unknown backend `vault`"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &GOOD.replace(
+                "cache_ttl_ms = 1000",
+                "cache_ttl_ms = 1000\nendpoint_url = \"http://x\"",
+            ),
+            Path::new("."),
+        )
+        .expect_err("aws-only key");
+        assert!(
+            e.contains("secrets.endpoint_url: only for backend = \"aws\""),
             "{e}"
         );
         let e = Config::parse(&GOOD.replace("\"db\", ", "\"a//b\", "), Path::new(".")).unwrap_err();

@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use crate::cache::SecretCache;
+use crate::cache::{CachePolicy, SecretCache};
 use crate::config::{Backend, Config, ConfigError, ConnectorConfig};
-use crate::resolve::ConnectorSecrets;
+use crate::name::Namespace;
+use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::sandbox::{LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
 use crate::store::SecretStore;
+use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
+use crate::value::SecretValue;
 
 /// Everything that can go wrong, each naming where.
 #[derive(Debug, thiserror::Error)]
@@ -98,16 +101,24 @@ struct Slot {
 pub struct Keyward {
     sandbox: Sandbox,
     cache: SecretCache,
+    namespace: Namespace,
     connectors: BTreeMap<String, Arc<Slot>>,
 }
 
 impl Keyward {
     /// Opens the backend and sets up the sandbox. Components are compiled on
     /// first use (or all at once with [`Keyward::preload`]).
-    pub fn new(config: Config) -> Result<Self, Error> {
+    pub async fn new(mut config: Config) -> Result<Self, Error> {
         let store: Arc<dyn SecretStore> = match &config.secrets.backend {
             Backend::File { path } => {
                 Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?)
+            }
+            Backend::Aws(settings) => {
+                let store = AwsStore::connect(settings).await;
+                if config.secrets.identity.region.is_none() {
+                    config.secrets.identity.region = store.region().map(str::to_string);
+                }
+                Arc::new(store)
             }
         };
         Self::with_store(config, store)
@@ -115,10 +126,15 @@ impl Keyward {
 
     /// Like [`Keyward::new`] with a backend of the caller's choosing.
     pub fn with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, Error> {
+        let secrets = &config.secrets;
         let cache = SecretCache::new(
             store,
-            config.secrets.cache_ttl,
-            config.secrets.cache_max_entries.get(),
+            CachePolicy {
+                ttl: secrets.cache_ttl,
+                max_stale: secrets.max_stale,
+                refresh_ahead: secrets.refresh_ahead,
+                max_entries: secrets.cache_max_entries.get(),
+            },
         );
         let sandbox = Sandbox::new().map_err(Error::Engine)?;
         let connectors = config
@@ -131,6 +147,7 @@ impl Keyward {
                     config.secrets.namespace.clone(),
                     config.secrets.identity.clone(),
                     cache.clone(),
+                    config.secrets.invalidate_interval,
                 );
                 let slot = Slot {
                     config: c.clone(),
@@ -143,6 +160,7 @@ impl Keyward {
         Ok(Self {
             sandbox,
             cache,
+            namespace: config.secrets.namespace.clone(),
             connectors,
         })
     }
@@ -217,6 +235,42 @@ impl Keyward {
             connector: id.to_string(),
             values,
         })
+    }
+
+    /// Resolves references as the connector would, under its policy (for
+    /// `keyward check` and for platforms that resolve without a component).
+    pub async fn resolve(
+        &self,
+        id: &str,
+        requests: &[SecretRequest],
+    ) -> Result<Vec<Result<SecretValue, ResolveError>>, Error> {
+        Ok(self.slot(id)?.secrets.get_many(requests).await)
+    }
+
+    /// Drops the cached copy of a secret after the platform saw the
+    /// connector's credentials rejected; rate-limited per connector and secret.
+    pub async fn invalidate(
+        &self,
+        id: &str,
+        request: &SecretRequest,
+    ) -> Result<Invalidation, Error> {
+        Ok(self.slot(id)?.secrets.invalidate(request).await)
+    }
+
+    /// Lists the namespace in the backend: proves credentials, region,
+    /// endpoint and namespace work. Returns how many secrets it holds.
+    pub async fn check_backend(&self) -> Result<usize, Error> {
+        self.cache
+            .store()
+            .list(self.namespace.as_str())
+            .await
+            .map(|names| names.len())
+            .map_err(|e| Error::Backend(e.to_string()))
+    }
+
+    /// The configured connector ids.
+    pub fn connector_ids(&self) -> impl Iterator<Item = &str> {
+        self.connectors.keys().map(String::as_str)
     }
 
     /// The secret names this connector may use that exist in the backend.

@@ -11,7 +11,7 @@
 //! use keyward_host::{Config, Keyward};
 //!
 //! let config = Config::load("keyward.toml".as_ref())?;
-//! let keyward = Keyward::new(config)?;
+//! let keyward = Keyward::new(config).await?;
 //! let rendered = keyward.render("orders-db").await?;
 //! println!("{}", rendered.to_json(false)); // sensitive values masked
 //! # Ok(()) }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keyward_host::resolve::SecretRequest;
 use keyward_host::{Config, Keyward, Sandbox};
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +38,14 @@ enum Command {
         config: PathBuf,
         /// The connector id.
         connector: String,
+    },
+    /// Test the configuration: backend credentials, region, endpoint and
+    /// namespace, then per connector which allowed secrets resolve and
+    /// whether it renders. Exits non-zero if anything fails.
+    Check {
+        /// The keyward configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Print the fields a connector component takes.
     Describe {
@@ -80,11 +89,11 @@ async fn run(command: Command) -> anyhow::Result<String> {
             connector,
             reveal,
         } => {
-            let keyward = Keyward::new(Config::load(&config)?)?;
+            let keyward = Keyward::new(Config::load(&config)?).await?;
             Ok(keyward.render(&connector).await?.to_json(reveal))
         }
         Command::Refs { config, connector } => {
-            let keyward = Keyward::new(Config::load(&config)?)?;
+            let keyward = Keyward::new(Config::load(&config)?).await?;
             let names = keyward.references(&connector).await?;
             Ok(names
                 .iter()
@@ -92,6 +101,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
+        Command::Check { config } => check(&config).await,
         Command::Describe { component } => {
             let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
             let loaded = sandbox
@@ -105,6 +115,48 @@ async fn run(command: Command) -> anyhow::Result<String> {
             Ok(serde_json::to_string_pretty(&info)?)
         }
     }
+}
+
+/// The report of `keyward check`; an error if any line failed.
+async fn check(config: &std::path::Path) -> anyhow::Result<String> {
+    let keyward = Keyward::new(Config::load(config)?).await?;
+    let mut report = Vec::new();
+    let mut failures = 0;
+    match keyward.check_backend().await {
+        Ok(count) => report.push(format!("backend: ok ({count} secrets in the namespace)")),
+        Err(e) => anyhow::bail!("{e}"),
+    }
+    let ids: Vec<String> = keyward.connector_ids().map(str::to_string).collect();
+    for id in ids {
+        report.push(format!("connector {id}:"));
+        let names = keyward.references(&id).await?;
+        if names.is_empty() {
+            report.push("  no allowed secret exists in the backend".into());
+        }
+        let requests: Vec<SecretRequest> = names.iter().map(|n| SecretRequest::name(n)).collect();
+        for (name, result) in names.iter().zip(keyward.resolve(&id, &requests).await?) {
+            match result {
+                Ok(_) => report.push(format!("  {}  ok", paste_form(name))),
+                Err(e) => {
+                    failures += 1;
+                    report.push(format!("  {}  FAILED: {e}", paste_form(name)));
+                }
+            }
+        }
+        match keyward.render(&id).await {
+            Ok(_) => report.push("  render: ok".into()),
+            Err(e) => {
+                failures += 1;
+                report.push(format!("  render: FAILED: {e}"));
+            }
+        }
+    }
+    let report = report.join("\n");
+    if failures > 0 {
+        println!("{report}");
+        anyhow::bail!("{failures} check(s) failed");
+    }
+    Ok(report)
 }
 
 /// `{{ secrets.db }}` where the name allows the dotted form, else brackets.

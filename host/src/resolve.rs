@@ -7,26 +7,20 @@
 //! which.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cache::{CacheStatus, CachedVersion, SecretCache};
-use crate::name::{
-    BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize,
-};
+use crate::cache::{CacheKey, CacheRead, CacheStatus, SecretCache};
+use crate::name::{BackendIdentity, CanonicalRef, Namespace, SecretName, canonicalize};
 use crate::policy::Allowlist;
 use crate::store::StoreError;
 use crate::value::{PathError, SecretValue};
 
 /// Longest reference text quoted in an error or audit record.
 const MAX_QUOTED_REFERENCE: usize = 200;
-
-/// One secret version as the cache answered for it.
-type Fetched = Result<(Arc<CachedVersion>, CacheStatus), StoreError>;
 
 /// A reference as the guest sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +163,8 @@ pub struct ConnectorSecrets {
     namespace: Namespace,
     identity: BackendIdentity,
     cache: SecretCache,
+    invalidate_interval: Duration,
+    last_invalidated: Arc<Mutex<HashMap<SecretName, Instant>>>,
 }
 
 impl ConnectorSecrets {
@@ -179,6 +175,7 @@ impl ConnectorSecrets {
         namespace: Namespace,
         identity: BackendIdentity,
         cache: SecretCache,
+        invalidate_interval: Duration,
     ) -> Self {
         Self {
             connector: connector.into(),
@@ -186,6 +183,8 @@ impl ConnectorSecrets {
             namespace,
             identity,
             cache,
+            invalidate_interval,
+            last_invalidated: Arc::default(),
         }
     }
 
@@ -204,14 +203,15 @@ impl ConnectorSecrets {
         let checked: Vec<Result<(CanonicalRef, String), ResolveError>> =
             requests.iter().map(|r| self.check(r)).collect();
 
-        let mut fetched: HashMap<(SecretName, VersionSelector), Fetched> = HashMap::new();
+        let mut keys: Vec<CacheKey> = Vec::new();
         for (canonical, _) in checked.iter().flatten() {
             let key = (canonical.name.clone(), canonical.version.clone());
-            if let Entry::Vacant(slot) = fetched.entry(key) {
-                let result = self.cache.get(&canonical.name, &canonical.version).await;
-                slot.insert(result);
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
+        let reads = self.cache.get_many(&keys).await;
+        let fetched: HashMap<CacheKey, CacheRead> = keys.into_iter().zip(reads).collect();
         let latency_us = Some(started.elapsed().as_micros());
 
         requests
@@ -256,6 +256,13 @@ impl ConnectorSecrets {
                     Err(StoreError::AccessDenied(detail)) => {
                         record.decision = Decision::Denied(format!("backend: {detail}"));
                         Err(ResolveError::NotFound { reference })
+                    }
+                    Err(StoreError::Gone(detail)) => {
+                        record.decision = Decision::Unavailable(detail.clone());
+                        Err(ResolveError::Unavailable {
+                            reference,
+                            detail: detail.clone(),
+                        })
                     }
                     Err(StoreError::Unavailable(detail)) => {
                         record.decision = Decision::Unavailable(detail.clone());
@@ -333,15 +340,42 @@ impl ConnectorSecrets {
 
     /// Drops the cached versions of a secret this connector may read, after
     /// its credentials were rejected. Returns whether anything was allowed.
-    pub async fn invalidate(&self, request: &SecretRequest) -> bool {
-        match self.check(request) {
-            Ok((canonical, _)) => {
-                self.cache.invalidate(&canonical.name).await;
-                true
+    /// At most one invalidation per secret per `invalidate_interval`, so a
+    /// connector cannot turn the cache off.
+    pub async fn invalidate(&self, request: &SecretRequest) -> Invalidation {
+        let Ok((canonical, _)) = self.check(request) else {
+            return Invalidation::NotAllowed;
+        };
+        {
+            let mut last = self
+                .last_invalidated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match last.get(&canonical.name) {
+                Some(at) if now.duration_since(*at) < self.invalidate_interval => {
+                    return Invalidation::RateLimited;
+                }
+                _ => {
+                    last.insert(canonical.name.clone(), now);
+                }
             }
-            Err(_) => false,
         }
+        tracing::info!(target: "keyward::audit", connector = %self.connector, secret = %canonical.name, "invalidated");
+        self.cache.invalidate(&canonical.name).await;
+        Invalidation::Done
     }
+}
+
+/// What a connector's invalidation request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The cached versions were dropped.
+    Done,
+    /// The same secret was invalidated too recently; nothing was dropped.
+    RateLimited,
+    /// The reference is invalid or not allowed; nothing was dropped.
+    NotAllowed,
 }
 
 /// `` `password` `` or `` `password` (inside `db`.`creds`) ``.

@@ -14,7 +14,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
-use crate::resolve::{ConnectorSecrets, ResolveError, SecretRequest};
+use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::value::SecretValue;
 
 mod bindings {
@@ -262,6 +262,15 @@ impl wit_secrets::Host for HostState {
     ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
         self.resolve(references.into_iter().map(from_wit_ref).collect())
             .await
+    }
+
+    async fn invalidate(&mut self, reference: wit_secrets::SecretRef) -> bool {
+        match &self.secrets {
+            Some(secrets) => {
+                secrets.invalidate(&from_wit_ref(reference)).await == Invalidation::Done
+            }
+            None => false,
+        }
     }
 
     async fn list(&mut self) -> Vec<String> {

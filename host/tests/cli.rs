@@ -213,3 +213,133 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         "secrets.json: not a JSON object",
     );
 }
+
+/// The AWS backend from the command line: credentials from the environment,
+/// a local Secrets Manager server as the endpoint.
+mod aws {
+    use super::*;
+    use keyward_test_support::Moto;
+
+    fn aws_config(moto: &Moto) -> String {
+        format!(
+            r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{}"
+namespace = "acme/prod/"
+
+[connectors.orders-db]
+component = "{}"
+allow = ["db", "host"]
+[connectors.orders-db.config]
+host = "{{{{ secrets.host }}}}"
+database = "orders"
+user = "{{{{ secrets.db.user }}}}"
+password = "{{{{ secrets['db']['password'] }}}}"
+
+[connectors.broken]
+component = "{}"
+allow = ["host"]
+[connectors.broken.config]
+host = "{{{{ secrets.host }}}}"
+database = "orders"
+user = "{{{{ secrets.db.user }}}}"
+"#,
+            moto.url(),
+            artifacts::POSTGRES,
+            artifacts::POSTGRES
+        )
+    }
+
+    fn keyward_with_env(args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run keyward")
+    }
+
+    async fn seed(moto: &Moto) {
+        let config = aws_sdk_secretsmanager::config::Builder::new()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "testing", "testing", None, None, "cli-test",
+            ))
+            .endpoint_url(moto.url())
+            .build();
+        let admin = aws_sdk_secretsmanager::Client::from_conf(config);
+        for (name, value) in [
+            ("acme/prod/host", "db.internal".to_string()),
+            (
+                "acme/prod/db",
+                json!({"user": "app", "password": CANARY}).to_string(),
+            ),
+        ] {
+            admin
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("create");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_and_render_against_secrets_manager() {
+        let moto = Moto::start();
+        seed(&moto).await;
+        let s = Scratch::new(&aws_config(&moto), &json!({}));
+        let config = s.config();
+        let config = config.to_str().unwrap();
+
+        let rendered = keyward_with_env(&["render", "--config", config, "orders-db"]);
+        assert!(rendered.status.success(), "{}", stderr(&rendered));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&rendered)).unwrap();
+        assert_eq!(json["host"], "db.internal");
+        assert_eq!(json["dsn"], "****");
+
+        let check = keyward_with_env(&["check", "--config", config]);
+        let out = stdout(&check);
+        assert!(
+            !check.status.success(),
+            "the broken connector must fail the check"
+        );
+        assert!(
+            out.contains("backend: ok (2 secrets in the namespace)"),
+            "{out}"
+        );
+        assert!(out.contains("connector orders-db:\n  {{ secrets.db }}  ok\n  {{ secrets.host }}  ok\n  render: ok"), "{out}");
+        assert!(out.contains("connector broken:\n  {{ secrets.host }}  ok\n  render: FAILED: connector `broken`: field `user`"), "{out}");
+        assert!(
+            stderr(&check).contains("keyward: error: 1 check(s) failed"),
+            "{}",
+            stderr(&check)
+        );
+        assert!(!out.contains(CANARY) && !stderr(&check).contains(CANARY));
+    }
+
+    #[test]
+    fn check_reports_an_unreachable_backend_in_one_line() {
+        let moto = Moto::start();
+        let s = Scratch::new(&aws_config(&moto).replace("max_attempts", "x"), &json!({}));
+        let config = s.config();
+        drop(moto);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "namespace = \"acme/prod/\"",
+            "namespace = \"acme/prod/\"\nmax_attempts = 1\nattempt_timeout_ms = 500\noperation_timeout_ms = 1000",
+        );
+        std::fs::write(&config, text).unwrap();
+        let check = keyward_with_env(&["check", "--config", config.to_str().unwrap()]);
+        assert_clean_failure(
+            &check,
+            "secrets backend: backend unavailable: cannot connect to Secrets Manager",
+        );
+    }
+}

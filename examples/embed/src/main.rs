@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
 }
 
 async fn render(config: &str, connector: &str) -> Result<(), keyward_host::Error> {
-    let keyward = Keyward::new(Config::load(config.as_ref())?)?;
+    let keyward = Keyward::new(Config::load(config.as_ref())?).await?;
     // Compile every connector up front, so a bad component fails at start-up.
     keyward.preload().await?;
     let rendered = keyward.render(connector).await?;

@@ -4,6 +4,7 @@
 //! lists names under a prefix. It knows nothing of templates, namespaces or
 //! allowlists: those are applied before a store is asked anything.
 
+pub mod aws;
 pub mod file;
 
 use std::fmt;
@@ -43,9 +44,20 @@ pub enum StoreError {
     /// The backend refused access.
     #[error("access denied: {0}")]
     AccessDenied(String),
-    /// The backend failed or could not be reached.
+    /// The secret exists but cannot be served, and retrying will not help
+    /// (it is scheduled for deletion).
+    #[error("{0}")]
+    Gone(String),
+    /// The backend failed or could not be reached; a retry may succeed.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether a cached value may be served in place of this failure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// A backend that holds secrets.
@@ -56,6 +68,18 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
         name: &'a SecretName,
         version: &'a VersionSelector,
     ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>>;
+
+    /// Fetches several versions, results in the order of `keys`. Backends
+    /// with a batch API override this; the default fetches one at a time.
+    fn fetch_many<'a>(
+        &'a self,
+        keys: &'a [(SecretName, VersionSelector)],
+    ) -> BoxFuture<'a, Vec<Result<FetchedSecret, StoreError>>> {
+        Box::pin(async move {
+            futures::future::join_all(keys.iter().map(|(name, version)| self.fetch(name, version)))
+                .await
+        })
+    }
 
     /// Lists the names that start with `prefix`, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;

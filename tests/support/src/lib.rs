@@ -1,8 +1,14 @@
 //! Test support: the compiled connector components (built from source by
-//! this crate's build script) and a scratch directory with a configuration
-//! and a secrets file.
+//! this crate's build script), a scratch directory with a configuration and
+//! a secrets file, a local Secrets Manager server and a fault proxy.
 
 use std::path::{Path, PathBuf};
+
+pub mod moto;
+pub mod proxy;
+
+pub use moto::Moto;
+pub use proxy::{FAULT_MESSAGE_CANARY, Fault, FaultProxy};
 
 /// Paths of the compiled test components.
 pub mod artifacts {

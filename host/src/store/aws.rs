@@ -1,0 +1,324 @@
+//! The production backend: AWS Secrets Manager through `aws-sdk-secretsmanager`.
+//!
+//! Errors are reduced to fixed messages built from the error *code* only:
+//! the service's message text never reaches a connector or a log line.
+
+use std::collections::HashMap;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_smithy_types::Blob;
+
+use super::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use crate::config::AwsSettings;
+use crate::name::{AWSCURRENT, SecretName, VersionSelector};
+use crate::value::SecretValue;
+
+/// BatchGetSecretValue takes at most this many ids per call.
+const BATCH_LIMIT: usize = 20;
+
+/// Secrets Manager as a [`SecretStore`].
+#[derive(Clone, Debug)]
+pub struct AwsStore {
+    client: Client,
+    region: Option<String>,
+}
+
+impl AwsStore {
+    /// Builds a client from the SDK's default chain and the settings:
+    /// region, endpoint, role to assume, timeouts and standard retries.
+    pub async fn connect(settings: &AwsSettings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let sdk_config = loader.load().await;
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk_config);
+        if let Some(role) = &settings.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("keyward")
+                .configure(&sdk_config)
+                .build()
+                .await;
+            builder = builder.credentials_provider(provider);
+        }
+        Self::from_config(builder, settings)
+    }
+
+    /// Builds a client from an SDK config builder (tests pass explicit
+    /// credentials this way) with the settings' endpoint, timeouts and retries.
+    pub fn from_config(
+        builder: aws_sdk_secretsmanager::config::Builder,
+        settings: &AwsSettings,
+    ) -> Self {
+        let mut builder = builder
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(settings.operation_timeout)
+                    .operation_attempt_timeout(settings.attempt_timeout)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts));
+        if let Some(endpoint) = &settings.endpoint_url {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let config = builder.build();
+        let region = config.region().map(|r| r.to_string());
+        Self {
+            client: Client::from_conf(config),
+            region,
+        }
+    }
+
+    /// The region the client talks to, if any was found.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    async fn get_one(
+        &self,
+        name: &SecretName,
+        version: &VersionSelector,
+    ) -> Result<FetchedSecret, StoreError> {
+        let request = self.client.get_secret_value().secret_id(name.as_str());
+        let request = match version {
+            VersionSelector::Stage(stage) => request.version_stage(stage),
+            VersionSelector::Id(id) => request.version_id(id),
+        };
+        let output = request.send().await.map_err(classify)?;
+        fetched(
+            output.version_id(),
+            output.secret_string(),
+            output.secret_binary(),
+        )
+    }
+
+    /// AWSCURRENT versions of up to [`BATCH_LIMIT`] secrets in one call.
+    async fn batch(&self, names: &[&SecretName]) -> Vec<Result<FetchedSecret, StoreError>> {
+        let ids: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
+        let output = match self
+            .client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) => {
+                let e = classify(e);
+                return names.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        let mut by_name: HashMap<&str, Result<FetchedSecret, StoreError>> = HashMap::new();
+        for entry in output.secret_values() {
+            if let Some(name) = entry.name() {
+                by_name.insert(
+                    name,
+                    fetched(
+                        entry.version_id(),
+                        entry.secret_string(),
+                        entry.secret_binary(),
+                    ),
+                );
+            }
+        }
+        for error in output.errors() {
+            if let Some(id) = error.secret_id() {
+                by_name.insert(
+                    id,
+                    Err(classify_code(error.error_code().unwrap_or_default(), None)),
+                );
+            }
+        }
+        names
+            .iter()
+            .map(|name| {
+                by_name
+                    .remove(name.as_str())
+                    .unwrap_or(Err(StoreError::NotFound))
+            })
+            .collect()
+    }
+}
+
+fn fetched(
+    version_id: Option<&str>,
+    text: Option<&str>,
+    binary: Option<&Blob>,
+) -> Result<FetchedSecret, StoreError> {
+    let value = match (text, binary) {
+        (Some(text), _) => SecretValue::text(text),
+        (None, Some(blob)) => SecretValue::bytes(blob.as_ref()),
+        (None, None) => return Err(StoreError::NotFound),
+    };
+    Ok(FetchedSecret {
+        version_id: version_id.unwrap_or_default().to_string(),
+        value,
+    })
+}
+
+/// Maps an SDK error to a store error, by kind and code only.
+fn classify<E: ProvideErrorMetadata>(error: SdkError<E, HttpResponse>) -> StoreError {
+    match &error {
+        SdkError::TimeoutError(_) => {
+            StoreError::Unavailable("Secrets Manager did not answer in time".into())
+        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            StoreError::Unavailable("Secrets Manager did not answer in time".into())
+        }
+        SdkError::DispatchFailure(_) => {
+            StoreError::Unavailable("cannot connect to Secrets Manager".into())
+        }
+        SdkError::ConstructionFailure(_) => StoreError::Unavailable(
+            "cannot build the request (check region and credentials)".into(),
+        ),
+        SdkError::ResponseError(r) => StoreError::Unavailable(format!(
+            "Secrets Manager sent an unreadable response (HTTP {})",
+            r.raw().status().as_u16()
+        )),
+        SdkError::ServiceError(s) => classify_code(
+            error.code().unwrap_or_default(),
+            Some(s.raw().status().as_u16()),
+        ),
+        _ => StoreError::Unavailable("Secrets Manager request failed".into()),
+    }
+}
+
+fn classify_code(code: &str, status: Option<u16>) -> StoreError {
+    match code {
+        "ResourceNotFoundException" => StoreError::NotFound,
+        "AccessDeniedException" | "AccessDenied" => StoreError::AccessDenied(code.into()),
+        "InvalidRequestException" => {
+            StoreError::Gone("the secret is scheduled for deletion or cannot be read now".into())
+        }
+        "DecryptionFailure" => {
+            StoreError::Unavailable("Secrets Manager could not decrypt the secret (KMS)".into())
+        }
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => StoreError::Unavailable("throttled by Secrets Manager".into()),
+        "InternalServiceError" => StoreError::Unavailable("Secrets Manager internal error".into()),
+        "InvalidParameterException" => StoreError::NotFound,
+        other => match status {
+            Some(s) if s >= 500 => {
+                StoreError::Unavailable(format!("Secrets Manager failed (HTTP {s})"))
+            }
+            Some(s) => StoreError::Unavailable(format!(
+                "Secrets Manager refused the request ({}, HTTP {s})",
+                code_or(other)
+            )),
+            None => StoreError::Unavailable(format!(
+                "Secrets Manager refused the request ({})",
+                code_or(other)
+            )),
+        },
+    }
+}
+
+fn code_or(code: &str) -> &str {
+    if code.is_empty() {
+        "no error code"
+    } else {
+        code
+    }
+}
+
+impl SecretStore for AwsStore {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+        Box::pin(self.get_one(name, version))
+    }
+
+    /// AWSCURRENT reads go through BatchGetSecretValue, 20 at a time; other
+    /// stages and version ids (which the batch API cannot select) one by one.
+    fn fetch_many<'a>(
+        &'a self,
+        keys: &'a [(SecretName, VersionSelector)],
+    ) -> BoxFuture<'a, Vec<Result<FetchedSecret, StoreError>>> {
+        Box::pin(async move {
+            let is_current =
+                |v: &VersionSelector| matches!(v, VersionSelector::Stage(s) if s == AWSCURRENT);
+            let current: Vec<usize> = (0..keys.len())
+                .filter(|&i| is_current(&keys[i].1))
+                .collect();
+            if current.len() < 2 {
+                return futures::future::join_all(keys.iter().map(|(n, v)| self.get_one(n, v)))
+                    .await;
+            }
+            let mut results: Vec<Option<Result<FetchedSecret, StoreError>>> =
+                keys.iter().map(|_| None).collect();
+            let batches = current.chunks(BATCH_LIMIT).map(|chunk| async move {
+                let names: Vec<&SecretName> = chunk.iter().map(|&i| &keys[i].0).collect();
+                chunk
+                    .iter()
+                    .copied()
+                    .zip(self.batch(&names).await)
+                    .collect::<Vec<_>>()
+            });
+            let singles = (0..keys.len())
+                .filter(|&i| !is_current(&keys[i].1))
+                .map(|i| async move { (i, self.get_one(&keys[i].0, &keys[i].1).await) });
+            let (batched, single) = futures::future::join(
+                futures::future::join_all(batches),
+                futures::future::join_all(singles),
+            )
+            .await;
+            for (i, result) in batched.into_iter().flatten().chain(single) {
+                results[i] = Some(result);
+            }
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(StoreError::Unavailable("no result".into()))))
+                .collect()
+        })
+    }
+
+    /// ListSecrets with a server-side name filter (a case-insensitive
+    /// prefix match), then the exact, case-sensitive prefix here.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let mut names = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut request = self
+                    .client
+                    .list_secrets()
+                    .max_results(100)
+                    .set_next_token(token.take());
+                if !prefix.is_empty() {
+                    request = request.filters(
+                        Filter::builder()
+                            .key(FilterNameStringType::Name)
+                            .values(prefix)
+                            .build(),
+                    );
+                }
+                let output = request.send().await.map_err(classify)?;
+                names.extend(
+                    output
+                        .secret_list()
+                        .iter()
+                        .filter_map(|s| s.name())
+                        .filter(|n| n.starts_with(prefix))
+                        .map(str::to_string),
+                );
+                match output.next_token() {
+                    Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                    _ => break,
+                }
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+    }
+}

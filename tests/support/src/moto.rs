@@ -1,0 +1,99 @@
+//! A real Secrets Manager API server on loopback: moto in server mode.
+//!
+//! Each [`Moto`] is its own server (so tests run in parallel without
+//! sharing state) on a free port chosen by the OS. The launcher watches its
+//! parent and exits with it, so an aborted test run leaves no server behind;
+//! dropping the handle stops it at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts moto's threaded server on 127.0.0.1, port 0, prints the port, and
+/// exits when its parent (the test process) is gone.
+const LAUNCHER: &str = r#"
+import logging, os, sys, time
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+parent = os.getppid()
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print("PORT", server.get_host_and_port()[1], flush=True)
+while os.getppid() == parent:
+    time.sleep(0.2)
+server.stop()
+"#;
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    /// Starts a server; the Python interpreter is `$KEYWARD_TEST_PYTHON`
+    /// (set by `scripts/test.sh` to the venv it installs moto into) or `python3`.
+    pub fn start() -> Self {
+        let python = std::env::var("KEYWARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
+            .args(["-c", LAUNCHER])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python} to start moto: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read moto's port");
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!("moto did not start (is `moto[server]` installed for {python}?): {line:?}")
+            });
+        Self { child, port }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+
+    /// Forgets every resource (`POST /moto-api/reset`).
+    pub fn reset(&self) {
+        let mut stream = TcpStream::connect(self.address()).expect("connect to moto");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            stream,
+            "POST /moto-api/reset HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.address()
+        )
+        .expect("send reset");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read reset response");
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "{response}"
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
