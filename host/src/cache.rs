@@ -89,6 +89,15 @@ pub type CacheRead = Result<(Arc<CachedVersion>, CacheStatus), StoreError>;
 type FetchResult = Result<Arc<CachedVersion>, StoreError>;
 type InFlight = Shared<BoxFuture<'static, FetchResult>>;
 
+/// Permission to go upstream for one fetch (a per-connector rate limit).
+pub trait FetchBudget: Send + Sync {
+    /// Whether one more upstream fetch may start now.
+    fn try_acquire(&self) -> bool;
+}
+
+/// The message of a fetch refused by a [`FetchBudget`].
+pub const RATE_LIMITED: &str = "this connector's upstream fetch rate limit is exhausted";
+
 /// Counters for operators and tests.
 #[derive(Debug, Default)]
 struct Counters {
@@ -155,15 +164,16 @@ impl SecretCache {
     /// One version of one secret.
     pub async fn get(&self, name: &SecretName, version: &VersionSelector) -> CacheRead {
         let key = (name.clone(), version.clone());
-        self.get_many(std::slice::from_ref(&key))
+        self.get_many(std::slice::from_ref(&key), &crate::ratelimit::Unlimited)
             .await
             .pop()
             .unwrap_or(Err(StoreError::Unavailable("no result".into())))
     }
 
     /// Several keys at once, results in order; the misses are fetched
-    /// together.
-    pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<CacheRead> {
+    /// together. A fetch the budget refuses fails like a transient error
+    /// (so a cached value is served stale) without going upstream.
+    pub async fn get_many(&self, keys: &[CacheKey], budget: &dyn FetchBudget) -> Vec<CacheRead> {
         let policy = &self.inner.policy;
         let mut cached: Vec<Option<Arc<CachedVersion>>> = Vec::with_capacity(keys.len());
         let mut to_fetch: Vec<CacheKey> = Vec::new();
@@ -175,34 +185,26 @@ impl SecretCache {
             }
             cached.push(entry);
         }
-        let mut fetched: HashMap<CacheKey, FetchResult> = if to_fetch.is_empty() {
+        let fetched: HashMap<CacheKey, FetchResult> = if to_fetch.is_empty() {
             HashMap::new()
         } else {
-            let results = futures::future::join_all(self.fetch(&to_fetch)).await;
+            let results = futures::future::join_all(self.fetch(&to_fetch, budget)).await;
             to_fetch.into_iter().zip(results).collect()
         };
 
         let mut out = Vec::with_capacity(keys.len());
         for (key, entry) in keys.iter().zip(cached) {
-            let Some(result) = fetched.remove(key) else {
-                // Fresh in the cache (a key listed twice is fetched once).
+            let Some(result) = fetched.get(key).cloned() else {
+                // Fresh in the cache.
                 out.push(match entry {
-                    Some(e) if e.fetched_at.elapsed() < policy.ttl => Ok((e, CacheStatus::Hit)),
-                    _ => self.get_fresh_or_retry(key).await,
+                    Some(e) => Ok((e, CacheStatus::Hit)),
+                    None => Err(StoreError::Unavailable("no result".into())),
                 });
                 continue;
             };
             out.push(self.settle(key, entry, result).await);
         }
         out
-    }
-
-    /// A key listed twice in one read: the first occurrence fetched it.
-    async fn get_fresh_or_retry(&self, key: &CacheKey) -> CacheRead {
-        match self.inner.entries.get(key).await {
-            Some(e) => Ok((e, CacheStatus::Hit)),
-            None => Box::pin(self.get(&key.0, &key.1)).await,
-        }
     }
 
     /// Decides what a read returns after a fetch.
@@ -235,18 +237,20 @@ impl SecretCache {
         }
     }
 
-    /// Joins fetches under way and starts one (batched) fetch for the rest.
-    fn fetch(&self, keys: &[CacheKey]) -> Vec<InFlight> {
+    /// Joins fetches under way and starts one (batched) fetch for the rest,
+    /// as far as the budget allows: joining a fetch costs nothing, starting
+    /// one costs a token.
+    fn fetch(&self, keys: &[CacheKey], budget: &dyn FetchBudget) -> Vec<InFlight> {
         let mut in_flight = self
             .inner
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let new_keys: Vec<CacheKey> = keys
+        let (new_keys, refused): (Vec<CacheKey>, Vec<CacheKey>) = keys
             .iter()
             .filter(|k| !in_flight.contains_key(*k))
             .cloned()
-            .collect();
+            .partition(|_| budget.try_acquire());
         if !new_keys.is_empty() {
             let store = self.inner.store.clone();
             let batch_keys = new_keys.clone();
@@ -285,8 +289,15 @@ impl SecretCache {
                 in_flight.insert(key, one);
             }
         }
+        let rate_limited: InFlight =
+            futures::future::ready(Err(StoreError::Unavailable(RATE_LIMITED.into())))
+                .boxed()
+                .shared();
         keys.iter()
-            .filter_map(|k| in_flight.get(k).cloned())
+            .map(|k| match in_flight.get(k) {
+                Some(fetch) if !refused.contains(k) => fetch.clone(),
+                _ => rate_limited.clone(),
+            })
             .collect()
     }
 
@@ -304,7 +315,7 @@ impl SecretCache {
             entry.refreshing.store(false, Ordering::Release);
             return;
         };
-        let fetches = self.fetch(std::slice::from_ref(key));
+        let fetches = self.fetch(std::slice::from_ref(key), &crate::ratelimit::Unlimited);
         let entry = entry.clone();
         let name = key.0.clone();
         runtime.spawn(async move {

@@ -35,6 +35,10 @@ const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
 const DEFAULT_MAX_STALE_MS: u64 = 3_600_000;
 /// Default shortest interval between two invalidations of one secret by one connector.
 const DEFAULT_INVALIDATE_INTERVAL_MS: u64 = 10_000;
+/// Default upstream fetches per second per connector.
+const DEFAULT_CONNECTOR_FETCH_RATE: f64 = 50.0;
+/// Default burst of upstream fetches per connector.
+const DEFAULT_CONNECTOR_FETCH_BURST: u32 = 100;
 /// Default bound on one backend operation, retries included.
 const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
 /// Default bound on one attempt of a backend operation.
@@ -46,6 +50,8 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     secrets: RawSecrets,
+    #[serde(default)]
+    audit: RawAudit,
     #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
 }
@@ -62,6 +68,8 @@ struct RawSecrets {
     max_stale_ms: Option<u64>,
     refresh_ahead_ms: Option<u64>,
     invalidate_interval_ms: Option<u64>,
+    connector_fetch_rate: Option<f64>,
+    connector_fetch_burst: Option<u32>,
     endpoint_url: Option<String>,
     role_arn: Option<String>,
     operation_timeout_ms: Option<u64>,
@@ -70,6 +78,13 @@ struct RawSecrets {
     partition: Option<String>,
     region: Option<String>,
     account_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<PathBuf>,
+    tracing: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +144,10 @@ pub struct SecretsConfig {
     pub refresh_ahead: Option<Duration>,
     /// Shortest interval between invalidations of one secret by one connector.
     pub invalidate_interval: Duration,
+    /// Upstream fetches per second each connector may cause.
+    pub connector_fetch_rate: f64,
+    /// Upstream fetches a connector may make in a burst.
+    pub connector_fetch_burst: u32,
     /// Where ARNs in references must point.
     pub identity: BackendIdentity,
 }
@@ -146,11 +165,22 @@ pub struct ConnectorConfig {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The `[audit]` table, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// A JSON-lines file records are appended to.
+    pub file: Option<PathBuf>,
+    /// Whether records also go to `tracing` (target `keyward::audit`).
+    pub to_tracing: bool,
+}
+
 /// The whole configuration, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Backend, namespace and cache.
     pub secrets: SecretsConfig,
+    /// Where audit records go.
+    pub audit: AuditConfig,
     /// Connectors by id.
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
@@ -196,8 +226,13 @@ impl Config {
                 },
             );
         }
+        let audit = AuditConfig {
+            file: raw.audit.file.map(|f| base.join(f)),
+            to_tracing: raw.audit.tracing.unwrap_or(true),
+        };
         Ok(Self {
             secrets,
+            audit,
             connectors,
         })
     }
@@ -291,6 +326,23 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
         cache_max_entries,
         max_stale: Duration::from_millis(raw.max_stale_ms.unwrap_or(DEFAULT_MAX_STALE_MS)),
         refresh_ahead,
+        connector_fetch_rate: match raw
+            .connector_fetch_rate
+            .unwrap_or(DEFAULT_CONNECTOR_FETCH_RATE)
+        {
+            rate if rate.is_finite() && rate >= 0.0 => rate,
+            _ => return Err(
+                "secrets.connector_fetch_rate: must be a number of fetches per second, 0 or more"
+                    .into(),
+            ),
+        },
+        connector_fetch_burst: match raw
+            .connector_fetch_burst
+            .unwrap_or(DEFAULT_CONNECTOR_FETCH_BURST)
+        {
+            0 => return Err("secrets.connector_fetch_burst: must be at least 1".into()),
+            burst => burst,
+        },
         invalidate_interval: Duration::from_millis(
             raw.invalidate_interval_ms
                 .unwrap_or(DEFAULT_INVALIDATE_INTERVAL_MS),

@@ -3,14 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::OnceCell;
 
+use crate::audit::AuditLog;
 use crate::cache::{CachePolicy, SecretCache};
-use crate::config::{Backend, Config, ConfigError, ConnectorConfig};
-use crate::name::Namespace;
-use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
+use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
+use crate::ratelimit::TokenBucket;
+use crate::resolve::{
+    ConnectorPolicy, ConnectorSecrets, Invalidation, ResolveError, SecretRequest,
+};
 use crate::sandbox::{LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
 use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
@@ -88,21 +91,26 @@ impl Rendered {
     }
 }
 
-/// One configured connector: policy and its lazily compiled component.
+/// One configured connector: its configuration, its secrets view under the
+/// current policy, and its lazily compiled component (shared across policy
+/// swaps while the component path stays the same).
 #[derive(Debug)]
 struct Slot {
     config: ConnectorConfig,
     secrets: ConnectorSecrets,
-    loaded: OnceCell<LoadedConnector>,
+    loaded: Arc<OnceCell<LoadedConnector>>,
 }
+
+type Slots = Arc<BTreeMap<String, Arc<Slot>>>;
 
 /// A keyward host: one sandbox, one cache, the configured connectors.
 #[derive(Debug)]
 pub struct Keyward {
     sandbox: Sandbox,
     cache: SecretCache,
-    namespace: Namespace,
-    connectors: BTreeMap<String, Arc<Slot>>,
+    audit: Arc<AuditLog>,
+    secrets: SecretsConfig,
+    slots: RwLock<Slots>,
 }
 
 impl Keyward {
@@ -126,7 +134,7 @@ impl Keyward {
 
     /// Like [`Keyward::new`] with a backend of the caller's choosing.
     pub fn with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, Error> {
-        let secrets = &config.secrets;
+        let secrets = config.secrets.clone();
         let cache = SecretCache::new(
             store,
             CachePolicy {
@@ -136,33 +144,92 @@ impl Keyward {
                 max_entries: secrets.cache_max_entries.get(),
             },
         );
-        let sandbox = Sandbox::new().map_err(Error::Engine)?;
-        let connectors = config
+        let audit =
+            AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing).map_err(|e| {
+                let file = config
+                    .audit
+                    .file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display();
+                Error::Backend(format!("cannot open the audit log {file}: {e}"))
+            })?;
+        let keyward = Self {
+            sandbox: Sandbox::new().map_err(Error::Engine)?,
+            cache,
+            audit: Arc::new(audit),
+            secrets,
+            slots: RwLock::default(),
+        };
+        keyward.swap_slots(&config);
+        Ok(keyward)
+    }
+
+    /// Swaps in the connectors and policies of `config` (namespace,
+    /// allowlists, fields, components) without a restart. Renders under way
+    /// finish under the policy they started with. The backend and cache
+    /// settings cannot change this way.
+    pub fn update_policy(&self, config: &Config) -> Result<(), Error> {
+        let (old, new) = (&self.secrets, &config.secrets);
+        if old.backend != new.backend
+            || old.cache_ttl != new.cache_ttl
+            || old.max_stale != new.max_stale
+        {
+            return Err(Error::Backend(
+                "the backend and cache settings cannot change without a restart".into(),
+            ));
+        }
+        self.swap_slots(config);
+        Ok(())
+    }
+
+    fn swap_slots(&self, config: &Config) {
+        let current = self.current();
+        let policy_of = |c: &ConnectorConfig| {
+            Arc::new(ConnectorPolicy {
+                allow: c.allow.clone(),
+                namespace: config.secrets.namespace.clone(),
+                identity: config.secrets.identity.clone(),
+            })
+        };
+        let slots: BTreeMap<String, Arc<Slot>> = config
             .connectors
             .iter()
             .map(|(id, c)| {
-                let secrets = ConnectorSecrets::new(
-                    id,
-                    c.allow.clone(),
-                    config.secrets.namespace.clone(),
-                    config.secrets.identity.clone(),
-                    cache.clone(),
-                    config.secrets.invalidate_interval,
-                );
-                let slot = Slot {
-                    config: c.clone(),
-                    secrets,
-                    loaded: OnceCell::new(),
+                let slot = match current.get(id) {
+                    Some(old) => Slot {
+                        config: c.clone(),
+                        secrets: old.secrets.with_policy(policy_of(c)),
+                        loaded: if old.config.component == c.component {
+                            old.loaded.clone()
+                        } else {
+                            Arc::default()
+                        },
+                    },
+                    None => Slot {
+                        config: c.clone(),
+                        secrets: ConnectorSecrets::new(
+                            id,
+                            policy_of(c),
+                            self.cache.clone(),
+                            self.audit.clone(),
+                            Arc::new(TokenBucket::new(
+                                config.secrets.connector_fetch_rate,
+                                config.secrets.connector_fetch_burst,
+                            )),
+                            config.secrets.invalidate_interval,
+                        ),
+                        loaded: Arc::default(),
+                    },
                 };
                 (id.clone(), Arc::new(slot))
             })
             .collect();
-        Ok(Self {
-            sandbox,
-            cache,
-            namespace: config.secrets.namespace.clone(),
-            connectors,
-        })
+        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
+    }
+
+    fn current(&self) -> Slots {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The shared secret cache (for operators' invalidation).
@@ -172,15 +239,21 @@ impl Keyward {
 
     /// Compiles every configured connector now.
     pub async fn preload(&self) -> Result<(), Error> {
-        for id in self.connectors.keys() {
-            self.loaded(id).await?;
+        for id in self.connector_ids() {
+            self.loaded(&id).await?;
         }
         Ok(())
     }
 
-    fn slot(&self, id: &str) -> Result<&Arc<Slot>, Error> {
-        self.connectors.get(id).ok_or_else(|| {
-            let known: Vec<&str> = self.connectors.keys().map(String::as_str).collect();
+    /// The configured connector ids.
+    pub fn connector_ids(&self) -> Vec<String> {
+        self.current().keys().cloned().collect()
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, Error> {
+        let slots = self.current();
+        slots.get(id).cloned().ok_or_else(|| {
+            let known: Vec<&str> = slots.keys().map(String::as_str).collect();
             Error::UnknownConnector(if known.is_empty() {
                 format!("unknown connector `{id}`: the configuration defines none")
             } else {
@@ -189,7 +262,7 @@ impl Keyward {
         })
     }
 
-    async fn loaded(&self, id: &str) -> Result<(&Arc<Slot>, &LoadedConnector), Error> {
+    async fn loaded(&self, id: &str) -> Result<(Arc<Slot>, LoadedConnector), Error> {
         let slot = self.slot(id)?;
         let loaded = slot
             .loaded
@@ -206,7 +279,8 @@ impl Keyward {
                         message,
                     })
             })
-            .await?;
+            .await?
+            .clone();
         Ok((slot, loaded))
     }
 
@@ -262,15 +336,10 @@ impl Keyward {
     pub async fn check_backend(&self) -> Result<usize, Error> {
         self.cache
             .store()
-            .list(self.namespace.as_str())
+            .list(self.secrets.namespace.as_str())
             .await
             .map(|names| names.len())
             .map_err(|e| Error::Backend(e.to_string()))
-    }
-
-    /// The configured connector ids.
-    pub fn connector_ids(&self) -> impl Iterator<Item = &str> {
-        self.connectors.keys().map(String::as_str)
     }
 
     /// The secret names this connector may use that exist in the backend.

@@ -18,10 +18,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod name;
 pub mod policy;
+pub mod ratelimit;
 pub mod resolve;
 pub mod sandbox;
 pub mod store;

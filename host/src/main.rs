@@ -47,6 +47,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the last audit records (from `[audit] file`).
+    Audit {
+        /// The keyward configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How many records.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+    },
     /// Print the fields a connector component takes.
     Describe {
         /// The component file (`.wasm`).
@@ -102,6 +111,16 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .join("\n"))
         }
         Command::Check { config } => check(&config).await,
+        Command::Audit { config, lines } => {
+            let config = Config::load(&config)?;
+            let file = config
+                .audit
+                .file
+                .context("the configuration has no [audit] file; records go to the log only")?;
+            let records = keyward_host::audit::tail(&file, lines)
+                .with_context(|| file.display().to_string())?;
+            Ok(records.join("\n"))
+        }
         Command::Describe { component } => {
             let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
             let loaded = sandbox
@@ -126,7 +145,7 @@ async fn check(config: &std::path::Path) -> anyhow::Result<String> {
         Ok(count) => report.push(format!("backend: ok ({count} secrets in the namespace)")),
         Err(e) => anyhow::bail!("{e}"),
     }
-    let ids: Vec<String> = keyward.connector_ids().map(str::to_string).collect();
+    let ids = keyward.connector_ids();
     for id in ids {
         report.push(format!("connector {id}:"));
         let names = keyward.references(&id).await?;

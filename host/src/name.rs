@@ -198,6 +198,11 @@ pub struct CanonicalRef {
     pub path: Vec<String>,
     /// Which version.
     pub version: VersionSelector,
+    /// For an ARN whose name ends in `-` and six letters or digits: the
+    /// name read literally (a partial ARN of a secret whose own name ends
+    /// so), tried when the full-ARN reading `name` does not exist. Policy
+    /// is checked on each reading separately.
+    pub alternate: Option<Box<CanonicalRef>>,
 }
 
 /// Reduces a reference to canonical form, or says why it is invalid.
@@ -213,25 +218,32 @@ pub fn canonicalize(
     if path.iter().any(String::is_empty) {
         return Err("a JSON key in the path is empty".into());
     }
-    let full = if name.starts_with("arn:") {
-        name_from_arn(name, backend)?
-    } else {
-        validate_name(name)?;
-        namespace.qualify(name)
+    let reading = |full: &str| -> Result<CanonicalRef, String> {
+        Ok(CanonicalRef {
+            name: SecretName::new(full)?,
+            relative: namespace.relative(full).map(str::to_string),
+            path: path.to_vec(),
+            version: version.clone(),
+            alternate: None,
+        })
     };
-    let name = SecretName::new(&full)?;
-    let relative = namespace.relative(&full).map(str::to_string);
-    Ok(CanonicalRef {
-        name,
-        relative,
-        path: path.to_vec(),
-        version,
-    })
+    if !name.starts_with("arn:") {
+        validate_name(name)?;
+        return reading(&namespace.qualify(name));
+    }
+    let resource = resource_from_arn(name, backend)?;
+    match strip_random_suffix(resource) {
+        Some(base) => Ok(CanonicalRef {
+            alternate: Some(Box::new(reading(resource)?)),
+            ..reading(base)?
+        }),
+        None => reading(resource),
+    }
 }
 
-/// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME[-XXXXXX]` to NAME,
+/// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:RESOURCE` to RESOURCE,
 /// after checking that it points at this backend.
-fn name_from_arn(arn: &str, backend: &BackendIdentity) -> Result<String, String> {
+fn resource_from_arn<'a>(arn: &'a str, backend: &BackendIdentity) -> Result<&'a str, String> {
     let parts: Vec<&str> = arn.splitn(7, ':').collect();
     let [_, partition, service, region, account, kind, resource] = parts[..] else {
         return Err("expected arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME".into());
@@ -271,22 +283,16 @@ fn name_from_arn(arn: &str, backend: &BackendIdentity) -> Result<String, String>
             return Err("this host has no account id configured, so ARNs cannot be checked".into());
         }
     }
-    Ok(strip_random_suffix(resource).to_string())
+    Ok(resource)
 }
 
-/// A full ARN ends the name with `-` and six random characters.
-fn strip_random_suffix(resource: &str) -> &str {
-    match resource.len().checked_sub(7) {
-        Some(cut)
-            if resource.as_bytes()[cut] == b'-'
-                && resource[cut + 1..]
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric()) =>
-        {
-            &resource[..cut]
-        }
-        _ => resource,
-    }
+/// A full ARN ends the name with `-` and six random letters or digits;
+/// the name without them, if `resource` ends so.
+fn strip_random_suffix(resource: &str) -> Option<&str> {
+    let cut = resource.len().checked_sub(7)?;
+    let suffix = resource.get(cut + 1..)?;
+    let dash = resource.as_bytes().get(cut) == Some(&b'-');
+    (cut > 0 && dash && suffix.chars().all(|c| c.is_ascii_alphanumeric())).then(|| &resource[..cut])
 }
 
 #[cfg(test)]
@@ -331,6 +337,21 @@ mod tests {
         let outside =
             canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:other/db-AbC123").unwrap();
         assert_eq!(outside.relative, None);
+    }
+
+    #[test]
+    fn a_name_ending_like_a_suffix_keeps_its_literal_reading() {
+        let c = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db-backup")
+            .unwrap();
+        assert_eq!(c.name.as_str(), "acme/prod/db");
+        let literal = c.alternate.expect("literal reading");
+        assert_eq!(literal.name.as_str(), "acme/prod/db-backup");
+        assert_eq!(literal.relative.as_deref(), Some("db-backup"));
+        // A relative name is never read as an ARN.
+        assert_eq!(
+            canon("db-backup").unwrap().name.as_str(),
+            "acme/prod/db-backup"
+        );
     }
 
     #[test]

@@ -11,11 +11,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::cache::{CacheKey, CacheRead, CacheStatus, SecretCache};
+use crate::audit::{AuditLog, AuditRecord, Decision};
+use crate::cache::{CacheKey, CacheRead, SecretCache};
 use crate::name::{BackendIdentity, CanonicalRef, Namespace, SecretName, canonicalize};
 use crate::policy::Allowlist;
+use crate::ratelimit::TokenBucket;
 use crate::store::StoreError;
 use crate::value::{PathError, SecretValue};
 
@@ -117,80 +117,80 @@ pub enum ResolveError {
     },
 }
 
-/// The decision recorded for one reference.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "snake_case", tag = "decision", content = "detail")]
-enum Decision {
-    Allowed(String),
-    Denied(String),
-    NotFound,
-    Invalid(String),
-    NotJson,
-    MissingKey(String),
-    Unavailable(String),
-}
-
-/// One audit record; written through `tracing` with target `keyward::audit`.
-#[derive(Debug, Serialize)]
-struct AuditRecord<'a> {
-    connector: &'a str,
-    reference: String,
-    canonical: Option<&'a str>,
-    version_id: Option<&'a str>,
-    #[serde(flatten)]
-    decision: Decision,
-    cache: Option<CacheStatus>,
-    latency_us: Option<u128>,
-}
-
-impl AuditRecord<'_> {
-    fn emit(&self) {
-        match serde_json::to_string(self) {
-            Ok(json) => tracing::info!(target: "keyward::audit", "{json}"),
-            Err(e) => {
-                tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}")
-            }
-        }
-    }
+/// A connector's policy: what it may read, under which namespace.
+#[derive(Clone, Debug)]
+pub struct ConnectorPolicy {
+    /// Its allowlist.
+    pub allow: Allowlist,
+    /// The host's namespace.
+    pub namespace: Namespace,
+    /// Where ARNs must point.
+    pub identity: BackendIdentity,
 }
 
 /// What one connector may read, and how: its policy bound to the host's
-/// cache. Cheap to clone; shared by every instance of the connector.
+/// cache, audit log and the connector's upstream rate limit. Cheap to
+/// clone; a render holds one clone for its whole duration, so a policy
+/// swapped in meanwhile applies from the next render on.
 #[derive(Clone, Debug)]
 pub struct ConnectorSecrets {
     connector: Arc<str>,
-    allow: Allowlist,
-    namespace: Namespace,
-    identity: BackendIdentity,
+    policy: Arc<ConnectorPolicy>,
     cache: SecretCache,
+    audit: Arc<AuditLog>,
+    fetch_limit: Arc<TokenBucket>,
     invalidate_interval: Duration,
     last_invalidated: Arc<Mutex<HashMap<SecretName, Instant>>>,
 }
 
+/// The policy readings a reference may resolve to, each with the rule that
+/// allows it (see [`CanonicalRef::alternate`]).
+type Allowed = Vec<(CanonicalRef, String)>;
+
 impl ConnectorSecrets {
-    /// Binds a connector's allowlist to the host's namespace and cache.
+    /// Binds a connector's policy to the host's cache and audit log.
     pub fn new(
         connector: &str,
-        allow: Allowlist,
-        namespace: Namespace,
-        identity: BackendIdentity,
+        policy: Arc<ConnectorPolicy>,
         cache: SecretCache,
+        audit: Arc<AuditLog>,
+        fetch_limit: Arc<TokenBucket>,
         invalidate_interval: Duration,
     ) -> Self {
         Self {
             connector: connector.into(),
-            allow,
-            namespace,
-            identity,
+            policy,
             cache,
+            audit,
+            fetch_limit,
             invalidate_interval,
             last_invalidated: Arc::default(),
+        }
+    }
+
+    /// The same connector under another policy; the rate limit and the
+    /// invalidation history carry over.
+    pub fn with_policy(&self, policy: Arc<ConnectorPolicy>) -> Self {
+        Self {
+            policy,
+            ..self.clone()
         }
     }
 
     /// The connector's id.
     pub fn connector(&self) -> &str {
         &self.connector
+    }
+
+    fn record(&self, request: &SecretRequest, decision: Decision) -> AuditRecord {
+        let mut record = AuditRecord::new(&self.connector, request.to_string(), decision);
+        record.path = request.path.clone();
+        record.version = request
+            .version_stage
+            .as_ref()
+            .map(|s| format!("stage {s}"))
+            .or_else(|| request.version_id.as_ref().map(|v| format!("version {v}")));
+        record
     }
 
     /// Resolves references of one render. Each distinct secret version is
@@ -200,171 +200,231 @@ impl ConnectorSecrets {
         requests: &[SecretRequest],
     ) -> Vec<Result<SecretValue, ResolveError>> {
         let started = Instant::now();
-        let checked: Vec<Result<(CanonicalRef, String), ResolveError>> =
+        let checked: Vec<Result<Allowed, ResolveError>> =
             requests.iter().map(|r| self.check(r)).collect();
 
-        let mut keys: Vec<CacheKey> = Vec::new();
-        for (canonical, _) in checked.iter().flatten() {
-            let key = (canonical.name.clone(), canonical.version.clone());
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
+        // Round 1: each reference's first allowed reading.
+        let first: Vec<Option<&CanonicalRef>> = checked
+            .iter()
+            .map(|c| c.as_ref().ok().and_then(|a| a.first()).map(|(c, _)| c))
+            .collect();
+        let mut reads = self.read(first.iter().flatten().copied()).await;
+        // Round 2: a literal reading of an ARN, where the full-ARN one does not exist.
+        let use_literal: Vec<bool> = checked
+            .iter()
+            .zip(&first)
+            .map(|(allowed, first)| {
+                let missing = first
+                    .is_some_and(|c| matches!(reads.get(&key(c)), Some(Err(StoreError::NotFound))));
+                missing && allowed.as_ref().is_ok_and(|a| a.len() > 1)
+            })
+            .collect();
+        if use_literal.contains(&true) {
+            let literals = checked
+                .iter()
+                .zip(&use_literal)
+                .filter(|(_, literal)| **literal)
+                .filter_map(|(allowed, _)| {
+                    allowed.as_ref().ok().and_then(|a| a.get(1)).map(|(c, _)| c)
+                });
+            let more = self.read(literals).await;
+            reads.extend(more);
         }
-        let reads = self.cache.get_many(&keys).await;
-        let fetched: HashMap<CacheKey, CacheRead> = keys.into_iter().zip(reads).collect();
-        let latency_us = Some(started.elapsed().as_micros());
+        let latency_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
 
         requests
             .iter()
             .zip(checked)
-            .map(|(request, canonical)| {
-                let (canonical, rule) = canonical?;
-                let reference = request.to_string();
-                let mut record = AuditRecord {
-                    connector: &self.connector,
-                    reference: reference.clone(),
-                    canonical: Some(canonical.name.as_str()),
-                    version_id: None,
-                    decision: Decision::NotFound,
-                    cache: None,
-                    latency_us,
+            .zip(use_literal)
+            .map(|((request, allowed), literal)| {
+                let allowed = allowed?;
+                let (canonical, rule) =
+                    allowed
+                        .get(usize::from(literal))
+                        .ok_or_else(|| ResolveError::NotFound {
+                            reference: request.to_string(),
+                        })?;
+                let mut record = self.record(request, Decision::NotFound);
+                record.canonical = Some(canonical.name.to_string());
+                record.latency_us = latency_us;
+                let result = match reads.get(&key(canonical)) {
+                    Some(read) => self.outcome(request, canonical, rule, read, &mut record),
+                    None => Err(ResolveError::Unavailable {
+                        reference: request.to_string(),
+                        detail: "no result".into(),
+                    }),
                 };
-                let result = match &fetched[&(canonical.name.clone(), canonical.version.clone())] {
-                    Ok((version, status)) => {
-                        record.cache = Some(*status);
-                        record.version_id = Some(&version.version_id);
-                        match version.secret.select(&canonical.path) {
-                            Ok(value) => {
-                                record.decision = Decision::Allowed(rule);
-                                Ok(value)
-                            }
-                            Err(PathError::NotJson) => {
-                                record.decision = Decision::NotJson;
-                                Err(ResolveError::NotJson { reference })
-                            }
-                            Err(PathError::MissingKey { key, parent }) => {
-                                let key = describe_key(&key, &parent);
-                                record.decision = Decision::MissingKey(key.clone());
-                                Err(ResolveError::MissingKey { reference, key })
-                            }
-                        }
-                    }
-                    Err(StoreError::NotFound) => {
-                        record.decision = Decision::NotFound;
-                        Err(ResolveError::NotFound { reference })
-                    }
-                    Err(StoreError::AccessDenied(detail)) => {
-                        record.decision = Decision::Denied(format!("backend: {detail}"));
-                        Err(ResolveError::NotFound { reference })
-                    }
-                    Err(StoreError::Gone(detail)) => {
-                        record.decision = Decision::Unavailable(detail.clone());
-                        Err(ResolveError::Unavailable {
-                            reference,
-                            detail: detail.clone(),
-                        })
-                    }
-                    Err(StoreError::Unavailable(detail)) => {
-                        record.decision = Decision::Unavailable(detail.clone());
-                        Err(ResolveError::Unavailable {
-                            reference,
-                            detail: detail.clone(),
-                        })
-                    }
-                };
-                record.emit();
+                self.audit.write(&record);
                 result
             })
             .collect()
     }
 
-    /// Canonicalizes and checks policy, returning the allowing rule; a
-    /// failure is audited here.
-    fn check(&self, request: &SecretRequest) -> Result<(CanonicalRef, String), ResolveError> {
-        let reference = request.to_string();
-        let denied = |decision: Decision, canonical: Option<&str>| {
-            AuditRecord {
-                connector: &self.connector,
-                reference: reference.clone(),
-                canonical,
-                version_id: None,
-                decision,
-                cache: None,
-                latency_us: None,
+    /// Reads distinct keys through the cache, within the connector's
+    /// upstream rate limit.
+    async fn read<'a>(
+        &self,
+        refs: impl Iterator<Item = &'a CanonicalRef>,
+    ) -> HashMap<CacheKey, CacheRead> {
+        let mut keys: Vec<CacheKey> = Vec::new();
+        for canonical in refs {
+            let k = key(canonical);
+            if !keys.contains(&k) {
+                keys.push(k);
             }
-            .emit();
+        }
+        let reads = self.cache.get_many(&keys, &*self.fetch_limit).await;
+        keys.into_iter().zip(reads).collect()
+    }
+
+    /// The value (or error) one reference gets from one cache read, and
+    /// its audit decision.
+    fn outcome(
+        &self,
+        request: &SecretRequest,
+        canonical: &CanonicalRef,
+        rule: &str,
+        read: &CacheRead,
+        record: &mut AuditRecord,
+    ) -> Result<SecretValue, ResolveError> {
+        let reference = request.to_string();
+        let (version, status) = match read {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => {
+                record.decision = Decision::NotFound;
+                return Err(ResolveError::NotFound { reference });
+            }
+            Err(StoreError::AccessDenied(detail)) => {
+                record.decision = Decision::Denied(format!("backend: {detail}"));
+                return Err(ResolveError::NotFound { reference });
+            }
+            Err(StoreError::Gone(detail) | StoreError::Unavailable(detail)) => {
+                record.decision = Decision::Unavailable(detail.clone());
+                return Err(ResolveError::Unavailable {
+                    reference,
+                    detail: detail.clone(),
+                });
+            }
         };
+        record.cache = Some(*status);
+        record.version_id = Some(version.version_id.clone());
+        match version.secret.select(&canonical.path) {
+            Ok(value) => {
+                record.decision = Decision::Allowed(rule.to_string());
+                Ok(value)
+            }
+            Err(PathError::NotJson) => {
+                record.decision = Decision::NotJson;
+                Err(ResolveError::NotJson { reference })
+            }
+            Err(PathError::MissingKey { key, parent }) => {
+                let key = describe_key(&key, &parent);
+                record.decision = Decision::MissingKey(key.clone());
+                Err(ResolveError::MissingKey { reference, key })
+            }
+        }
+    }
+
+    /// Canonicalizes and checks policy on every reading, returning the
+    /// allowed ones with their rules; a refusal is audited here.
+    fn check(&self, request: &SecretRequest) -> Result<Allowed, ResolveError> {
+        let reference = request.to_string();
+        let policy = &self.policy;
         let canonical = match canonicalize(
             &request.name,
             &request.path,
             request.version_stage.as_deref(),
             request.version_id.as_deref(),
-            &self.namespace,
-            &self.identity,
+            &policy.namespace,
+            &policy.identity,
         ) {
             Ok(canonical) => canonical,
             Err(detail) => {
-                denied(Decision::Invalid(detail.clone()), None);
-                return Err(ResolveError::Invalid {
-                    reference: reference.clone(),
-                    detail,
-                });
+                self.audit
+                    .write(&self.record(request, Decision::Invalid(detail.clone())));
+                return Err(ResolveError::Invalid { reference, detail });
             }
         };
-        match self.allow.check(&canonical) {
-            Ok(rule) => {
-                let rule = rule.to_string();
-                Ok((canonical, rule))
+        let mut readings = vec![canonical];
+        if let Some(literal) = readings[0].alternate.take() {
+            readings.push(*literal);
+        }
+        let mut allowed = Vec::new();
+        let mut denial = None;
+        for reading in readings {
+            match policy.allow.check(&reading) {
+                Ok(rule) => {
+                    let rule = rule.to_string();
+                    allowed.push((reading, rule));
+                }
+                Err(d) => {
+                    denial.get_or_insert((reading.name.to_string(), d));
+                }
             }
-            Err(denial) => {
-                denied(
-                    Decision::Denied(denial.to_string()),
-                    Some(canonical.name.as_str()),
-                );
+        }
+        match (allowed.is_empty(), denial) {
+            (true, Some((name, denial))) => {
+                let mut record = self.record(request, Decision::Denied(denial.to_string()));
+                record.canonical = Some(name);
+                self.audit.write(&record);
                 Err(ResolveError::NotFound { reference })
             }
+            _ => Ok(allowed),
         }
     }
 
     /// Names (relative to the namespace) this connector may use and that
     /// exist in the backend.
     pub async fn list(&self) -> Result<Vec<String>, StoreError> {
-        let names = self.cache.store().list(self.namespace.as_str()).await?;
+        let namespace = &self.policy.namespace;
+        let names = self.cache.store().list(namespace.as_str()).await?;
         Ok(names
             .iter()
-            .filter_map(|full| self.namespace.relative(full))
-            .filter(|relative| self.allow.names(relative))
+            .filter_map(|full| namespace.relative(full))
+            .filter(|relative| self.policy.allow.names(relative))
             .map(str::to_string)
             .collect())
     }
 
     /// Drops the cached versions of a secret this connector may read, after
-    /// its credentials were rejected. Returns whether anything was allowed.
-    /// At most one invalidation per secret per `invalidate_interval`, so a
-    /// connector cannot turn the cache off.
+    /// its credentials were rejected. At most one invalidation per secret
+    /// per `invalidate_interval`, so a connector cannot turn the cache off.
     pub async fn invalidate(&self, request: &SecretRequest) -> Invalidation {
-        let Ok((canonical, _)) = self.check(request) else {
+        let Ok(allowed) = self.check(request) else {
             return Invalidation::NotAllowed;
         };
+        let mut names: Vec<&SecretName> = allowed.iter().map(|(c, _)| &c.name).collect();
+        names.dedup();
+        let now = Instant::now();
         {
             let mut last = self
                 .last_invalidated
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match last.get(&canonical.name) {
-                Some(at) if now.duration_since(*at) < self.invalidate_interval => {
-                    return Invalidation::RateLimited;
-                }
-                _ => {
-                    last.insert(canonical.name.clone(), now);
-                }
+            if names.iter().any(|n| {
+                last.get(*n)
+                    .is_some_and(|at| now.duration_since(*at) < self.invalidate_interval)
+            }) {
+                self.audit
+                    .write(&self.record(request, Decision::RateLimited));
+                return Invalidation::RateLimited;
+            }
+            for name in &names {
+                last.insert((*name).clone(), now);
             }
         }
-        tracing::info!(target: "keyward::audit", connector = %self.connector, secret = %canonical.name, "invalidated");
-        self.cache.invalidate(&canonical.name).await;
+        for name in names {
+            let mut record = self.record(request, Decision::Invalidated);
+            record.canonical = Some(name.to_string());
+            self.audit.write(&record);
+            self.cache.invalidate(name).await;
+        }
         Invalidation::Done
     }
+}
+
+fn key(canonical: &CanonicalRef) -> CacheKey {
+    (canonical.name.clone(), canonical.version.clone())
 }
 
 /// What a connector's invalidation request did.

@@ -1,14 +1,12 @@
 //! A real Secrets Manager API server on loopback: moto in server mode.
 //!
 //! Each [`Moto`] is its own server (so tests run in parallel without
-//! sharing state) on a free port chosen by the OS. The launcher watches its
+//! sharing state, and none needs a `/moto-api/reset`) on a free port chosen by the OS. The launcher watches its
 //! parent and exits with it, so an aborted test run leaves no server behind;
 //! dropping the handle stops it at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Starts moto's threaded server on 127.0.0.1, port 0, prints the port, and
 /// exits when its parent (the test process) is gone.
@@ -66,28 +64,6 @@ impl Moto {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address())
-    }
-
-    /// Forgets every resource (`POST /moto-api/reset`).
-    pub fn reset(&self) {
-        let mut stream = TcpStream::connect(self.address()).expect("connect to moto");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            stream,
-            "POST /moto-api/reset HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.address()
-        )
-        .expect("send reset");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .expect("read reset response");
-        assert!(
-            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
-            "{response}"
-        );
     }
 }
 

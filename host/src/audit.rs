@@ -1,0 +1,208 @@
+//! The audit trail: one JSON record per reference a connector resolves,
+//! invalidates or is refused. Records name secrets, never values: this is
+//! the per-plugin trail that CloudTrail cannot give when the host makes every
+//! call.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::cache::CacheStatus;
+
+/// What was decided for one reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision", content = "detail")]
+pub enum Decision {
+    /// Served; the detail is the allow rule.
+    Allowed(String),
+    /// Refused by policy (or by the backend); the detail says by what.
+    Denied(String),
+    /// Allowed, but no such secret or version.
+    NotFound,
+    /// The reference is malformed; the detail says how.
+    Invalid(String),
+    /// A path into a value that is not a JSON object.
+    NotJson,
+    /// A key of the path is missing; the detail names it.
+    MissingKey(String),
+    /// The backend failed; the detail says how.
+    Unavailable(String),
+    /// The connector asked for the cached copy to be dropped.
+    Invalidated,
+    /// An invalidation refused by the rate limit.
+    RateLimited,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// The connector id.
+    pub connector: String,
+    /// The reference as the connector wrote it (bounded, escaped).
+    pub reference: String,
+    /// The canonical secret name, once known.
+    pub canonical: Option<String>,
+    /// JSON keys read.
+    pub path: Vec<String>,
+    /// The stage or version id asked for.
+    pub version: Option<String>,
+    /// The version id served.
+    pub version_id: Option<String>,
+    /// What was decided.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// How the cache served it.
+    pub cache: Option<CacheStatus>,
+    /// Time spent resolving the render's references, in microseconds.
+    pub latency_us: Option<u64>,
+}
+
+impl AuditRecord {
+    /// A record stamped now.
+    pub fn new(connector: &str, reference: String, decision: Decision) -> Self {
+        Self {
+            time: rfc3339_now(),
+            connector: connector.to_string(),
+            reference,
+            canonical: None,
+            path: Vec::new(),
+            version: None,
+            version_id: None,
+            decision,
+            cache: None,
+            latency_us: None,
+        }
+    }
+}
+
+/// Where records go: `tracing` (target `keyward::audit`, level info) and/or
+/// a JSON-lines file.
+#[derive(Debug)]
+pub struct AuditLog {
+    to_tracing: bool,
+    file: Option<(PathBuf, Mutex<File>)>,
+}
+
+impl Default for AuditLog {
+    fn default() -> Self {
+        Self {
+            to_tracing: true,
+            file: None,
+        }
+    }
+}
+
+impl AuditLog {
+    /// Opens (appending to) the file, if any.
+    pub fn open(file: Option<&Path>, to_tracing: bool) -> std::io::Result<Self> {
+        let file = match file {
+            Some(path) => {
+                let f = OpenOptions::new().create(true).append(true).open(path)?;
+                Some((path.to_path_buf(), Mutex::new(f)))
+            }
+            None => None,
+        };
+        Ok(Self { to_tracing, file })
+    }
+
+    /// Writes one record. A failure to write is logged, never fatal and
+    /// never silent.
+    pub fn write(&self, record: &AuditRecord) {
+        let json = match serde_json::to_string(record) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
+                return;
+            }
+        };
+        if self.to_tracing {
+            tracing::info!(target: "keyward::audit", "{json}");
+        }
+        if let Some((path, file)) = &self.file {
+            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = writeln!(file, "{json}") {
+                tracing::error!(target: "keyward::audit", "cannot write the audit log {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The last `n` lines of an audit file.
+pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    Ok(lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect())
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339_now() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(rfc3339_now().len(), "2026-11-23T02:50:00.000Z".len());
+    }
+
+    #[test]
+    fn file_records_are_json_lines_and_tail_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(Some(&path), false).unwrap();
+        for i in 0..3 {
+            log.write(&AuditRecord::new(
+                "c",
+                format!("ref{i}"),
+                Decision::NotFound,
+            ));
+        }
+        let last = tail(&path, 2).unwrap();
+        assert_eq!(last.len(), 2);
+        let record: serde_json::Value = serde_json::from_str(&last[1]).unwrap();
+        assert_eq!(record["reference"], "ref2");
+        assert_eq!(record["decision"], "not_found");
+    }
+}
