@@ -1,10 +1,13 @@
 //! Renders every field as an output of the same name, so tests can drive
 //! every template form through a real component. `secret` is sensitive;
 //! `arn` may be a bare ARN; `log` is written to the host log after the
-//! render, so tests can check masking; `list` outputs the host's `list`.
+//! render, so tests can check masking; `list` outputs the host's `list`;
+//! `panic` traps with the value in the panic message.
 
+use keyward_guest::template::{Reference, Value};
 use keyward_guest::{
-    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, list_secrets, log,
+    Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
+    list_secrets, log,
 };
 
 struct Echo;
@@ -24,6 +27,11 @@ impl Connector for Echo {
             .field(Field::new(
                 "list",
                 "Set to anything to output the host's list",
+            ))
+            .field(Field::new("raw", "A reference sent as is: NAME␞KEY␟KEY␞STAGE␞ID").sensitive())
+            .field(Field::new(
+                "panic",
+                "The connector panics holding this value",
             ));
         for name in PLAIN {
             info = info.field(Field::new(name, "A plain field"));
@@ -46,6 +54,12 @@ impl Connector for Echo {
         if let Some(line) = fields.get("log") {
             log(Level::Warn, &format!("echo says: {line}"));
         }
+        if let Some(raw) = fields.get("raw") {
+            out.push(Output::secret("raw", resolve_raw(raw)?));
+        }
+        if let Some(value) = fields.get("panic") {
+            panic!("a hostile connector panics holding {value}");
+        }
         if fields.get("list").is_some() {
             out.push(Output::new("list", list_secrets().join(",")));
         }
@@ -54,3 +68,27 @@ impl Connector for Echo {
 }
 
 keyward_guest::export_connector!(Echo);
+
+/// Sends a reference to the host without the SDK's parser, as a hostile
+/// connector could: `NAME␞KEY␟KEY␞STAGE␞ID` (␞ = U+001E, ␟ = U+001F).
+fn resolve_raw(raw: &str) -> Result<String, RenderError> {
+    let mut parts = raw.split('\u{1e}');
+    let name = parts.next().unwrap_or_default().to_string();
+    let path = match parts.next() {
+        Some("") | None => Vec::new(),
+        Some(keys) => keys.split('\u{1f}').map(str::to_string).collect(),
+    };
+    let optional = |p: Option<&str>| p.filter(|s| !s.is_empty()).map(str::to_string);
+    let reference = Reference {
+        name,
+        path,
+        version_stage: optional(parts.next()),
+        version_id: optional(parts.next()),
+    };
+    match HostResolver.resolve_many(&[reference]).pop() {
+        Some(Ok(Value::Text(text))) => Ok(text),
+        Some(Ok(Value::Bytes(bytes))) => Ok(format!("{} bytes", bytes.len())),
+        Some(Err(e)) => Err(RenderError::field("raw", e.message)),
+        None => Err(RenderError::field("raw", "no answer")),
+    }
+}

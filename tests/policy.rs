@@ -1,0 +1,528 @@
+//! Policy that cannot be bypassed, through a real compiled connector: the
+//! attack corpus (every case denied or invalid, no upstream request, an
+//! audit record, nothing revealed), the canary across every error path, a
+//! policy swapped in without a restart, the per-connector upstream rate
+//! limit, and cache isolation between connectors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keyward_host::name::{SecretName, VersionSelector};
+use keyward_host::resolve::SecretRequest;
+use keyward_host::store::file::FileStore;
+use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use keyward_host::{Config, Error, Keyward};
+use keyward_test_support::{CANARY, Scratch};
+use serde_json::json;
+
+const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
+
+const CONFIG: &str = r#"
+[secrets]
+backend = "file"
+path = "secrets.json"
+namespace = "acme/prod/"
+region = "us-east-1"
+account_id = "123456789012"
+connector_fetch_rate = 0
+connector_fetch_burst = 1000
+
+[audit]
+file = "audit.jsonl"
+tracing = false
+
+[connectors.victim]
+component = "{ECHO}"
+allow = ["db#user", "team/*", "api"]
+
+[connectors.reader]
+component = "{ECHO}"
+allow = ["db", "canary", "api@AWSCURRENT,AWSPENDING,version-id"]
+
+[connectors.limited]
+component = "{ECHO}"
+allow = ["team/**"]
+"#;
+
+fn secrets() -> serde_json::Value {
+    json!({
+        "acme/prod/db": { "json": { "user": "app", "password": CANARY } },
+        "acme/prod/canary": CANARY,
+        "acme/prod/team/a": "a",
+        "acme/prod/team/b": "b",
+        "acme/prod/team/c": "c",
+        "acme/prod/team/a/b": CANARY,
+        "acme/prod/forbidden": CANARY,
+        "acme/prod/forbidden-AbCdEf": CANARY,
+        "acme/other/x": CANARY,
+        "other/x": CANARY,
+        "acme/prod/api": { "versions": [
+            { "id": "v1", "stages": ["AWSCURRENT"], "text": "current" },
+            { "id": "v2", "stages": ["AWSPENDING"], "text": CANARY }
+        ] },
+    })
+}
+
+/// The file store, counting every fetch that reaches it.
+#[derive(Debug)]
+struct Counting {
+    inner: FileStore,
+    fetches: AtomicUsize,
+}
+
+impl SecretStore for Counting {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner.fetch(name, version)
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.inner.list(prefix)
+    }
+}
+
+struct Host {
+    scratch: Scratch,
+    store: Arc<Counting>,
+    keyward: Keyward,
+}
+
+impl Host {
+    fn new(config: &str) -> Self {
+        let scratch = Scratch::new(config, &secrets());
+        let store = Arc::new(Counting {
+            inner: FileStore::open(scratch.path().join("secrets.json")).expect("store"),
+            fetches: AtomicUsize::new(0),
+        });
+        let keyward = Keyward::with_store(
+            Config::load(&scratch.config()).expect("config"),
+            store.clone(),
+        )
+        .expect("keyward");
+        Self {
+            scratch,
+            store,
+            keyward,
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.store.fetches.load(Ordering::SeqCst)
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.scratch.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit JSON"))
+            .collect()
+    }
+
+    async fn render(&self, connector: &str, field: &str, value: &str) -> Result<String, Error> {
+        let fields = [(field.to_string(), value.to_string())];
+        let rendered = self.keyward.render_fields(connector, &fields).await?;
+        Ok(rendered.get(field).unwrap_or_default().to_string())
+    }
+}
+
+/// `NAME␞KEY␟KEY␞STAGE␞ID`, the echo connector's raw reference field.
+fn raw(name: &str, path: &[&str], stage: &str, id: &str) -> String {
+    format!("{name}\u{1e}{}\u{1e}{stage}\u{1e}{id}", path.join("\u{1f}"))
+}
+
+#[tokio::test]
+async fn attack_corpus_is_denied_or_invalid_with_no_upstream_request_and_an_audit_record() {
+    let host = Host::new(CONFIG);
+    let long = "a".repeat(600);
+    let raw_cases: Vec<(String, &str)> = vec![
+        (raw("../other/x", &[], "", ""), "invalid"),
+        (raw("a/../b", &[], "", ""), "invalid"),
+        (raw("%2e%2e/x", &[], "", ""), "invalid"),
+        (raw("a%2Fb", &[], "", ""), "invalid"),
+        (raw("./a", &[], "", ""), "invalid"),
+        (raw("a//b", &[], "", ""), "invalid"),
+        (raw("/a", &[], "", ""), "invalid"),
+        (raw("team/", &[], "", ""), "invalid"),
+        (raw("", &[], "", ""), "invalid"),
+        (raw(" ", &[], "", ""), "invalid"),
+        (raw("db ", &["user"], "", ""), "invalid"),
+        (raw("db\0", &["user"], "", ""), "invalid"),
+        (raw("db\u{7}", &["user"], "", ""), "invalid"),
+        (raw("db\n", &["user"], "", ""), "invalid"),
+        (raw(&long, &[], "", ""), "invalid"),
+        (raw("db", &["user"], "AWSCURRENT", "v1"), "invalid"),
+        (raw("db", &["", "user"], "", ""), "invalid"),
+        (
+            raw(&format!("{ARN}acme/prod/db:user"), &[], "", ""),
+            "invalid",
+        ),
+        (
+            raw(
+                &format!(
+                    "{}acme/prod/db",
+                    ARN.replace("123456789012", "999999999999")
+                ),
+                &["user"],
+                "",
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                &format!("{}acme/prod/db", ARN.replace("us-east-1", "eu-west-1")),
+                &["user"],
+                "",
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                &format!("{}acme/prod/db", ARN.replace("arn:aws:", "arn:aws-cn:")),
+                &["user"],
+                "",
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw(
+                "arn:aws:ssm:us-east-1:123456789012:parameter:acme/prod/db",
+                &[],
+                "",
+                "",
+            ),
+            "invalid",
+        ),
+        (
+            raw("arn:aws:secretsmanager:us-east-1:123456789012", &[], "", ""),
+            "invalid",
+        ),
+        // Denied: outside the namespace, not granted, or escalations.
+        (raw("forbidden", &[], "", ""), "denied"),
+        (raw("DB", &["user"], "", ""), "denied"),
+        (raw("team/a/b", &[], "", ""), "denied"),
+        (raw("db", &["password"], "", ""), "denied"),
+        (raw("db", &[], "", ""), "denied"),
+        (raw("api", &[], "AWSPENDING", ""), "denied"),
+        (raw("api", &[], "", "v2"), "denied"),
+        (raw(&format!("{ARN}acme/other/x"), &[], "", ""), "denied"),
+        (raw(&format!("{ARN}other/x"), &[], "", ""), "denied"),
+        (
+            raw(&format!("{ARN}acme/prod/forbidden-AbCdEf"), &[], "", ""),
+            "denied",
+        ),
+        (
+            raw(&format!("{ARN}acme/prod/db-AbCdEf"), &["password"], "", ""),
+            "denied",
+        ),
+        (
+            raw(&format!("{ARN}acme/prod/team/a/b-AbCdEf"), &[], "", ""),
+            "denied",
+        ),
+    ];
+    for (case, expected) in &raw_cases {
+        let before = host.audit().len();
+        let message = host
+            .render("victim", "raw", case)
+            .await
+            .expect_err(case)
+            .to_string();
+        assert!(
+            !message.contains(CANARY),
+            "{case:?} revealed the canary: {message}"
+        );
+        match *expected {
+            "invalid" => assert!(
+                message.contains("invalid secret reference"),
+                "{case:?}: {message}"
+            ),
+            _ => assert!(
+                message.contains("was not found or is not allowed"),
+                "{case:?}: {message}"
+            ),
+        }
+        let audit = host.audit();
+        assert_eq!(audit.len(), before + 1, "{case:?} wrote no audit record");
+        assert_eq!(
+            audit[before]["decision"], *expected,
+            "{case:?}: {}",
+            audit[before]
+        );
+        assert_eq!(audit[before]["connector"], "victim");
+    }
+
+    // The same attacks in the three template syntaxes, through the SDK.
+    let templates = [
+        "{{ secrets['../other/x'] }}",
+        "{{ secrets['a/../b'] }}",
+        "{{ secrets['%2e%2e/x'] }}",
+        "{{ secrets['team/a/b'] }}",
+        "{{ secrets.db }}",
+        "{{ secrets.db.password }}",
+        "{{ secrets['db']['password'] }}",
+        "{{ secrets.forbidden }}",
+        &format!("{{{{workato:sm:password:{ARN}acme/prod/db-AbCdEf}}}}"),
+        &format!(
+            "{{{{workato:sm:user:{}acme/prod/db-AbCdEf}}}}",
+            ARN.replace("123456789012", "999999999999")
+        ),
+        &format!("{{{{workato:sm:x:{ARN}acme/other/x-AbCdEf}}}}"),
+        &format!("{{{{ {ARN}acme/prod/db:password:: }}}}"),
+        &format!("{{{{ {ARN}acme/prod/api::AWSPENDING: }}}}"),
+        &format!("{{{{ {ARN}acme/prod/api:::v2 }}}}"),
+        &format!(
+            "{{{{ {}acme/prod/db:user:: }}}}",
+            ARN.replace("us-east-1", "eu-west-1")
+        ),
+        &format!("{{{{ {ARN}../prod/db:user:: }}}}"),
+    ];
+    for template in templates {
+        let message = host
+            .render("victim", "a", template)
+            .await
+            .expect_err(template)
+            .to_string();
+        assert!(!message.contains(CANARY), "{template}: {message}");
+        assert!(
+            message.contains("was not found or is not allowed")
+                || message.contains("invalid secret reference"),
+            "{template}: {message}"
+        );
+    }
+    assert_eq!(host.fetches(), 0, "no attack reached the backend");
+
+    // The allowed reads still work.
+    assert_eq!(
+        host.render("victim", "a", "{{ secrets.db.user }}")
+            .await
+            .expect("allowed"),
+        "app"
+    );
+    assert_eq!(
+        host.render("victim", "a", "{{ secrets['team/a'] }}")
+            .await
+            .expect("allowed"),
+        "a"
+    );
+}
+
+/// Everything written through `tracing` by this test binary.
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        #[derive(Clone)]
+        struct Sink;
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                captured_logs()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| Sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        Mutex::new(Vec::new())
+    })
+}
+
+#[tokio::test]
+async fn the_canary_appears_nowhere_but_the_one_revealed_render() {
+    captured_logs();
+    let config = CONFIG.replace("tracing = false", "tracing = true");
+    let host = Host::new(&config);
+    let mut errors = Vec::new();
+    for (field, template) in [
+        ("a", "{{ secrets.canary | nope }}"),
+        ("a", "{{ secrets.canary.key }}"),
+        ("a", "{{ secrets.db.nope }}"),
+        ("a", "{{ secrets.db.password.deeper }}"),
+        ("a", "{{ secrets.forbidden }}"),
+        ("panic", "{{ secrets.canary }}"),
+        ("panic", "{{ secrets.db.password }}"),
+        ("log", "{{ secrets.canary }} {{ secrets.nope }}"),
+    ] {
+        errors.push(
+            host.render("reader", field, template)
+                .await
+                .expect_err(template)
+                .to_string(),
+        );
+    }
+    // A connector that logs the canary and then traps.
+    let fields = [
+        (
+            "log".to_string(),
+            "leaking {{ secrets.canary }}".to_string(),
+        ),
+        ("panic".to_string(), "{{ secrets.canary }}".to_string()),
+    ];
+    errors.push(
+        host.keyward
+            .render_fields("reader", &fields)
+            .await
+            .expect_err("trap")
+            .to_string(),
+    );
+    assert!(errors[5].contains("the connector failed"), "{}", errors[5]);
+
+    // The one place it belongs: a revealed render.
+    let fields = [("secret".to_string(), "{{ secrets.canary }}".to_string())];
+    let rendered = host
+        .keyward
+        .render_fields("reader", &fields)
+        .await
+        .expect("render");
+    assert_eq!(rendered.get("secret"), Some(CANARY));
+    let masked = rendered.to_json(false);
+    let debug = format!("{rendered:?}");
+
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|p| p.into_inner()))
+        .to_string();
+    let audit = std::fs::read_to_string(host.scratch.path().join("audit.jsonl")).expect("audit");
+    for (what, text) in [
+        ("errors", errors.join("\n")),
+        ("logs", logs.clone()),
+        ("audit", audit),
+        ("json", masked),
+        ("debug", debug),
+    ] {
+        assert!(
+            !text.contains(CANARY),
+            "the canary leaked into {what}: {text}"
+        );
+    }
+    assert!(
+        logs.contains("echo says: leaking ****"),
+        "the guest's log line was written, masked"
+    );
+}
+
+#[tokio::test]
+async fn a_new_policy_applies_without_a_restart() {
+    let host = Host::new(CONFIG);
+    let password = SecretRequest::key("db", &["password"]);
+    let read = |request: SecretRequest| {
+        let keyward = &host.keyward;
+        async move {
+            keyward
+                .resolve("victim", &[request])
+                .await
+                .expect("connector")
+                .remove(0)
+        }
+    };
+    assert!(read(password.clone()).await.is_err());
+
+    let widened = CONFIG
+        .replace(
+            r#"allow = ["db#user", "team/*", "api"]"#,
+            r#"allow = ["db"]"#,
+        )
+        .replace("{ECHO}", keyward_test_support::artifacts::ECHO);
+    std::fs::write(host.scratch.config(), &widened).expect("write");
+    let config = Config::load(&host.scratch.config()).expect("config");
+    host.keyward.update_policy(&config).expect("swap");
+    assert!(
+        read(password).await.is_ok(),
+        "the new rule applies to the next read"
+    );
+    assert!(
+        read(SecretRequest::name("team/a")).await.is_err(),
+        "a removed rule no longer allows"
+    );
+    assert_eq!(
+        host.render("victim", "a", "{{ secrets.db.password }}")
+            .await
+            .expect("render"),
+        CANARY
+    );
+
+    let backend_change = widened.replace(r#"path = "secrets.json""#, r#"path = "other.json""#);
+    std::fs::write(host.scratch.path().join("other.json"), "{}").expect("write");
+    std::fs::write(host.scratch.config(), backend_change).expect("write");
+    let config = Config::load(&host.scratch.config()).expect("config");
+    let e = host
+        .keyward
+        .update_policy(&config)
+        .expect_err("backend change");
+    assert!(
+        e.to_string().contains("cannot change without a restart"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_upstream_rate_limit_bounds_a_connectors_fetches() {
+    let host =
+        Host::new(&CONFIG.replace("connector_fetch_burst = 1000", "connector_fetch_burst = 2"));
+    let reads = ["team/a", "team/b", "team/c"].map(SecretRequest::name);
+    let results = host
+        .keyward
+        .resolve("limited", &reads)
+        .await
+        .expect("connector");
+    assert!(results[0].is_ok() && results[1].is_ok());
+    let e = results[2]
+        .as_ref()
+        .expect_err("third fetch refused")
+        .to_string();
+    assert!(e.contains("upstream fetch rate limit"), "{e}");
+    assert_eq!(host.fetches(), 2);
+    // Cached reads cost nothing; another connector has its own budget.
+    let again = host
+        .keyward
+        .resolve("limited", &reads[..2])
+        .await
+        .expect("connector");
+    assert!(again.iter().all(Result::is_ok));
+    let other = host
+        .keyward
+        .resolve("reader", &[SecretRequest::name("canary")])
+        .await
+        .expect("connector");
+    assert!(other[0].is_ok());
+    assert_eq!(host.fetches(), 3);
+}
+
+#[tokio::test]
+async fn a_cached_secret_is_never_served_to_a_connector_not_allowed_to_read_it() {
+    let host = Host::new(CONFIG);
+    assert_eq!(
+        host.render("reader", "a", "{{ secrets.db.password }}")
+            .await
+            .expect("reader"),
+        CANARY
+    );
+    assert_eq!(host.fetches(), 1);
+    let e = host
+        .render("victim", "a", "{{ secrets.db.password }}")
+        .await
+        .expect_err("victim")
+        .to_string();
+    assert!(e.contains("was not found or is not allowed"), "{e}");
+    assert_eq!(
+        host.render("victim", "a", "{{ secrets.db.user }}")
+            .await
+            .expect("victim's own key"),
+        "app"
+    );
+    assert_eq!(
+        host.fetches(),
+        1,
+        "the victim's allowed read was a cache hit"
+    );
+}
