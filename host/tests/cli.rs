@@ -12,6 +12,10 @@ backend = "file"
 path = "secrets.json"
 namespace = "acme/prod"
 
+[audit]
+file = "audit.jsonl"
+tracing = false
+
 [connectors.orders-db]
 component = "{POSTGRES}"
 allow = ["db", "host", "team/**"]
@@ -114,6 +118,16 @@ fn render_masks_sensitive_values_unless_revealed() {
         dsn.starts_with("postgresql://app:canary-7f3e9a1c-never-print-me@db.internal:5432/orders"),
         "{dsn}"
     );
+
+    let audit = keyward(&["audit", "--config", config, "-n", "2"]);
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    let lines: Vec<serde_json::Value> = stdout(&audit)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|r| r["decision"] == "allowed" && r["connector"] == "orders-db"));
+    assert!(!stdout(&audit).contains(CANARY));
 }
 
 #[test]
