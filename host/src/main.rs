@@ -64,6 +64,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic's payload could be formatted from anything, a dependency's
+    // internals included: print only where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        eprintln!("keyward: error: internal error (a bug) at {location}; the message is withheld");
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
