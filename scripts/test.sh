@@ -14,9 +14,9 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo clippy (connectors, wasm32-wasip2)"
 CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-wasip2 \
-    -p keyward-guest -p postgres-connector -p echo-connector -p not-a-connector -- -D warnings
+    -p keyward-guest -p postgres-connector -p echo-connector -p hostile-connector -p not-a-connector -- -D warnings
 echo "==> cargo test"
-cargo test --workspace --exclude postgres-connector --exclude echo-connector --exclude not-a-connector
+cargo test --workspace --exclude postgres-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 
 echo "==> the README's quickstart"
 bash scripts/quickstart.sh > target/quickstart.out

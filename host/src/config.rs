@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::SandboxLimits;
 use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 
@@ -53,6 +54,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    sandbox: RawSandbox,
+    #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
 }
 
@@ -78,6 +81,15 @@ struct RawSecrets {
     partition: Option<String>,
     region: Option<String>,
     account_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    render_timeout_ms: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_references: Option<usize>,
+    max_log_lines: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -181,6 +193,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Where audit records go.
     pub audit: AuditConfig,
+    /// What one render may consume.
+    pub sandbox: SandboxLimits,
     /// Connectors by id.
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
@@ -230,9 +244,11 @@ impl Config {
             file: raw.audit.file.map(|f| base.join(f)),
             to_tracing: raw.audit.tracing.unwrap_or(true),
         };
+        let sandbox = check_sandbox(raw.sandbox)?;
         Ok(Self {
             secrets,
             audit,
+            sandbox,
             connectors,
         })
     }
@@ -352,6 +368,37 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
             region: raw.region,
             account_id: raw.account_id,
         },
+    })
+}
+
+fn check_sandbox(raw: RawSandbox) -> Result<SandboxLimits, String> {
+    let defaults = SandboxLimits::default();
+    let positive = |value: Option<usize>, default: usize, key: &str| match value {
+        Some(0) => Err(format!("sandbox.{key}: must be at least 1")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let max_memory_mb = raw
+        .max_memory_mb
+        .unwrap_or((defaults.max_memory_bytes >> 20) as u64);
+    if !(1..=4096).contains(&max_memory_mb) {
+        return Err("sandbox.max_memory_mb: must be from 1 to 4096".into());
+    }
+    Ok(SandboxLimits {
+        render_timeout: Duration::from_millis(match raw.render_timeout_ms {
+            Some(0) => return Err("sandbox.render_timeout_ms: must be at least 1".into()),
+            Some(ms) => ms,
+            None => defaults.render_timeout.as_millis() as u64,
+        }),
+        max_memory_bytes: usize::try_from(max_memory_mb << 20)
+            .map_err(|_| "sandbox.max_memory_mb: too large")?,
+        max_references: positive(
+            raw.max_references,
+            defaults.max_references,
+            "max_references",
+        )?,
+        max_log_lines: positive(raw.max_log_lines, defaults.max_log_lines, "max_log_lines")?,
+        max_log_bytes: defaults.max_log_bytes,
     })
 }
 

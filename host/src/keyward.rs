@@ -155,7 +155,7 @@ impl Keyward {
                 Error::Backend(format!("cannot open the audit log {file}: {e}"))
             })?;
         let keyward = Self {
-            sandbox: Sandbox::new().map_err(Error::Engine)?,
+            sandbox: Sandbox::new(config.sandbox.clone()).map_err(Error::Engine)?,
             cache,
             audit: Arc::new(audit),
             secrets,

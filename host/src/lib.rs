@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod cache;
 pub mod config;
+pub mod limits;
 pub mod name;
 pub mod policy;
 pub mod ratelimit;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keyward_host::limits::SandboxLimits;
 use keyward_host::resolve::SecretRequest;
 use keyward_host::{Config, Keyward, Sandbox};
 use tracing_subscriber::EnvFilter;
@@ -67,7 +68,9 @@ fn main() -> ExitCode {
     // A panic's payload could be formatted from anything, a dependency's
     // internals included: print only where it happened.
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        let location = info
+            .location()
+            .map_or_else(|| "unknown".to_string(), |l| l.to_string());
         eprintln!("keyward: error: internal error (a bug) at {location}; the message is withheld");
     }));
     tracing_subscriber::fmt()
@@ -128,7 +131,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
             Ok(records.join("\n"))
         }
         Command::Describe { component } => {
-            let sandbox = Sandbox::new().map_err(anyhow::Error::msg)?;
+            let sandbox = Sandbox::new(SandboxLimits::default()).map_err(anyhow::Error::msg)?;
             let loaded = sandbox
                 .load(&component)
                 .map_err(anyhow::Error::msg)

@@ -58,15 +58,28 @@ impl SecretRequest {
 /// `name["key"] (stage S)`, bounded and with control characters escaped.
 impl fmt::Display for SecretRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = self.name.escape_debug().to_string();
-        for key in &self.path {
-            text.push_str(&format!("[{key:?}]"));
+        // Each part is cut before it is escaped, so a huge name from a
+        // hostile guest costs no more than a short one.
+        let bounded = |s: &str| -> String {
+            let cut: String = s.chars().take(MAX_QUOTED_REFERENCE).collect();
+            let mut escaped = cut.escape_debug().to_string();
+            if cut.len() < s.len() {
+                escaped.push('…');
+            }
+            escaped
+        };
+        let mut text = bounded(&self.name);
+        for key in self.path.iter().take(8) {
+            text.push_str(&format!("[\"{}\"]", bounded(key)));
+        }
+        if self.path.len() > 8 {
+            text.push_str("[…]");
         }
         if let Some(stage) = &self.version_stage {
-            text.push_str(&format!(" (stage {})", stage.escape_debug()));
+            text.push_str(&format!(" (stage {})", bounded(stage)));
         }
         if let Some(id) = &self.version_id {
-            text.push_str(&format!(" (version {})", id.escape_debug()));
+            text.push_str(&format!(" (version {})", bounded(id)));
         }
         if text.chars().count() > MAX_QUOTED_REFERENCE {
             text = text.chars().take(MAX_QUOTED_REFERENCE).collect::<String>() + "…";

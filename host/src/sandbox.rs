@@ -10,10 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
+use crate::limits::{EpochTicker, GuestClock, SandboxLimits};
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::value::SecretValue;
 
@@ -124,6 +125,10 @@ struct HostState {
     secrets: Option<ConnectorSecrets>,
     connector: Arc<str>,
     delivered: Vec<Zeroizing<String>>,
+    limits: Arc<SandboxLimits>,
+    store_limits: StoreLimits,
+    clock: GuestClock,
+    log_lines: usize,
 }
 
 impl WasiView for HostState {
@@ -136,12 +141,23 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    fn new(connector: Arc<str>, secrets: Option<ConnectorSecrets>) -> Self {
+    fn new(
+        connector: Arc<str>,
+        secrets: Option<ConnectorSecrets>,
+        limits: Arc<SandboxLimits>,
+    ) -> Self {
         // No preopens, no environment, no network, no inherited stdio.
         let wasi = WasiCtxBuilder::new()
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false)
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory_bytes)
+            .table_elements(100_000)
+            .instances(64)
+            .tables(64)
+            .memories(16)
             .build();
         Self {
             wasi,
@@ -149,6 +165,10 @@ impl HostState {
             secrets,
             connector,
             delivered: Vec::new(),
+            limits,
+            store_limits,
+            clock: GuestClock::new(),
+            log_lines: 0,
         }
     }
 
@@ -156,6 +176,23 @@ impl HostState {
         &mut self,
         requests: Vec<SecretRequest>,
     ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
+        if requests.len() > self.limits.max_references {
+            let detail = format!(
+                "{} references in one call; at most {} are allowed",
+                requests.len(),
+                self.limits.max_references
+            );
+            return requests
+                .iter()
+                .map(|r| {
+                    Err(to_wit_error(ResolveError::Invalid {
+                        reference: r.to_string(),
+                        detail: detail.clone(),
+                    }))
+                })
+                .collect();
+        }
+        self.clock.enter_host();
         let results = match &self.secrets {
             Some(secrets) => secrets.get_many(&requests).await,
             None => requests
@@ -167,6 +204,7 @@ impl HostState {
                 })
                 .collect(),
         };
+        self.clock.leave_host();
         results
             .into_iter()
             .map(|result| match result {
@@ -265,29 +303,55 @@ impl wit_secrets::Host for HostState {
     }
 
     async fn invalidate(&mut self, reference: wit_secrets::SecretRef) -> bool {
-        match &self.secrets {
+        self.clock.enter_host();
+        let done = match &self.secrets {
             Some(secrets) => {
                 secrets.invalidate(&from_wit_ref(reference)).await == Invalidation::Done
             }
             None => false,
-        }
+        };
+        self.clock.leave_host();
+        done
     }
 
     async fn list(&mut self) -> Vec<String> {
-        match &self.secrets {
+        self.clock.enter_host();
+        let names = match &self.secrets {
             Some(secrets) => secrets.list().await.unwrap_or_else(|e| {
                 tracing::warn!(connector = %self.connector, "listing secrets failed: {e}");
                 Vec::new()
             }),
             None => Vec::new(),
-        }
+        };
+        self.clock.leave_host();
+        names
     }
 }
 
 impl wit_log::Host for HostState {
     async fn log(&mut self, level: wit_log::Level, message: String) {
-        let message = self.mask(&message);
+        self.log_lines += 1;
         let connector = &*self.connector;
+        if self.log_lines > self.limits.max_log_lines {
+            if self.log_lines == self.limits.max_log_lines + 1 {
+                tracing::warn!(
+                    target: "keyward::guest",
+                    connector,
+                    "log limit of {} lines per render reached; further lines are dropped",
+                    self.limits.max_log_lines
+                );
+            }
+            return;
+        }
+        let mut message = self.mask(&message);
+        if message.len() > self.limits.max_log_bytes {
+            let mut cut = self.limits.max_log_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… (cut)");
+        }
         match level {
             wit_log::Level::Trace => {
                 tracing::trace!(target: "keyward::guest", connector, "{message}")
@@ -315,6 +379,8 @@ impl wit_types::Host for HostState {}
 pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    limits: Arc<SandboxLimits>,
+    _ticker: Arc<EpochTicker>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -328,6 +394,8 @@ impl fmt::Debug for Sandbox {
 pub struct LoadedConnector {
     engine: Engine,
     pre: ConnectorPre<HostState>,
+    limits: Arc<SandboxLimits>,
+    _ticker: Arc<EpochTicker>,
 }
 
 impl fmt::Debug for LoadedConnector {
@@ -337,11 +405,15 @@ impl fmt::Debug for LoadedConnector {
 }
 
 impl Sandbox {
-    /// An engine configured for connectors.
-    pub fn new() -> Result<Self, String> {
+    /// An engine configured for connectors: epoch interruption for the CPU
+    /// deadline, the default 512 KiB wasm stack (deep recursion traps).
+    pub fn new(limits: SandboxLimits) -> Result<Self, String> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
+        let ticker = EpochTicker::start(&engine)
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| format!("cannot link WASI: {e:#}"))?;
@@ -350,6 +422,8 @@ impl Sandbox {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            limits: Arc::new(limits),
+            _ticker: Arc::new(ticker),
         })
     }
 
@@ -372,6 +446,8 @@ impl Sandbox {
         Ok(LoadedConnector {
             engine: self.engine.clone(),
             pre,
+            limits: self.limits.clone(),
+            _ticker: self._ticker.clone(),
         })
     }
 }
@@ -385,8 +461,28 @@ fn first_line(e: &wasmtime::Error) -> String {
 }
 
 impl LoadedConnector {
+    /// A fresh store: memory and table limits, and the CPU deadline
+    /// checked on every epoch tick against the guest's own time.
     fn store(&self, connector: Arc<str>, secrets: Option<ConnectorSecrets>) -> Store<HostState> {
-        Store::new(&self.engine, HostState::new(connector, secrets))
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(connector, secrets, self.limits.clone()),
+        );
+        store.limiter(|state| &mut state.store_limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            let state = context.data();
+            let timeout = state.limits.render_timeout;
+            if state.clock.guest_time() > timeout {
+                Err(wasmtime::Error::msg(format!(
+                    "the connector ran longer than its {} ms CPU deadline",
+                    timeout.as_millis()
+                )))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        store
     }
 
     /// Calls the connector's `describe`.
@@ -455,6 +551,10 @@ impl LoadedConnector {
     }
 }
 
+/// The cause of a trap in one line: the deadline, a stack overflow, an
+/// `unreachable` (a guest panic or failed allocation), without the guest
+/// backtrace that wasmtime puts first.
 fn trap(e: wasmtime::Error) -> RunError {
-    RunError::Trap(first_line(&e))
+    let cause = e.root_cause().to_string();
+    RunError::Trap(cause.lines().next().unwrap_or("unknown trap").to_string())
 }

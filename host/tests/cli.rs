@@ -126,7 +126,11 @@ fn render_masks_sensitive_values_unless_revealed() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    assert!(lines.iter().all(|r| r["decision"] == "allowed" && r["connector"] == "orders-db"));
+    assert!(
+        lines
+            .iter()
+            .all(|r| r["decision"] == "allowed" && r["connector"] == "orders-db")
+    );
     assert!(!stdout(&audit).contains(CANARY));
 }
 
@@ -356,4 +360,32 @@ user = "{{{{ secrets.db.user }}}}"
             "secrets backend: backend unavailable: cannot connect to Secrets Manager",
         );
     }
+}
+
+#[test]
+fn hostile_output_never_reaches_the_terminal() {
+    let config = format!(
+        "[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\n\n\
+         [connectors.printer]\ncomponent = \"{}\"\nallow = [\"key\"]\n\
+         [connectors.printer.config]\nmode = \"stdout\"\nsecret = \"{{{{ secrets.key }}}}\"\n\n\
+         [connectors.snoop]\ncomponent = \"{}\"\n[connectors.snoop.config]\nmode = \"env\"\n",
+        artifacts::HOSTILE,
+        artifacts::HOSTILE
+    );
+    let s = Scratch::new(&config, &json!({ "key": CANARY }));
+    let config = s.config();
+    let config = config.to_str().unwrap();
+    let printed = keyward(&["render", "--config", config, "printer"]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    assert!(!stdout(&printed).contains(CANARY) && !stderr(&printed).contains(CANARY));
+    let snooped = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["render", "--config", config, "snoop"])
+        .env("AWS_SECRET_ACCESS_KEY", CANARY)
+        .output()
+        .expect("run keyward");
+    assert!(
+        stdout(&snooped).contains("\"result\": \"vars=0 aws=None\""),
+        "{}",
+        stdout(&snooped)
+    );
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 const CONNECTORS: &[(&str, &str, &str)] = &[
     ("POSTGRES", "postgres-connector", "postgres_connector"),
     ("ECHO", "echo-connector", "echo_connector"),
+    ("HOSTILE", "hostile-connector", "hostile_connector"),
     ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
 ];
 

@@ -31,6 +31,7 @@ impl Scratch {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = config
             .replace("{ECHO}", artifacts::ECHO)
+            .replace("{HOSTILE}", artifacts::HOSTILE)
             .replace("{POSTGRES}", artifacts::POSTGRES)
             .replace("{NOT_A_CONNECTOR}", artifacts::NOT_A_CONNECTOR);
         std::fs::write(dir.path().join("keyward.toml"), config).expect("write config");

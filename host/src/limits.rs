@@ -1,0 +1,107 @@
+//! What one render of a connector may consume, and the clock that enforces
+//! its CPU deadline.
+//!
+//! The deadline counts time spent *in the guest*: wasmtime's epoch ticks
+//! wake a callback, which subtracts the time the guest spent waiting on host
+//! calls (a slow Secrets Manager read is not the connector's fault) before
+//! deciding to trap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+
+/// How often the engine's epoch advances: the deadline's resolution.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Per-render bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Guest CPU time one render (or `describe`) may use.
+    pub render_timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Secret references one host call may carry.
+    pub max_references: usize,
+    /// Log lines one render may write; the rest are dropped (and counted).
+    pub max_log_lines: usize,
+    /// Longest log line kept, in bytes; longer lines are cut.
+    pub max_log_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            render_timeout: Duration::from_millis(100),
+            max_memory_bytes: 64 << 20,
+            max_references: 256,
+            max_log_lines: 100,
+            max_log_bytes: 4096,
+        }
+    }
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, thread_stop) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("keyward-epoch".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Time a store has spent in guest code.
+#[derive(Debug)]
+pub(crate) struct GuestClock {
+    started: Instant,
+    in_host: Duration,
+    host_since: Option<Instant>,
+}
+
+impl GuestClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            in_host: Duration::ZERO,
+            host_since: None,
+        }
+    }
+
+    /// A host call starts: its time is not the guest's.
+    pub(crate) fn enter_host(&mut self) {
+        self.host_since = Some(Instant::now());
+    }
+
+    /// The host call returned.
+    pub(crate) fn leave_host(&mut self) {
+        if let Some(since) = self.host_since.take() {
+            self.in_host += since.elapsed();
+        }
+    }
+
+    /// Wall time since the store was created, less time in host calls.
+    pub(crate) fn guest_time(&self) -> Duration {
+        let in_host = self.in_host + self.host_since.map_or(Duration::ZERO, |s| s.elapsed());
+        self.started.elapsed().saturating_sub(in_host)
+    }
+}

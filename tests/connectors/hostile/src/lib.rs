@@ -1,0 +1,106 @@
+//! A connector that misbehaves on request (`mode`), after reading a secret
+//! (`secret`), so tests can prove the host contains each kind of attack.
+
+use std::hint::black_box;
+
+use keyward_guest::template::{Reference, Value};
+use keyward_guest::{
+    Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
+    log,
+};
+
+struct Hostile;
+
+impl Connector for Hostile {
+    fn info() -> ConnectorInfo {
+        ConnectorInfo::new("hostile", "0.1.0", "Misbehaves on request")
+            .field(Field::new("mode", "What to do").required())
+            .field(Field::new("secret", "Read before misbehaving").sensitive())
+    }
+
+    fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
+        let result = match fields.require("mode")? {
+            "ok" => "fine".to_string(),
+            "loop" => loop {
+                black_box(0u64);
+            },
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 64 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "recursion" => recurse(black_box(u64::MAX)).to_string(),
+            "huge-name" => ask(Reference {
+                name: "x".repeat(16 << 20),
+                path: Vec::new(),
+                version_stage: None,
+                version_id: None,
+            }),
+            "many-references" => {
+                let refs: Vec<Reference> = (0..10_000)
+                    .map(|i| Reference {
+                        name: format!("s{i}"),
+                        path: Vec::new(),
+                        version_stage: None,
+                        version_id: None,
+                    })
+                    .collect();
+                match HostResolver.resolve_many(&refs).pop() {
+                    Some(Err(e)) => e.message,
+                    _ => "answered".into(),
+                }
+            }
+            "fs" => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => format!("read {} bytes", text.len()),
+                Err(e) => format!("denied: {e}"),
+            },
+            "env" => format!(
+                "vars={} aws={:?}",
+                std::env::vars().count(),
+                std::env::var("AWS_SECRET_ACCESS_KEY").ok()
+            ),
+            "network" => match std::net::TcpStream::connect("169.254.169.254:80") {
+                Ok(_) => "connected".into(),
+                Err(e) => format!("denied: {e}"),
+            },
+            "log-flood" => {
+                for i in 0..100_000 {
+                    log(Level::Info, &format!("hostile log line {i}"));
+                }
+                "flooded".into()
+            }
+            "stdout" => {
+                println!("stdout: {}", fields.get("secret").unwrap_or_default());
+                eprintln!("stderr: {}", fields.get("secret").unwrap_or_default());
+                "printed".into()
+            }
+            other => {
+                return Err(RenderError::field(
+                    "mode",
+                    format!("unknown mode `{other}`"),
+                ));
+            }
+        };
+        Ok(vec![Output::new("result", result)])
+    }
+}
+
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 + recurse(black_box(n - 1))
+    }
+}
+
+fn ask(reference: Reference) -> String {
+    match HostResolver.resolve_many(&[reference]).pop() {
+        Some(Ok(Value::Text(_) | Value::Bytes(_))) => "answered".into(),
+        Some(Err(e)) => e.message,
+        None => "no answer".into(),
+    }
+}
+
+keyward_guest::export_connector!(Hostile);

@@ -1,0 +1,243 @@
+//! Hostile connectors, built from source, each contained: runaway CPU,
+//! memory bombs, unbounded recursion, huge and numerous host-call
+//! arguments, filesystem, environment and network access, log floods. The
+//! host, other connectors and the next render keep working.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use keyward_host::name::{SecretName, VersionSelector};
+use keyward_host::store::file::FileStore;
+use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use keyward_host::{Config, Error, Keyward};
+use keyward_test_support::{CANARY, Scratch};
+use serde_json::json;
+
+const CONFIG: &str = r#"
+[secrets]
+backend = "file"
+path = "secrets.json"
+namespace = "acme/prod/"
+
+[sandbox]
+render_timeout_ms = 100
+max_memory_mb = 64
+
+[connectors.hostile]
+component = "{HOSTILE}"
+allow = ["**"]
+
+[connectors.echo]
+component = "{ECHO}"
+allow = ["**"]
+"#;
+
+fn scratch() -> Scratch {
+    Scratch::new(
+        CONFIG,
+        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
+    )
+}
+
+async fn keyward(s: &Scratch) -> Keyward {
+    Keyward::new(Config::load(&s.config()).expect("config"))
+        .await
+        .expect("keyward")
+}
+
+async fn hostile(k: &Keyward, mode: &str) -> Result<String, Error> {
+    let fields = [
+        ("mode".to_string(), mode.to_string()),
+        ("secret".to_string(), "{{ secrets.key }}".to_string()),
+    ];
+    let rendered = k.render_fields("hostile", &fields).await?;
+    Ok(rendered.get("result").unwrap_or_default().to_string())
+}
+
+async fn echo_works(k: &Keyward) {
+    let fields = [("a".to_string(), "{{ secrets.host }}".to_string())];
+    let rendered = k
+        .render_fields("echo", &fields)
+        .await
+        .expect("echo still renders");
+    assert_eq!(rendered.get("a"), Some("db.internal"));
+}
+
+fn contained(result: Result<String, Error>, expected: &str) {
+    let message = result
+        .expect_err("the hostile render must fail")
+        .to_string();
+    assert!(message.contains(expected), "{message}");
+    assert!(!message.contains(CANARY), "{message}");
+    assert!(
+        message.len() < 2_000,
+        "error messages stay bounded: {} bytes",
+        message.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_loop_hits_the_cpu_deadline_and_everything_else_keeps_serving() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    let started = Instant::now();
+    let (looped, ()) = tokio::join!(hostile(&k, "loop"), echo_works(&k));
+    contained(looped, "ran longer than its 100 ms CPU deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        hostile(&k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+    echo_works(&k).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_fails_cleanly() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    contained(hostile(&k, "memory").await, "the connector failed");
+    assert_eq!(
+        hostile(&k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+    echo_works(&k).await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_traps_as_a_stack_overflow() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    contained(hostile(&k, "recursion").await, "the connector failed");
+    assert_eq!(
+        hostile(&k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+}
+
+#[tokio::test]
+async fn huge_and_numerous_references_are_refused() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    let huge = hostile(&k, "huge-name")
+        .await
+        .expect("the guest gets an error value");
+    assert!(
+        huge.contains("at most 512 are allowed"),
+        "{}",
+        &huge[..huge.len().min(500)]
+    );
+    assert!(
+        huge.len() < 1_000,
+        "the error quotes a bounded part of the name: {} bytes",
+        huge.len()
+    );
+    let many = hostile(&k, "many-references")
+        .await
+        .expect("the guest gets an error value");
+    assert!(
+        many.contains("10000 references in one call; at most 256"),
+        "{many}"
+    );
+}
+
+#[tokio::test]
+async fn no_filesystem_environment_or_network() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    let fs = hostile(&k, "fs").await.expect("render");
+    assert!(fs.starts_with("denied:"), "{fs}");
+    assert_eq!(hostile(&k, "env").await.expect("render"), "vars=0 aws=None");
+    let network = hostile(&k, "network").await.expect("render");
+    assert!(network.starts_with("denied:"), "{network}");
+}
+
+/// Everything written through `tracing` by this test binary.
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Sink;
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                logs()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt().with_writer(|| Sink).finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        Mutex::new(Vec::new())
+    })
+}
+
+#[tokio::test]
+async fn a_log_flood_is_cut_at_the_per_render_limit() {
+    logs();
+    let s = scratch();
+    let k = keyward(&s).await;
+    // 100,000 host calls: the deadline counts guest time only, so the
+    // flood finishes (or hits the deadline) but never floods the log.
+    let _ = hostile(&k, "log-flood").await;
+    let text =
+        String::from_utf8_lossy(&logs().lock().unwrap_or_else(|p| p.into_inner())).to_string();
+    let lines = text.matches("hostile log line").count();
+    assert!(lines <= 100, "{lines} guest log lines were written");
+    assert!(
+        text.contains("log limit of 100 lines per render reached"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn guest_stdout_and_stderr_go_nowhere() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    assert_eq!(hostile(&k, "stdout").await.expect("render"), "printed");
+    // The test harness captures this process's stdout/stderr; the CLI test
+    // `hostile_output_never_reaches_the_terminal` checks the real streams.
+}
+
+/// A store whose every fetch takes 300 ms.
+#[derive(Debug)]
+struct Slow(FileStore);
+
+impl SecretStore for Slow {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.fetch(name, version).await
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.0.list(prefix)
+    }
+}
+
+#[tokio::test]
+async fn time_waiting_on_the_backend_does_not_count_against_the_deadline() {
+    let s = scratch();
+    let store = Arc::new(Slow(
+        FileStore::open(s.path().join("secrets.json")).expect("store"),
+    ));
+    let k =
+        Keyward::with_store(Config::load(&s.config()).expect("config"), store).expect("keyward");
+    assert_eq!(
+        hostile(&k, "ok")
+            .await
+            .expect("a 300 ms fetch under a 100 ms deadline"),
+        "fine"
+    );
+}
