@@ -241,3 +241,57 @@ async fn time_waiting_on_the_backend_does_not_count_against_the_deadline() {
         "fine"
     );
 }
+
+#[tokio::test]
+async fn warm_instances_are_reused_but_never_after_a_trap() {
+    let config = CONFIG.replace(
+        "max_memory_mb = 64",
+        "max_memory_mb = 64\nmode = \"warm\"\ncompile_cache = \"cache\"",
+    );
+    let s = Scratch::new(
+        &config,
+        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
+    );
+    let k = keyward(&s).await;
+    let renders = |fields: [(&str, &str); 2]| fields.map(|(a, b)| (a.to_string(), b.to_string()));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let rendered = k
+            .render_fields(
+                "echo",
+                &renders([("count", "x"), ("a", "{{ secrets.host }}")]),
+            )
+            .await
+            .expect("warm render");
+        assert_eq!(rendered.get("a"), Some("db.internal"));
+        seen.push(rendered.get("count").unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        seen,
+        ["1", "2", "3"],
+        "one instance served all three renders"
+    );
+
+    contained(hostile(&k, "loop").await, "CPU deadline");
+    assert_eq!(
+        hostile(&k, "ok")
+            .await
+            .expect("a new instance after the trap"),
+        "fine"
+    );
+    let files = std::fs::read_dir(s.path().join("cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(files > 0, "compiled components are cached on disk");
+}
+
+#[tokio::test]
+async fn fresh_instances_share_nothing_between_renders() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    for _ in 0..2 {
+        let fields = [("count".to_string(), "x".to_string())];
+        let rendered = k.render_fields("echo", &fields).await.expect("render");
+        assert_eq!(rendered.get("count"), Some("1"));
+    }
+}

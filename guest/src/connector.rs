@@ -341,18 +341,43 @@ fn parse_fields<'a>(
         };
         let bare =
             field.secret_reference && !text.contains("{{") && text.trim_start().starts_with("arn:");
-        let template = if bare {
-            Template::parse_bare_arn(text)
-        } else {
-            Template::parse(text)
-        }
-        .map_err(|e| RenderError::at(&field.name, e.column, e.message))?;
+        let template = parse_cached(text, bare)
+            .map_err(|e| RenderError::at(&field.name, e.column, e.message))?;
         parsed.push(ParsedField {
             name: &field.name,
             template,
         });
     }
     Ok(parsed)
+}
+
+/// Parsed templates kept for the life of the instance (a warm instance
+/// renders the same fields again and again). Bounded; errors are not kept.
+const MAX_CACHED_TEMPLATES: usize = 512;
+
+thread_local! {
+    static PARSED: std::cell::RefCell<HashMap<(String, bool), Template>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+fn parse_cached(text: &str, bare: bool) -> Result<Template, crate::template::TemplateError> {
+    let key = (text.to_string(), bare);
+    if let Some(template) = PARSED.with(|p| p.borrow().get(&key).cloned()) {
+        return Ok(template);
+    }
+    let template = if bare {
+        Template::parse_bare_arn(text)
+    } else {
+        Template::parse(text)
+    }?;
+    PARSED.with(|p| {
+        let mut parsed = p.borrow_mut();
+        if parsed.len() >= MAX_CACHED_TEMPLATES {
+            parsed.clear();
+        }
+        parsed.insert(key, template.clone());
+    });
+    Ok(template)
 }
 
 #[cfg(test)]

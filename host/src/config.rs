@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::limits::SandboxLimits;
+use crate::limits::{ExecutionMode, SandboxConfig};
 use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 
@@ -86,6 +86,8 @@ struct RawSecrets {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSandbox {
+    mode: Option<String>,
+    compile_cache: Option<PathBuf>,
     render_timeout_ms: Option<u64>,
     max_memory_mb: Option<u64>,
     max_references: Option<usize>,
@@ -194,7 +196,7 @@ pub struct Config {
     /// Where audit records go.
     pub audit: AuditConfig,
     /// What one render may consume.
-    pub sandbox: SandboxLimits,
+    pub sandbox: SandboxConfig,
     /// Connectors by id.
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
@@ -244,7 +246,7 @@ impl Config {
             file: raw.audit.file.map(|f| base.join(f)),
             to_tracing: raw.audit.tracing.unwrap_or(true),
         };
-        let sandbox = check_sandbox(raw.sandbox)?;
+        let sandbox = check_sandbox(raw.sandbox, base)?;
         Ok(Self {
             secrets,
             audit,
@@ -371,8 +373,8 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
     })
 }
 
-fn check_sandbox(raw: RawSandbox) -> Result<SandboxLimits, String> {
-    let defaults = SandboxLimits::default();
+fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> {
+    let defaults = SandboxConfig::default();
     let positive = |value: Option<usize>, default: usize, key: &str| match value {
         Some(0) => Err(format!("sandbox.{key}: must be at least 1")),
         Some(v) => Ok(v),
@@ -384,7 +386,7 @@ fn check_sandbox(raw: RawSandbox) -> Result<SandboxLimits, String> {
     if !(1..=4096).contains(&max_memory_mb) {
         return Err("sandbox.max_memory_mb: must be from 1 to 4096".into());
     }
-    Ok(SandboxLimits {
+    Ok(SandboxConfig {
         render_timeout: Duration::from_millis(match raw.render_timeout_ms {
             Some(0) => return Err("sandbox.render_timeout_ms: must be at least 1".into()),
             Some(ms) => ms,
@@ -399,6 +401,16 @@ fn check_sandbox(raw: RawSandbox) -> Result<SandboxLimits, String> {
         )?,
         max_log_lines: positive(raw.max_log_lines, defaults.max_log_lines, "max_log_lines")?,
         max_log_bytes: defaults.max_log_bytes,
+        mode: match raw.mode.as_deref() {
+            None | Some("fresh") => ExecutionMode::Fresh,
+            Some("warm") => ExecutionMode::Warm,
+            Some(other) => {
+                return Err(format!(
+                    "sandbox.mode: unknown mode `{other}` (expected \"fresh\" or \"warm\")"
+                ));
+            }
+        },
+        compile_cache: raw.compile_cache.map(|dir| base.join(dir)),
     })
 }
 

@@ -1,11 +1,13 @@
-//! What one render of a connector may consume, and the clock that enforces
-//! its CPU deadline.
+//! How connectors run — what one render may consume, fresh or warm
+//! instances, the compile cache — and the clock that enforces the CPU
+//! deadline.
 //!
 //! The deadline counts time spent *in the guest*: wasmtime's epoch ticks
 //! wake a callback, which subtracts the time the guest spent waiting on host
 //! calls (a slow Secrets Manager read is not the connector's fault) before
 //! deciding to trap.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Per-render bounds.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SandboxLimits {
+pub struct SandboxConfig {
     /// Guest CPU time one render (or `describe`) may use.
     pub render_timeout: Duration,
     /// Linear memory one instance may grow to, in bytes.
@@ -28,9 +30,25 @@ pub struct SandboxLimits {
     pub max_log_lines: usize,
     /// Longest log line kept, in bytes; longer lines are cut.
     pub max_log_bytes: usize,
+    /// Fresh instance per render, or warm instances reused between renders.
+    pub mode: ExecutionMode,
+    /// Where compiled components are cached (keyed by the component's hash
+    /// and the engine's configuration), so a restart does not recompile.
+    pub compile_cache: Option<PathBuf>,
 }
 
-impl Default for SandboxLimits {
+/// How renders get an instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecutionMode {
+    /// A new instance for every render: nothing survives between renders.
+    #[default]
+    Fresh,
+    /// Instances are kept and reused (never after a trap): faster, but a
+    /// connector's memory survives from one render to its next.
+    Warm,
+}
+
+impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             render_timeout: Duration::from_millis(100),
@@ -38,6 +56,8 @@ impl Default for SandboxLimits {
             max_references: 256,
             max_log_lines: 100,
             max_log_bytes: 4096,
+            mode: ExecutionMode::Fresh,
+            compile_cache: None,
         }
     }
 }

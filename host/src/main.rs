@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use keyward_host::limits::SandboxLimits;
+use keyward_host::limits::SandboxConfig;
 use keyward_host::resolve::SecretRequest;
 use keyward_host::{Config, Keyward, Sandbox};
 use tracing_subscriber::EnvFilter;
@@ -131,7 +131,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
             Ok(records.join("\n"))
         }
         Command::Describe { component } => {
-            let sandbox = Sandbox::new(SandboxLimits::default()).map_err(anyhow::Error::msg)?;
+            let sandbox = Sandbox::new(SandboxConfig::default()).map_err(anyhow::Error::msg)?;
             let loaded = sandbox
                 .load(&component)
                 .map_err(anyhow::Error::msg)

@@ -7,14 +7,16 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{
+    Cache, CacheConfig, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
-use crate::limits::{EpochTicker, GuestClock, SandboxLimits};
+use crate::limits::{EpochTicker, ExecutionMode, GuestClock, SandboxConfig};
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::value::SecretValue;
 
@@ -125,7 +127,7 @@ struct HostState {
     secrets: Option<ConnectorSecrets>,
     connector: Arc<str>,
     delivered: Vec<Zeroizing<String>>,
-    limits: Arc<SandboxLimits>,
+    limits: Arc<SandboxConfig>,
     store_limits: StoreLimits,
     clock: GuestClock,
     log_lines: usize,
@@ -144,7 +146,7 @@ impl HostState {
     fn new(
         connector: Arc<str>,
         secrets: Option<ConnectorSecrets>,
-        limits: Arc<SandboxLimits>,
+        limits: Arc<SandboxConfig>,
     ) -> Self {
         // No preopens, no environment, no network, no inherited stdio.
         let wasi = WasiCtxBuilder::new()
@@ -170,6 +172,21 @@ impl HostState {
             clock: GuestClock::new(),
             log_lines: 0,
         }
+    }
+
+    /// Readies a warm instance's state for the next render.
+    fn begin_render(&mut self, connector: Arc<str>, secrets: ConnectorSecrets) {
+        self.connector = connector;
+        self.secrets = Some(secrets);
+        self.delivered.clear();
+        self.clock = GuestClock::new();
+        self.log_lines = 0;
+    }
+
+    /// Forgets the render's secrets view and the values it delivered.
+    fn end_render(&mut self) {
+        self.secrets = None;
+        self.delivered.clear();
     }
 
     async fn resolve(
@@ -379,7 +396,7 @@ impl wit_types::Host for HostState {}
 pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
-    limits: Arc<SandboxLimits>,
+    limits: Arc<SandboxConfig>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -394,7 +411,8 @@ impl fmt::Debug for Sandbox {
 pub struct LoadedConnector {
     engine: Engine,
     pre: ConnectorPre<HostState>,
-    limits: Arc<SandboxLimits>,
+    warm: Arc<Mutex<Vec<Warm>>>,
+    limits: Arc<SandboxConfig>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -407,10 +425,17 @@ impl fmt::Debug for LoadedConnector {
 impl Sandbox {
     /// An engine configured for connectors: epoch interruption for the CPU
     /// deadline, the default 512 KiB wasm stack (deep recursion traps).
-    pub fn new(limits: SandboxLimits) -> Result<Self, String> {
+    pub fn new(limits: SandboxConfig) -> Result<Self, String> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        if let Some(dir) = &limits.compile_cache {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            let cache =
+                Cache::new(cache).map_err(|e| format!("compile cache {}: {e:#}", dir.display()))?;
+            config.cache(Some(cache));
+        }
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
         let ticker = EpochTicker::start(&engine)
             .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
@@ -446,6 +471,7 @@ impl Sandbox {
         Ok(LoadedConnector {
             engine: self.engine.clone(),
             pre,
+            warm: Arc::default(),
             limits: self.limits.clone(),
             _ticker: self._ticker.clone(),
         })
@@ -516,8 +542,19 @@ impl LoadedConnector {
         fields: &[(String, String)],
     ) -> Result<Vec<RenderedValue>, RunError> {
         let connector: Arc<str> = secrets.connector().into();
-        let mut store = self.store(connector, Some(secrets));
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let (mut store, instance) = match self.take_warm() {
+            Some(warm) => {
+                let mut store = warm.store;
+                store.data_mut().begin_render(connector, secrets);
+                store.set_epoch_deadline(1);
+                (store, warm.instance)
+            }
+            None => {
+                let mut store = self.store(connector, Some(secrets));
+                let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+                (store, instance)
+            }
+        };
         let fields: Vec<wit_types::FieldValue> = fields
             .iter()
             .map(|(name, template)| wit_types::FieldValue {
@@ -525,11 +562,12 @@ impl LoadedConnector {
                 template: template.clone(),
             })
             .collect();
+        // On a trap the store is dropped here: a trapped instance is never reused.
         let result = instance
             .call_render(&mut store, &fields)
             .await
             .map_err(trap)?;
-        match result {
+        let outcome = match result {
             Ok(values) => Ok(values
                 .into_iter()
                 .map(|v| RenderedValue {
@@ -538,17 +576,39 @@ impl LoadedConnector {
                     sensitive: v.sensitive,
                 })
                 .collect()),
-            Err(e) => {
+            Err(e) => Err(RunError::Render(RenderError {
+                field: e.field,
+                column: e.column,
                 // A connector could echo a value into its error: mask it.
-                let state = store.data();
-                Err(RunError::Render(RenderError {
-                    field: e.field,
-                    column: e.column,
-                    message: state.mask(&e.message),
-                }))
-            }
+                message: store.data().mask(&e.message),
+            })),
+        };
+        if self.limits.mode == ExecutionMode::Warm {
+            store.data_mut().end_render();
+            self.put_warm(Warm { store, instance });
+        }
+        outcome
+    }
+
+    fn take_warm(&self) -> Option<Warm> {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put_warm(&self, warm: Warm) {
+        let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_WARM_INSTANCES {
+            pool.push(warm);
         }
     }
+}
+
+/// Idle warm instances kept per connector.
+const MAX_WARM_INSTANCES: usize = 16;
+
+/// An instance kept between renders in warm mode.
+struct Warm {
+    store: Store<HostState>,
+    instance: Connector,
 }
 
 /// The cause of a trap in one line: the deadline, a stack overflow, an

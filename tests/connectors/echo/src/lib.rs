@@ -4,6 +4,8 @@
 //! render, so tests can check masking; `list` outputs the host's `list`;
 //! `panic` traps with the value in the panic message.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use keyward_guest::template::{Reference, Value};
 use keyward_guest::{
     Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
@@ -11,6 +13,9 @@ use keyward_guest::{
 };
 
 struct Echo;
+
+/// Renders done by this instance: 1 every time with fresh instances.
+static RENDERS: AtomicU32 = AtomicU32::new(0);
 
 const PLAIN: [&str; 3] = ["a", "b", "c"];
 
@@ -32,6 +37,10 @@ impl Connector for Echo {
             .field(Field::new(
                 "panic",
                 "The connector panics holding this value",
+            ))
+            .field(Field::new(
+                "count",
+                "Outputs how many renders this instance did",
             ));
         for name in PLAIN {
             info = info.field(Field::new(name, "A plain field"));
@@ -59,6 +68,10 @@ impl Connector for Echo {
         }
         if let Some(value) = fields.get("panic") {
             panic!("a hostile connector panics holding {value}");
+        }
+        let renders = RENDERS.fetch_add(1, Ordering::Relaxed) + 1;
+        if fields.get("count").is_some() {
+            out.push(Output::new("count", renders.to_string()));
         }
         if fields.get("list").is_some() {
             out.push(Output::new("list", list_secrets().join(",")));
