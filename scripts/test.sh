@@ -18,6 +18,14 @@ CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-
 echo "==> cargo test"
 cargo test --workspace --exclude postgres-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 
+echo "==> fuzzing (bounded): the template parser and the reference canonicalizer"
+command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
+for target in template canonical; do
+    # cargo fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable
+    # toolchain (the only one here) accept them.
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" 2>&1 | tail -n 1)
+done
+
 echo "==> the README's quickstart"
 bash scripts/quickstart.sh > target/quickstart.out
 grep -q '"dsn": "postgresql://orders_app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@db.internal.example:5432/orders?sslmode=require"' target/quickstart.out \

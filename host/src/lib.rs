@@ -22,8 +22,6 @@ pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod limits;
-pub mod name;
-pub mod policy;
 pub mod ratelimit;
 pub mod resolve;
 pub mod sandbox;
@@ -31,6 +29,8 @@ pub mod store;
 pub mod value;
 
 mod keyward;
+
+pub use keyward_policy::{name, policy};
 
 pub use config::Config;
 pub use keyward::{Error, Keyward, Rendered};
