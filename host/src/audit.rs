@@ -40,8 +40,11 @@ pub enum Decision {
 /// One audit record.
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditRecord {
-    /// RFC 3339, UTC, milliseconds.
+    /// RFC 3339, UTC, milliseconds (filled in when the record is written).
     pub time: String,
+    /// When the record was made.
+    #[serde(skip)]
+    pub at: SystemTime,
     /// The connector id.
     pub connector: String,
     /// The reference as the connector wrote it (bounded, escaped).
@@ -67,7 +70,8 @@ impl AuditRecord {
     /// A record stamped now.
     pub fn new(connector: &str, reference: String, decision: Decision) -> Self {
         Self {
-            time: rfc3339_now(),
+            time: String::new(),
+            at: SystemTime::now(),
             connector: connector.to_string(),
             reference,
             canonical: None,
@@ -111,10 +115,23 @@ impl AuditLog {
         Ok(Self { to_tracing, file })
     }
 
+    /// Whether records go anywhere now (so that a host with no sink pays
+    /// nothing for them).
+    pub fn is_active(&self) -> bool {
+        self.file.is_some()
+            || (self.to_tracing
+                && tracing::enabled!(target: "keyward::audit", tracing::Level::INFO))
+    }
+
     /// Writes one record. A failure to write is logged, never fatal and
     /// never silent.
     pub fn write(&self, record: &AuditRecord) {
-        let json = match serde_json::to_string(record) {
+        if !self.is_active() {
+            return;
+        }
+        let mut record = record.clone();
+        record.time = rfc3339(record.at);
+        let json = match serde_json::to_string(&record) {
             Ok(json) => json,
             Err(e) => {
                 tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
@@ -143,11 +160,9 @@ pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
         .collect())
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn rfc3339_now() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+/// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
@@ -184,7 +199,10 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(20_513), (2026, 3, 1));
-        assert_eq!(rfc3339_now().len(), "2026-11-23T02:50:00.000Z".len());
+        assert_eq!(
+            rfc3339(SystemTime::now()).len(),
+            "2026-11-23T02:50:00.000Z".len()
+        );
     }
 
     #[test]

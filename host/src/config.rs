@@ -87,6 +87,7 @@ struct RawSecrets {
 #[serde(deny_unknown_fields)]
 struct RawSandbox {
     mode: Option<String>,
+    warm_instances: Option<usize>,
     compile_cache: Option<PathBuf>,
     render_timeout_ms: Option<u64>,
     max_memory_mb: Option<u64>,
@@ -410,6 +411,7 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
                 ));
             }
         },
+        warm_instances: raw.warm_instances.unwrap_or(defaults.warm_instances),
         compile_cache: raw.compile_cache.map(|dir| base.join(dir)),
     })
 }

@@ -284,6 +284,16 @@ impl Keyward {
         Ok((slot, loaded))
     }
 
+    /// Instantiates up to `count` idle instances of a connector now (warm
+    /// mode; capped by `warm_instances`). Returns how many are idle.
+    pub async fn prewarm(&self, id: &str, count: usize) -> Result<usize, Error> {
+        let (_, loaded) = self.loaded(id).await?;
+        loaded.prewarm(count).await.map_err(|error| Error::Run {
+            connector: id.to_string(),
+            error,
+        })
+    }
+
     /// Renders a connector with the fields from its configuration.
     pub async fn render(&self, id: &str) -> Result<Rendered, Error> {
         let fields: Vec<(String, String)> =

@@ -32,6 +32,8 @@ pub struct SandboxConfig {
     pub max_log_bytes: usize,
     /// Fresh instance per render, or warm instances reused between renders.
     pub mode: ExecutionMode,
+    /// Idle warm instances kept per connector.
+    pub warm_instances: usize,
     /// Where compiled components are cached (keyed by the component's hash
     /// and the engine's configuration), so a restart does not recompile.
     pub compile_cache: Option<PathBuf>,
@@ -57,6 +59,7 @@ impl Default for SandboxConfig {
             max_log_lines: 100,
             max_log_bytes: 4096,
             mode: ExecutionMode::Fresh,
+            warm_instances: 16,
             compile_cache: None,
         }
     }

@@ -596,14 +596,23 @@ impl LoadedConnector {
 
     fn put_warm(&self, warm: Warm) {
         let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_WARM_INSTANCES {
+        if pool.len() < self.limits.warm_instances {
             pool.push(warm);
         }
     }
-}
 
-/// Idle warm instances kept per connector.
-const MAX_WARM_INSTANCES: usize = 16;
+    /// Instantiates up to `count` idle instances now (warm mode), so the
+    /// first renders do not pay for instantiation. Returns how many are idle.
+    pub async fn prewarm(&self, count: usize) -> Result<usize, RunError> {
+        let count = count.min(self.limits.warm_instances);
+        while self.warm.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
+            let mut store = self.store("prewarm".into(), None);
+            let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+            self.put_warm(Warm { store, instance });
+        }
+        Ok(self.warm.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+}
 
 /// An instance kept between renders in warm mode.
 struct Warm {

@@ -1,0 +1,46 @@
+//! Warm render of a three-secret template, side by side in one process:
+//! keyward (warm instance and fresh instance, sandbox included) and the
+//! peer, the official caching client doing the same three lookups and
+//! string building. All caches are warm; no upstream call is timed.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use keyward_benches::{Fixture, fields, keyward_render, peer_render};
+
+fn warm_render(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (fixture, warm, fresh, peer) = runtime.block_on(async {
+        let mut fixture = Fixture::start().await;
+        let warm = fixture.keyward("warm");
+        let fresh = fixture.keyward("fresh");
+        let peer = fixture.peer().await;
+        // Fill every cache (and compile the component) before timing.
+        let fields = fields();
+        let expected = peer_render(&peer).await;
+        assert_eq!(keyward_render(&warm, &fields).await, expected);
+        assert_eq!(keyward_render(&fresh, &fields).await, expected);
+        (fixture, warm, fresh, peer)
+    });
+    let fields = fields();
+    let upstream_before = fixture.proxy.total();
+
+    let mut group = c.benchmark_group("warm_render");
+    group.bench_function("keyward_warm_instance", |b| {
+        b.to_async(&runtime).iter(|| keyward_render(&warm, &fields))
+    });
+    group.bench_function("keyward_fresh_instance", |b| {
+        b.to_async(&runtime)
+            .iter(|| keyward_render(&fresh, &fields))
+    });
+    group.bench_function("peer_caching_client", |b| {
+        b.to_async(&runtime).iter(|| peer_render(&peer))
+    });
+    group.finish();
+    assert_eq!(
+        fixture.proxy.total(),
+        upstream_before,
+        "timed renders made no upstream call"
+    );
+}
+
+criterion_group!(benches, warm_render);
+criterion_main!(benches);

@@ -1,0 +1,154 @@
+//! Shared set-up for the benchmarks: a local Secrets Manager (moto) behind
+//! a counting proxy, three secrets, keyward hosts in both execution modes,
+//! and the peer — the official Rust caching client for Secrets Manager
+//! (`aws_secretsmanager_caching`) — pointed at the same server.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_secretsmanager_caching::SecretsManagerCachingClient;
+use keyward_host::config::Backend;
+use keyward_host::store::aws::AwsStore;
+use keyward_host::{Config, Keyward};
+use keyward_test_support::{FaultProxy, Moto, Scratch};
+
+/// The rendered template: three secrets, one of them URL-encoded.
+pub const TEMPLATE: &str = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders";
+
+/// The same three secrets, as the peer reads them.
+pub const SECRET_IDS: [&str; 3] = ["bench/user", "bench/password", "bench/host"];
+
+const CONFIG: &str = r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{PROXY}"
+namespace = "bench/"
+cache_ttl_ms = 3600000
+connector_fetch_burst = 100000
+
+[sandbox]
+mode = "{MODE}"
+warm_instances = 1000
+render_timeout_ms = 1000
+compile_cache = "{CACHE}"
+
+[connectors.echo]
+component = "{ECHO}"
+allow = ["**"]
+"#;
+
+/// moto, the counting proxy and the seeded secrets.
+#[derive(Debug)]
+pub struct Fixture {
+    _moto: Moto,
+    /// Counts keyward's and the peer's upstream calls.
+    pub proxy: FaultProxy,
+    scratch: Vec<Scratch>,
+    compile_cache: tempfile::TempDir,
+}
+
+fn sdk_builder() -> aws_sdk_secretsmanager::config::Builder {
+    aws_sdk_secretsmanager::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+}
+
+impl Fixture {
+    /// Starts moto and the proxy and creates the secrets.
+    pub async fn start() -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(&moto.address()).await;
+        let admin = aws_sdk_secretsmanager::Client::from_conf(
+            sdk_builder().endpoint_url(moto.url()).build(),
+        );
+        for (name, value) in [
+            ("bench/user", "orders_app"),
+            ("bench/password", "p@ss:w/rd#%?&\"é"),
+            ("bench/host", "db.internal.example"),
+        ] {
+            admin
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("create secret");
+        }
+        Self {
+            _moto: moto,
+            proxy,
+            scratch: Vec::new(),
+            compile_cache: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A keyward host on the AWS backend (through the proxy), in `mode`
+    /// ("fresh" or "warm"), with a cold secret cache; compiled components
+    /// are cached in the fixture's shared compile cache.
+    pub fn keyward(&mut self, mode: &str) -> Keyward {
+        let cache = self.compile_cache.path().to_path_buf();
+        self.keyward_with_compile_cache(mode, &cache)
+    }
+
+    /// Like [`Fixture::keyward`] with the compile cache in `dir`.
+    pub fn keyward_with_compile_cache(&mut self, mode: &str, dir: &std::path::Path) -> Keyward {
+        let config = CONFIG
+            .replace("{PROXY}", &self.proxy.url())
+            .replace("{MODE}", mode)
+            .replace("{CACHE}", &dir.display().to_string());
+        let scratch = Scratch::new(&config, &serde_json::json!({}));
+        let config = Config::load(&scratch.config()).expect("config");
+        let Backend::Aws(settings) = &config.secrets.backend else {
+            panic!("aws backend")
+        };
+        let store = AwsStore::from_config(sdk_builder(), settings);
+        self.scratch.push(scratch);
+        Keyward::with_store(config, Arc::new(store)).expect("keyward")
+    }
+
+    /// The peer, with a cold cache, TTL one hour.
+    pub async fn peer(&self) -> SecretsManagerCachingClient {
+        SecretsManagerCachingClient::from_builder(
+            sdk_builder().endpoint_url(self.proxy.url()),
+            NonZeroUsize::new(1000).expect("non-zero"),
+            Duration::from_secs(3600),
+            false,
+        )
+        .await
+        .expect("peer")
+    }
+}
+
+/// One keyward render of [`TEMPLATE`].
+pub async fn keyward_render(keyward: &Keyward, fields: &[(String, String)]) -> String {
+    let rendered = keyward.render_fields("echo", fields).await.expect("render");
+    rendered.get("a").expect("output").to_string()
+}
+
+/// The fields of one render.
+pub fn fields() -> Vec<(String, String)> {
+    vec![("a".to_string(), TEMPLATE.to_string())]
+}
+
+/// The peer's equivalent: three cached lookups and the same string.
+pub async fn peer_render(peer: &SecretsManagerCachingClient) -> String {
+    let mut values = Vec::with_capacity(3);
+    for id in SECRET_IDS {
+        let output = peer
+            .get_secret_value(id, None, None, false)
+            .await
+            .expect("peer read");
+        values.push(output.secret_string.unwrap_or_default());
+    }
+    format!(
+        "postgresql://{}:{}@{}:5432/orders",
+        values[0],
+        keyward_guest::encode::percent(values[1].as_bytes()),
+        values[2]
+    )
+}

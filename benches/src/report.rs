@@ -1,0 +1,238 @@
+//! `bench-report`: the measurements criterion is not suited to (throughput
+//! on all cores, concurrent cold reads with upstream call counts, cold
+//! start, resident memory), plus the criterion medians of `benches/render.rs`,
+//! as one Markdown table with the ratios against the peer.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use keyward_benches::{Fixture, SECRET_IDS, fields, keyward_render, peer_render};
+use keyward_host::resolve::SecretRequest;
+
+/// How long each throughput run lasts.
+const THROUGHPUT_RUN: Duration = Duration::from_secs(3);
+/// Concurrent cold reads of one secret.
+const COLD_READERS: usize = 200;
+/// Instances for the memory measurement.
+const LIVE_INSTANCES: usize = 1000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(report());
+    println!("{report}");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
+    std::fs::write(&out, &report).expect("write RESULTS.md");
+    eprintln!("written to {}", out.display());
+}
+
+/// Median of a criterion benchmark, in nanoseconds, if it has been run.
+fn criterion_median(name: &str) -> Option<f64> {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .display()
+            .to_string()
+    });
+    let path = Path::new(&target)
+        .join("criterion/warm_render")
+        .join(name)
+        .join("new/estimates.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {model}")
+}
+
+async fn report() -> String {
+    let mut fixture = Fixture::start().await;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# keyward benchmarks\n\nMachine: {}. Produced by `scripts/bench.sh`.\n",
+        machine()
+    );
+    let _ = writeln!(
+        out,
+        "| # | measurement | keyward | peer (aws_secretsmanager_caching) | ratio | target |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+
+    // 1 and 2: criterion medians.
+    let peer = criterion_median("peer_caching_client");
+    let warm = criterion_median("keyward_warm_instance");
+    let fresh = criterion_median("keyward_fresh_instance");
+    let us =
+        |ns: Option<f64>| ns.map_or("not run".to_string(), |ns| format!("{:.2} µs", ns / 1000.0));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    };
+    let _ = writeln!(
+        out,
+        "| 1 | warm render, 3 cached secrets (median) | {} (warm instance) | {} | {} | ≤ peer |",
+        us(warm),
+        us(peer),
+        ratio(warm, peer)
+    );
+    let _ = writeln!(
+        out,
+        "| 2 | fresh-instance render, same template (median) | {} | {} | {} | ≤ 10 µs |",
+        us(fresh),
+        us(peer),
+        ratio(fresh, peer)
+    );
+
+    // 3: throughput on all cores.
+    let warm = Arc::new(fixture.keyward("warm"));
+    let peer_client = Arc::new(fixture.peer().await);
+    let fields = fields();
+    keyward_render(&warm, &fields).await;
+    peer_render(&peer_client).await;
+    let tasks = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    let keyward_rate = throughput(tasks, {
+        let warm = warm.clone();
+        let fields = fields.clone();
+        move || {
+            let warm = warm.clone();
+            let fields = fields.clone();
+            async move {
+                keyward_render(&warm, &fields).await;
+            }
+        }
+    })
+    .await;
+    let peer_rate = throughput(tasks, {
+        let peer = peer_client.clone();
+        move || {
+            let peer = peer.clone();
+            async move {
+                peer_render(&peer).await;
+            }
+        }
+    })
+    .await;
+    let _ = writeln!(
+        out,
+        "| 3 | warm renders per second, all cores | {keyward_rate:.0}/s | {peer_rate:.0}/s | {:.2}× | ≥ 500,000/s |",
+        keyward_rate / peer_rate
+    );
+
+    // 4: concurrent cold reads of one secret.
+    let cold = fixture.keyward("warm");
+    fixture.proxy.reset_counts();
+    let started = Instant::now();
+    let user = [SecretRequest::name("user")];
+    let reads = (0..COLD_READERS).map(|_| cold.resolve("echo", &user));
+    let results = futures::future::join_all(reads).await;
+    let keyward_time = started.elapsed();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|v| v[0].is_ok()))
+    );
+    let keyward_calls =
+        fixture.proxy.count("GetSecretValue") + fixture.proxy.count("BatchGetSecretValue");
+    let cold_peer = fixture.peer().await;
+    fixture.proxy.reset_counts();
+    let started = Instant::now();
+    let reads =
+        (0..COLD_READERS).map(|_| cold_peer.get_secret_value(SECRET_IDS[0], None, None, false));
+    let results = futures::future::join_all(reads).await;
+    let peer_time = started.elapsed();
+    let peer_ok = results.iter().filter(|r| r.is_ok()).count();
+    let peer_calls = fixture.proxy.count("GetSecretValue");
+    let _ = writeln!(
+        out,
+        "| 4 | {COLD_READERS} concurrent cold reads of one secret: upstream calls, time | {keyward_calls} call, {:.1} ms | {peer_calls} calls ({peer_ok} ok), {:.1} ms | {:.2}× time | keyward 1 call |",
+        keyward_time.as_secs_f64() * 1e3,
+        peer_time.as_secs_f64() * 1e3,
+        keyward_time.as_secs_f64() / peer_time.as_secs_f64()
+    );
+
+    // 5: cold start: a new host to its first render, compiling vs cached.
+    let empty = vec![("a".to_string(), "no secrets".to_string())];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let first = fixture.keyward_with_compile_cache("fresh", dir.path());
+    keyward_render(&first, &empty).await;
+    let compiled = started.elapsed();
+    let started = Instant::now();
+    let second = fixture.keyward_with_compile_cache("fresh", dir.path());
+    keyward_render(&second, &empty).await;
+    let cached = started.elapsed();
+    let _ = writeln!(
+        out,
+        "| 5 | cold start to first render: precompiled (disk cache) vs compiling the .wasm | {:.1} ms vs {:.1} ms | – | {:.2}× | < 5 ms |",
+        cached.as_secs_f64() * 1e3,
+        compiled.as_secs_f64() * 1e3,
+        cached.as_secs_f64() / compiled.as_secs_f64()
+    );
+
+    // 6: resident memory of live instances.
+    let pool = fixture.keyward("warm");
+    keyward_render(&pool, &empty).await;
+    let before = resident_bytes();
+    let live = pool.prewarm("echo", LIVE_INSTANCES).await.expect("prewarm");
+    let after = resident_bytes();
+    let _ = writeln!(
+        out,
+        "| 6 | resident memory of {live} live connector instances | {:.1} MiB ({:.1} KiB each) | – | – | – |",
+        (after.saturating_sub(before)) as f64 / (1 << 20) as f64,
+        (after.saturating_sub(before)) as f64 / 1024.0 / live.max(1) as f64
+    );
+    out
+}
+
+/// Renders per second with `tasks` concurrent tasks for [`THROUGHPUT_RUN`].
+async fn throughput<F, Fut>(tasks: usize, make: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let make = make.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                while started.elapsed() < THROUGHPUT_RUN {
+                    make().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("throughput task");
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
