@@ -31,6 +31,14 @@ fn warm_render(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| keyward_render(&fresh, &fields))
     });
+    let no_secrets = vec![(
+        "a".to_string(),
+        "postgresql://user@host:5432/orders".to_string(),
+    )];
+    group.bench_function("keyward_warm_instance_no_secrets", |b| {
+        b.to_async(&runtime)
+            .iter(|| keyward_render(&warm, &no_secrets))
+    });
     group.bench_function("peer_caching_client", |b| {
         b.to_async(&runtime).iter(|| peer_render(&peer))
     });

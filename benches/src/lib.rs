@@ -33,6 +33,7 @@ connector_fetch_burst = 100000
 [sandbox]
 mode = "{MODE}"
 warm_instances = 1000
+pooled_instances = 1100
 render_timeout_ms = 1000
 compile_cache = "{CACHE}"
 

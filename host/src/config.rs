@@ -88,6 +88,7 @@ struct RawSecrets {
 struct RawSandbox {
     mode: Option<String>,
     warm_instances: Option<usize>,
+    pooled_instances: Option<u32>,
     compile_cache: Option<PathBuf>,
     render_timeout_ms: Option<u64>,
     max_memory_mb: Option<u64>,
@@ -412,6 +413,10 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
             }
         },
         warm_instances: raw.warm_instances.unwrap_or(defaults.warm_instances),
+        pooled_instances: match raw.pooled_instances {
+            Some(0) => return Err("sandbox.pooled_instances: must be at least 1".into()),
+            other => other,
+        },
         compile_cache: raw.compile_cache.map(|dir| base.join(dir)),
     })
 }

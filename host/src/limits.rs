@@ -34,6 +34,10 @@ pub struct SandboxConfig {
     pub mode: ExecutionMode,
     /// Idle warm instances kept per connector.
     pub warm_instances: usize,
+    /// With a number: wasmtime's pooling allocator with slots for that many
+    /// live instances (memories, tables and fiber stacks reused, not mapped
+    /// anew per render). Without: instances are allocated on demand.
+    pub pooled_instances: Option<u32>,
     /// Where compiled components are cached (keyed by the component's hash
     /// and the engine's configuration), so a restart does not recompile.
     pub compile_cache: Option<PathBuf>,
@@ -60,6 +64,7 @@ impl Default for SandboxConfig {
             max_log_bytes: 4096,
             mode: ExecutionMode::Fresh,
             warm_instances: 16,
+            pooled_instances: None,
             compile_cache: None,
         }
     }

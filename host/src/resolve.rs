@@ -196,6 +196,10 @@ impl ConnectorSecrets {
     }
 
     fn record(&self, request: &SecretRequest, decision: Decision) -> AuditRecord {
+        if !self.audit.is_active() {
+            // Nothing will be written: skip building the strings.
+            return AuditRecord::new("", String::new(), decision);
+        }
         let mut record = AuditRecord::new(&self.connector, request.to_string(), decision);
         record.path = request.path.clone();
         record.version = request
@@ -258,8 +262,10 @@ impl ConnectorSecrets {
                             reference: request.to_string(),
                         })?;
                 let mut record = self.record(request, Decision::NotFound);
-                record.canonical = Some(canonical.name.to_string());
-                record.latency_us = latency_us;
+                if self.audit.is_active() {
+                    record.canonical = Some(canonical.name.to_string());
+                    record.latency_us = latency_us;
+                }
                 let result = match reads.get(&key(canonical)) {
                     Some(read) => self.outcome(request, canonical, rule, read, &mut record),
                     None => Err(ResolveError::Unavailable {
@@ -300,21 +306,25 @@ impl ConnectorSecrets {
         read: &CacheRead,
         record: &mut AuditRecord,
     ) -> Result<SecretValue, ResolveError> {
-        let reference = request.to_string();
+        // Only errors quote the reference; a hit builds no strings.
         let (version, status) = match read {
             Ok(found) => found,
             Err(StoreError::NotFound) => {
                 record.decision = Decision::NotFound;
-                return Err(ResolveError::NotFound { reference });
+                return Err(ResolveError::NotFound {
+                    reference: request.to_string(),
+                });
             }
             Err(StoreError::AccessDenied(detail)) => {
                 record.decision = Decision::Denied(format!("backend: {detail}"));
-                return Err(ResolveError::NotFound { reference });
+                return Err(ResolveError::NotFound {
+                    reference: request.to_string(),
+                });
             }
             Err(StoreError::Gone(detail) | StoreError::Unavailable(detail)) => {
                 record.decision = Decision::Unavailable(detail.clone());
                 return Err(ResolveError::Unavailable {
-                    reference,
+                    reference: request.to_string(),
                     detail: detail.clone(),
                 });
             }
@@ -328,12 +338,17 @@ impl ConnectorSecrets {
             }
             Err(PathError::NotJson) => {
                 record.decision = Decision::NotJson;
-                Err(ResolveError::NotJson { reference })
+                Err(ResolveError::NotJson {
+                    reference: request.to_string(),
+                })
             }
             Err(PathError::MissingKey { key, parent }) => {
                 let key = describe_key(&key, &parent);
                 record.decision = Decision::MissingKey(key.clone());
-                Err(ResolveError::MissingKey { reference, key })
+                Err(ResolveError::MissingKey {
+                    reference: request.to_string(),
+                    key,
+                })
             }
         }
     }

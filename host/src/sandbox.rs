@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Cache, CacheConfig, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
@@ -429,6 +430,18 @@ impl Sandbox {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        if let Some(slots) = limits.pooled_instances {
+            // A connector built by wasm32-wasip2 Rust instantiates a few
+            // core modules; leave room for them.
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(4))
+                .total_memories(slots.saturating_mul(2))
+                .total_tables(slots.saturating_mul(4))
+                .total_stacks(slots)
+                .max_memory_size(limits.max_memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         if let Some(dir) = &limits.compile_cache {
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
