@@ -443,8 +443,11 @@ impl Sandbox {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         if let Some(dir) = &limits.compile_cache {
+            // wasmtime wants an absolute directory.
+            let dir = std::path::absolute(dir)
+                .map_err(|e| format!("compile cache {}: {e}", dir.display()))?;
             let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
+            cache.with_directory(&dir);
             let cache =
                 Cache::new(cache).map_err(|e| format!("compile cache {}: {e:#}", dir.display()))?;
             config.cache(Some(cache));
