@@ -4,15 +4,13 @@
 //! policy swapped in without a restart, the per-connector upstream rate
 //! limit, and cache isolation between connectors.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use keyward_host::name::{SecretName, VersionSelector};
 use keyward_host::resolve::SecretRequest;
 use keyward_host::store::file::FileStore;
-use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
 use keyward_host::{Config, Error, Keyward};
 use keyward_test_support::{CANARY, Scratch};
+use keyward_tests::Counting;
 use serde_json::json;
 
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
@@ -63,28 +61,6 @@ fn secrets() -> serde_json::Value {
     })
 }
 
-/// The file store, counting every fetch that reaches it.
-#[derive(Debug)]
-struct Counting {
-    inner: FileStore,
-    fetches: AtomicUsize,
-}
-
-impl SecretStore for Counting {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        self.inner.fetch(name, version)
-    }
-
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.inner.list(prefix)
-    }
-}
-
 struct Host {
     scratch: Scratch,
     store: Arc<Counting>,
@@ -94,10 +70,9 @@ struct Host {
 impl Host {
     fn new(config: &str) -> Self {
         let scratch = Scratch::new(config, &secrets());
-        let store = Arc::new(Counting {
-            inner: FileStore::open(scratch.path().join("secrets.json")).expect("store"),
-            fetches: AtomicUsize::new(0),
-        });
+        let store = Arc::new(Counting::new(
+            FileStore::open(scratch.path().join("secrets.json")).expect("store"),
+        ));
         let keyward = Keyward::with_store(
             Config::load(&scratch.config()).expect("config"),
             store.clone(),
@@ -111,7 +86,7 @@ impl Host {
     }
 
     fn fetches(&self) -> usize {
-        self.store.fetches.load(Ordering::SeqCst)
+        self.store.fetches()
     }
 
     fn audit(&self) -> Vec<serde_json::Value> {
@@ -312,36 +287,9 @@ async fn attack_corpus_is_denied_or_invalid_with_no_upstream_request_and_an_audi
     );
 }
 
-/// Everything written through `tracing` by this test binary.
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        #[derive(Clone)]
-        struct Sink;
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                captured_logs()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(|| Sink)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        Mutex::new(Vec::new())
-    })
-}
-
 #[tokio::test]
 async fn the_canary_appears_nowhere_but_the_one_revealed_render() {
-    captured_logs();
+    keyward_tests::captured_logs();
     let config = CONFIG.replace("tracing = false", "tracing = true");
     let host = Host::new(&config);
     let mut errors = Vec::new();
@@ -390,8 +338,7 @@ async fn the_canary_appears_nowhere_but_the_one_revealed_render() {
     let masked = rendered.to_json(false);
     let debug = format!("{rendered:?}");
 
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|p| p.into_inner()))
-        .to_string();
+    let logs = keyward_tests::logs_text();
     let audit = std::fs::read_to_string(host.scratch.path().join("audit.jsonl")).expect("audit");
     for (what, text) in [
         ("errors", errors.join("\n")),

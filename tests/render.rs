@@ -2,14 +2,12 @@
 //! namespace and allowlist, every reference syntax.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use keyward_host::name::{SecretName, VersionSelector};
 use keyward_host::store::file::FileStore;
-use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
 use keyward_host::{Config, Error, Keyward, Rendered};
 use keyward_test_support::{CANARY, Scratch};
+use keyward_tests::Counting;
 use serde_json::json;
 
 const ARN_PREFIX: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
@@ -317,35 +315,12 @@ async fn unknown_connector_lists_the_configured_ones() {
     );
 }
 
-/// A store that counts fetches, around the file store.
-#[derive(Debug)]
-struct Counting {
-    inner: FileStore,
-    fetches: AtomicUsize,
-}
-
-impl SecretStore for Counting {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        self.inner.fetch(name, version)
-    }
-
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.inner.list(prefix)
-    }
-}
-
 #[tokio::test]
 async fn each_secret_version_is_fetched_once_and_then_cached() {
     let s = scratch();
-    let store = Arc::new(Counting {
-        inner: FileStore::open(s.path().join("secrets.json")).unwrap(),
-        fetches: AtomicUsize::new(0),
-    });
+    let store = Arc::new(Counting::new(
+        FileStore::open(s.path().join("secrets.json")).unwrap(),
+    ));
     let k = Keyward::with_store(Config::load(&s.config()).unwrap(), store.clone()).unwrap();
     let fields = [
         ("a", "{{ secrets.db.user }}{{ secrets.db.password }}"),
@@ -353,21 +328,13 @@ async fn each_secret_version_is_fetched_once_and_then_cached() {
         ("c", "{{ secrets.host }}"),
     ];
     echo(&k, "echo", &fields).await.unwrap();
-    assert_eq!(
-        store.fetches.load(Ordering::SeqCst),
-        2,
-        "db and host, once each"
-    );
+    assert_eq!(store.fetches(), 2, "db and host, once each");
     echo(&k, "echo", &fields).await.unwrap();
-    assert_eq!(
-        store.fetches.load(Ordering::SeqCst),
-        2,
-        "second render is served from the cache"
-    );
+    assert_eq!(store.fetches(), 2, "second render is served from the cache");
     // Denied and invalid references never reach the store.
     let _ = echo_a(&k, "{{ secrets.forbidden }}").await;
     let _ = echo_a(&k, "{{ secrets['../x'] }}").await;
-    assert_eq!(store.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(store.fetches(), 2);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! arguments, filesystem, environment and network access, log floods. The
 //! host, other connectors and the next render keep working.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward_host::name::{SecretName, VersionSelector};
@@ -155,39 +155,15 @@ async fn no_filesystem_environment_or_network() {
     assert!(network.starts_with("denied:"), "{network}");
 }
 
-/// Everything written through `tracing` by this test binary.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        struct Sink;
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                logs()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let subscriber = tracing_subscriber::fmt().with_writer(|| Sink).finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        Mutex::new(Vec::new())
-    })
-}
-
 #[tokio::test]
 async fn a_log_flood_is_cut_at_the_per_render_limit() {
-    logs();
+    keyward_tests::captured_logs();
     let s = scratch();
     let k = keyward(&s).await;
     // 100,000 host calls: the deadline counts guest time only, so the
     // flood finishes (or hits the deadline) but never floods the log.
     let _ = hostile(&k, "log-flood").await;
-    let text =
-        String::from_utf8_lossy(&logs().lock().unwrap_or_else(|p| p.into_inner())).to_string();
+    let text = keyward_tests::logs_text();
     let lines = text.matches("hostile log line").count();
     assert!(lines <= 100, "{lines} guest log lines were written");
     assert!(

@@ -1,1 +1,78 @@
+//! Helpers shared by the end-to-end tests of this crate.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use keyward_host::name::{SecretName, VersionSelector};
+use keyward_host::store::file::FileStore;
+use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+
+/// The file store, counting every fetch that reaches it.
+#[derive(Debug)]
+pub struct Counting {
+    inner: FileStore,
+    fetches: AtomicUsize,
+}
+
+impl Counting {
+    /// Counts fetches from `inner`.
+    pub fn new(inner: FileStore) -> Self {
+        Self {
+            inner,
+            fetches: AtomicUsize::new(0),
+        }
+    }
+
+    /// Fetches so far.
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl SecretStore for Counting {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a SecretName,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner.fetch(name, version)
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.inner.list(prefix)
+    }
+}
+
+/// Everything written through `tracing` (all levels) by this test binary,
+/// once this has been called: a global subscriber, so it also sees events
+/// from tokio's worker threads.
+pub fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Sink;
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                captured_logs()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| Sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        Mutex::new(Vec::new())
+    })
+}
+
+/// The captured log text so far.
+pub fn logs_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
