@@ -5,14 +5,15 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::primitives::Blob;
 use keyward_host::config::Backend;
 use keyward_host::resolve::{Invalidation, ResolveError, SecretRequest};
 use keyward_host::store::aws::AwsStore;
 use keyward_host::value::SecretValue;
 use keyward_host::{Config, Error, Keyward, Rendered};
-use keyward_test_support::{CANARY, FAULT_MESSAGE_CANARY, Fault, FaultProxy, Moto, Scratch};
+use keyward_test_support::{
+    CANARY, FAULT_MESSAGE_CANARY, Fault, FaultProxy, Moto, Scratch, sdk_builder,
+};
 use serde_json::json;
 
 const ACCOUNT: &str = "123456789012";
@@ -43,17 +44,6 @@ sslmode = "require"
 component = "{ECHO}"
 allow = ["db", "host", "cert", "plain", "api@AWSCURRENT,AWSPREVIOUS,AWSPENDING,version-id", "team/**"]
 "#;
-
-fn credentials() -> Credentials {
-    Credentials::new("testing", "testing", None, None, "keyward-tests")
-}
-
-fn sdk_builder() -> aws_sdk_secretsmanager::config::Builder {
-    aws_sdk_secretsmanager::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(credentials())
-}
 
 /// A moto server, a counting proxy in front of it, an admin client that
 /// talks to moto directly (so only keyward's calls are counted), and a

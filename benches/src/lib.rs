@@ -7,12 +7,11 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use keyward_host::config::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::{Config, Keyward};
-use keyward_test_support::{FaultProxy, Moto, Scratch};
+use keyward_test_support::{FaultProxy, Moto, Scratch, sdk_builder};
 
 /// The rendered template: three secrets, one of them URL-encoded.
 pub const TEMPLATE: &str = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders";
@@ -50,13 +49,6 @@ pub struct Fixture {
     pub proxy: FaultProxy,
     scratch: Vec<Scratch>,
     compile_cache: tempfile::TempDir,
-}
-
-fn sdk_builder() -> aws_sdk_secretsmanager::config::Builder {
-    aws_sdk_secretsmanager::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
 }
 
 impl Fixture {

@@ -283,12 +283,7 @@ user = "{{{{ secrets.db.user }}}}"
     }
 
     async fn seed(moto: &Moto) {
-        let config = aws_sdk_secretsmanager::config::Builder::new()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "testing", "testing", None, None, "cli-test",
-            ))
+        let config = keyward_test_support::sdk_builder()
             .endpoint_url(moto.url())
             .build();
         let admin = aws_sdk_secretsmanager::Client::from_conf(config);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub mod moto;
 pub mod proxy;
 
-pub use moto::Moto;
+pub use moto::{Moto, sdk_builder};
 pub use proxy::{FAULT_MESSAGE_CANARY, Fault, FaultProxy};
 
 /// Paths of the compiled test components.

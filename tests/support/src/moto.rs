@@ -73,3 +73,19 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// An SDK config builder for the local server: region `us-east-1`, static
+/// test credentials (moto checks none). Add `.endpoint_url(...)`.
+pub fn sdk_builder() -> aws_sdk_secretsmanager::config::Builder {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_secretsmanager::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "keyward-tests",
+        ))
+}
