@@ -32,3 +32,15 @@ ensure_moto() {
     fi
     export KEYWARD_TEST_PYTHON="$venv/bin/python"
 }
+
+# PostgreSQL from Debian's packages, for the test that connects for real;
+# each test starts its own server in a temporary directory.
+ensure_postgres() {
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        echo "==> installing PostgreSQL (Debian's postgresql package)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    fi
+    command -v runuser >/dev/null || { echo "runuser (util-linux) is needed to run PostgreSQL as its own user"; exit 1; }
+}

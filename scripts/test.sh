@@ -5,6 +5,7 @@ source "$(dirname "$0")/common.sh"
 
 ensure_wasm_target
 ensure_moto
+ensure_postgres
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 

@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 pub mod moto;
+pub mod postgres;
 pub mod proxy;
 
 pub use moto::{Moto, sdk_builder};
+pub use postgres::{Postgres, sql_literal};
 pub use proxy::{FAULT_MESSAGE_CANARY, Fault, FaultProxy};
 
 /// Paths of the compiled test components.

@@ -1,0 +1,145 @@
+//! The postgres example connector, proven for real: secrets in the local
+//! Secrets Manager, a real PostgreSQL server, a role whose password is full
+//! of URL-hostile and non-ASCII characters. The rendered DSN connects, and
+//! after a rotation the next render after the TTL (or at once, after an
+//! invalidation) connects with the new password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_host::config::Backend;
+use keyward_host::resolve::{Invalidation, SecretRequest};
+use keyward_host::store::aws::AwsStore;
+use keyward_host::{Config, Keyward};
+use keyward_test_support::{Moto, Postgres, Scratch, sdk_builder, sql_literal};
+use serde_json::json;
+
+const FIRST: &str = "p@ss:w/rd#%?&\"é ünï 🔑";
+const SECOND: &str = "n3w:p@ss/wörd?&=+'\"#%";
+const THIRD: &str = "th1rd#p@ss:%2F";
+
+const CONFIG: &str = r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{MOTO}"
+namespace = "acme/prod/"
+cache_ttl_ms = 500
+invalidate_interval_ms = 1
+
+[connectors.orders-db]
+component = "{POSTGRES}"
+allow = ["db", "host"]
+[connectors.orders-db.config]
+host = "{{ secrets.host }}"
+port = "{PORT}"
+database = "orders"
+user = "{{ secrets.db.user }}"
+password = "{{ secrets['db']['password'] }}"
+sslmode = "disable"
+"#;
+
+/// Renders the connector and runs `SELECT 1` over the DSN.
+async fn connect(keyward: &Keyward) -> Result<i32, tokio_postgres::Error> {
+    let rendered = keyward.render("orders-db").await.expect("render");
+    let dsn = rendered.get("dsn").expect("dsn").to_string();
+    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    drop(client);
+    let _ = driver.await;
+    Ok(one)
+}
+
+#[tokio::test]
+async fn the_rendered_dsn_connects_and_follows_rotation() {
+    let postgres = Postgres::start();
+    postgres.sql(&format!(
+        "CREATE ROLE app LOGIN PASSWORD {}",
+        sql_literal(FIRST)
+    ));
+    postgres.sql("CREATE DATABASE orders OWNER app");
+
+    let moto = Moto::start();
+    let admin =
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    let secret = |password: &str| json!({ "user": "app", "password": password }).to_string();
+    admin
+        .create_secret()
+        .name("acme/prod/host")
+        .secret_string("127.0.0.1")
+        .send()
+        .await
+        .expect("host");
+    admin
+        .create_secret()
+        .name("acme/prod/db")
+        .secret_string(secret(FIRST))
+        .send()
+        .await
+        .expect("db");
+
+    let config = CONFIG
+        .replace("{MOTO}", &moto.url())
+        .replace("{PORT}", &postgres.port().to_string());
+    let scratch = Scratch::new(&config, &json!({}));
+    let config = Config::load(&scratch.config()).expect("config");
+    let Backend::Aws(settings) = &config.secrets.backend else {
+        panic!("aws backend")
+    };
+    let store = AwsStore::from_config(sdk_builder(), settings);
+    let keyward = Keyward::with_store(config, Arc::new(store)).expect("keyward");
+
+    assert_eq!(
+        connect(&keyward)
+            .await
+            .expect("connects with the first password"),
+        1
+    );
+
+    // Rotate on the server and in Secrets Manager. Within the TTL the cached
+    // (old) password no longer works...
+    postgres.sql(&format!("ALTER ROLE app PASSWORD {}", sql_literal(SECOND)));
+    admin
+        .put_secret_value()
+        .secret_id("acme/prod/db")
+        .secret_string(secret(SECOND))
+        .send()
+        .await
+        .expect("rotate");
+    let error = connect(&keyward)
+        .await
+        .expect_err("the cached password was rotated away");
+    assert!(
+        format!("{error:?}").contains("password authentication failed"),
+        "{error:?}"
+    );
+    // ...and an invalidation after the rejection makes the new one immediate.
+    let db = SecretRequest::name("db");
+    assert_eq!(
+        keyward
+            .invalidate("orders-db", &db)
+            .await
+            .expect("connector"),
+        Invalidation::Done
+    );
+    assert_eq!(
+        connect(&keyward)
+            .await
+            .expect("connects after invalidation"),
+        1
+    );
+
+    // Without an invalidation, the next render after the TTL picks it up.
+    postgres.sql(&format!("ALTER ROLE app PASSWORD {}", sql_literal(THIRD)));
+    admin
+        .put_secret_value()
+        .secret_id("acme/prod/db")
+        .secret_string(secret(THIRD))
+        .send()
+        .await
+        .expect("rotate");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(connect(&keyward).await.expect("connects after the TTL"), 1);
+}
