@@ -10,6 +10,7 @@ use std::process::Command;
 /// (constant name, package, wasm file stem)
 const CONNECTORS: &[(&str, &str, &str)] = &[
     ("POSTGRES", "postgres-connector", "postgres_connector"),
+    ("HTTP_API", "http-api-connector", "http_api_connector"),
     ("ECHO", "echo-connector", "echo_connector"),
     ("HOSTILE", "hostile-connector", "hostile_connector"),
     ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
@@ -26,6 +27,7 @@ fn main() {
         "guest",
         "wit",
         "examples/postgres",
+        "examples/http-api",
         "tests/connectors",
         "Cargo.toml",
         "Cargo.lock",

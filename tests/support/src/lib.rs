@@ -35,6 +35,7 @@ impl Scratch {
             .replace("{ECHO}", artifacts::ECHO)
             .replace("{HOSTILE}", artifacts::HOSTILE)
             .replace("{POSTGRES}", artifacts::POSTGRES)
+            .replace("{HTTP_API}", artifacts::HTTP_API)
             .replace("{NOT_A_CONNECTOR}", artifacts::NOT_A_CONNECTOR);
         std::fs::write(dir.path().join("keyward.toml"), config).expect("write config");
         std::fs::write(dir.path().join("secrets.json"), secrets.to_string())
