@@ -7,6 +7,7 @@ use keyward_guest::encode::base64;
 use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
 
 /// The connector type exported by this component.
+#[derive(Debug)]
 pub struct HttpApi;
 
 impl Connector for HttpApi {
