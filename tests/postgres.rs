@@ -38,7 +38,32 @@ database = "orders"
 user = "{{ secrets.db.user }}"
 password = "{{ secrets['db']['password'] }}"
 sslmode = "disable"
+
+# ECS `valueFrom` style: JSON keys and a staging label in the ARN; the
+# password field takes a bare ARN (the connector declares it a reference).
+[connectors.orders-db-previous]
+component = "{POSTGRES}"
+allow = ["db@AWSCURRENT,AWSPREVIOUS", "host"]
+[connectors.orders-db-previous.config]
+host = "{{ secrets.host }}"
+port = "{PORT}"
+database = "orders"
+user = "{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db:user:: }}"
+password = "arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db:password:AWSPREVIOUS:"
+sslmode = "disable"
 "#;
+
+/// The password in the DSN the connector renders.
+async fn rendered_password(
+    keyward: &Keyward,
+    connector: &str,
+) -> Result<Vec<u8>, keyward_host::Error> {
+    let rendered = keyward.render(connector).await?;
+    let dsn = rendered.get("dsn").expect("dsn");
+    let config = std::str::FromStr::from_str(dsn)
+        .map(|c: tokio_postgres::Config| c.get_password().map(<[u8]>::to_vec));
+    Ok(config.expect("the DSN parses").unwrap_or_default())
+}
 
 /// Renders the connector and runs `SELECT 1` over the DSN.
 async fn connect(keyward: &Keyward) -> Result<i32, tokio_postgres::Error> {
