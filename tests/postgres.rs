@@ -122,6 +122,15 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
             .expect("connects with the first password"),
         1
     );
+    let error = rendered_password(&keyward, "orders-db-previous")
+        .await
+        .expect_err("no previous version yet");
+    assert!(
+        error
+            .to_string()
+            .contains("was not found or is not allowed"),
+        "{error}"
+    );
 
     // Rotate on the server and in Secrets Manager. Within the TTL the cached
     // (old) password no longer works...
@@ -133,6 +142,11 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
         .send()
         .await
         .expect("rotate");
+    // During the rotation the ECS-style connector reads the previous version.
+    let previous = rendered_password(&keyward, "orders-db-previous")
+        .await
+        .expect("AWSPREVIOUS");
+    assert_eq!(previous, FIRST.as_bytes());
     let error = connect(&keyward)
         .await
         .expect_err("the cached password was rotated away");
