@@ -15,9 +15,9 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo clippy (connectors, wasm32-wasip2)"
 CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-wasip2 \
-    -p keyward-guest -p postgres-connector -p http-api-connector -p echo-connector -p hostile-connector -p not-a-connector -- -D warnings
+    -p keyward-guest -p postgres-connector -p http-api-connector -p s3-connector -p echo-connector -p hostile-connector -p not-a-connector -- -D warnings
 echo "==> cargo test"
-cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
+cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude s3-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 
 echo "==> fuzzing (bounded): the template parser and the reference canonicalizer"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz

@@ -11,6 +11,7 @@ use std::process::Command;
 const CONNECTORS: &[(&str, &str, &str)] = &[
     ("POSTGRES", "postgres-connector", "postgres_connector"),
     ("HTTP_API", "http-api-connector", "http_api_connector"),
+    ("S3", "s3-connector", "s3_connector"),
     ("ECHO", "echo-connector", "echo_connector"),
     ("HOSTILE", "hostile-connector", "hostile_connector"),
     ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
@@ -28,6 +29,7 @@ fn main() {
         "wit",
         "examples/postgres",
         "examples/http-api",
+        "examples/s3",
         "tests/connectors",
         "Cargo.toml",
         "Cargo.lock",

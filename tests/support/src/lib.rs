@@ -36,6 +36,7 @@ impl Scratch {
             .replace("{HOSTILE}", artifacts::HOSTILE)
             .replace("{POSTGRES}", artifacts::POSTGRES)
             .replace("{HTTP_API}", artifacts::HTTP_API)
+            .replace("{S3}", artifacts::S3)
             .replace("{NOT_A_CONNECTOR}", artifacts::NOT_A_CONNECTOR);
         std::fs::write(dir.path().join("keyward.toml"), config).expect("write config");
         std::fs::write(dir.path().join("secrets.json"), secrets.to_string())

@@ -1,0 +1,97 @@
+//! Amazon S3 and S3-compatible services (Retool's S3 resource): renders a
+//! client configuration — bucket, region, endpoint, access keys, a role to
+//! assume and the default ACL for uploads — with the keys marked sensitive.
+
+use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+
+/// The canned ACLs S3 accepts on upload.
+const ACLS: [&str; 7] = [
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
+
+/// The connector type exported by this component.
+#[derive(Debug)]
+pub struct S3;
+
+impl Connector for S3 {
+    fn info() -> ConnectorInfo {
+        ConnectorInfo::new(
+            "s3",
+            env!("CARGO_PKG_VERSION"),
+            "Amazon S3 or an S3-compatible service",
+        )
+        .field(Field::new("bucket", "Bucket name").required())
+        .field(Field::new("region", "Bucket region").default("us-east-1"))
+        .field(Field::new(
+            "endpoint",
+            "Endpoint URL, for S3-compatible services",
+        ))
+        .field(
+            Field::new("access_key_id", "Access key ID")
+                .required()
+                .sensitive()
+                .secret_reference(),
+        )
+        .field(
+            Field::new("secret_access_key", "Secret access key")
+                .required()
+                .sensitive()
+                .secret_reference(),
+        )
+        .field(Field::new("role_arn", "A role to assume (ARN)"))
+        .field(Field::new("default_acl", "Default ACL for uploaded files").default("private"))
+    }
+
+    fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
+        let bucket = fields.require("bucket")?;
+        if bucket.len() < 3 || bucket.len() > 63 {
+            return Err(RenderError::field(
+                "bucket",
+                "a bucket name is 3 to 63 characters",
+            ));
+        }
+        let acl = fields.get("default_acl").unwrap_or("private");
+        if !ACLS.contains(&acl) {
+            return Err(RenderError::field(
+                "default_acl",
+                format!("must be one of {}", ACLS.join(", ")),
+            ));
+        }
+        let mut out = vec![
+            Output::new("bucket", bucket),
+            Output::new("region", fields.get("region").unwrap_or("us-east-1")),
+            Output::new("default_acl", acl),
+            Output::secret("access_key_id", fields.require("access_key_id")?),
+            Output::secret("secret_access_key", fields.require("secret_access_key")?),
+        ];
+        if let Some(endpoint) = fields.get("endpoint").filter(|e| !e.is_empty()) {
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(RenderError::field(
+                    "endpoint",
+                    "must start with https:// or http://",
+                ));
+            }
+            out.push(Output::new("endpoint", endpoint));
+            // S3-compatible services rarely support virtual-hosted buckets.
+            out.push(Output::new("force_path_style", "true"));
+        }
+        if let Some(role) = fields.get("role_arn").filter(|r| !r.is_empty()) {
+            if !role.starts_with("arn:") || !role.contains(":role/") {
+                return Err(RenderError::field(
+                    "role_arn",
+                    "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                ));
+            }
+            out.push(Output::new("role_arn", role));
+        }
+        Ok(out)
+    }
+}
+
+keyward_guest::export_connector!(S3);
