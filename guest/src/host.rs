@@ -7,21 +7,39 @@ use crate::template::{Reference, Value};
 
 pub use wit_log::Level;
 
+// Outside a component (a connector's native unit tests) there is no host:
+// the imports below would trap, so each has a native stand-in.
+
 /// Writes a line to the host's log. The host masks secret values this
-/// connector received, but do not log them on purpose.
+/// connector received, but do not log them on purpose. Natively (in unit
+/// tests) the line goes to stderr.
 pub fn log(level: Level, message: &str) {
+    #[cfg(target_family = "wasm")]
     wit_log::log(level, message);
+    #[cfg(not(target_family = "wasm"))]
+    eprintln!("{level:?}: {message}");
 }
 
-/// Names (relative to the host's namespace) this connector may use.
+/// Names (relative to the host's namespace) this connector may use; none
+/// natively.
 pub fn list_secrets() -> Vec<String> {
-    secrets::list()
+    #[cfg(target_family = "wasm")]
+    return secrets::list();
+    #[cfg(not(target_family = "wasm"))]
+    Vec::new()
 }
 
 /// Asks the host to drop its cached copy of a secret whose credentials were
-/// rejected. Returns whether anything was dropped (the host rate-limits).
+/// rejected. Returns whether anything was dropped (the host rate-limits);
+/// natively, nothing is.
 pub fn invalidate(reference: &Reference) -> bool {
-    secrets::invalidate(&to_wit_ref(reference))
+    #[cfg(target_family = "wasm")]
+    return secrets::invalidate(&to_wit_ref(reference));
+    #[cfg(not(target_family = "wasm"))]
+    {
+        let _ = reference;
+        false
+    }
 }
 
 fn to_wit_ref(r: &Reference) -> secrets::SecretRef {

@@ -42,6 +42,7 @@ mod connector;
 pub mod encode;
 mod host;
 pub mod template;
+pub mod testing;
 
 pub use connector::{
     Connector, ConnectorInfo, Field, Fields, Output, RenderError, ResolveError, Resolver, render,

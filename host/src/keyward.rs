@@ -360,4 +360,14 @@ impl Keyward {
             .await
             .map_err(|e| Error::Backend(e.to_string()))
     }
+
+    /// [`Keyward::references`] as references the connector may resolve:
+    /// a secret its allowlist limits to keys comes once per key.
+    pub async fn allowed_references(&self, id: &str) -> Result<Vec<SecretRequest>, Error> {
+        self.slot(id)?
+            .secrets
+            .allowed_references()
+            .await
+            .map_err(|e| Error::Backend(e.to_string()))
+    }
 }

@@ -10,6 +10,8 @@ use keyward_host::resolve::SecretRequest;
 use keyward_host::{Config, Keyward, Sandbox};
 use tracing_subscriber::EnvFilter;
 
+mod scaffold;
+
 /// Run keyward connectors: render connections from secret templates under policy.
 #[derive(Parser)]
 #[command(name = "keyward", version, about)]
@@ -62,6 +64,26 @@ enum Command {
         /// The component file (`.wasm`).
         component: PathBuf,
     },
+    /// Start something new from a template.
+    #[command(subcommand)]
+    New(New),
+}
+
+#[derive(Subcommand)]
+enum New {
+    /// Write a connector crate (with unit tests and a local keyward.toml)
+    /// that builds to a component with `cargo build --target wasm32-wasip2 --release`.
+    Connector {
+        /// The connector's name: lowercase letters, digits, `-` and `_`.
+        name: String,
+        /// The directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The keyward-guest SDK to depend on (a keyward checkout's guest/
+        /// directory); by default the one this CLI was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +100,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -112,10 +135,10 @@ async fn run(command: Command) -> anyhow::Result<String> {
         }
         Command::Refs { config, connector } => {
             let keyward = Keyward::new(Config::load(&config)?).await?;
-            let names = keyward.references(&connector).await?;
-            Ok(names
+            let references = keyward.allowed_references(&connector).await?;
+            Ok(references
                 .iter()
-                .map(|n| paste_form(n))
+                .map(paste_form)
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
@@ -142,6 +165,17 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .with_context(|| component.display().to_string())?;
             Ok(serde_json::to_string_pretty(&info)?)
         }
+        Command::New(New::Connector { name, dir, sdk }) => {
+            let (dir, files) = scaffold::new_connector(&name, &dir, sdk.as_deref())?;
+            let mut report = vec![format!("created connector `{name}` in {}:", dir.display())];
+            report.extend(files.iter().map(|file| format!("  {file}")));
+            report.push(format!(
+                "next: cd {} && cargo test && cargo build --target wasm32-wasip2 --release \
+                 && keyward render --config keyward.toml {name}",
+                dir.display()
+            ));
+            Ok(report.join("\n"))
+        }
     }
 }
 
@@ -157,17 +191,16 @@ async fn check(config: &std::path::Path) -> anyhow::Result<String> {
     let ids = keyward.connector_ids();
     for id in ids {
         report.push(format!("connector {id}:"));
-        let names = keyward.references(&id).await?;
-        if names.is_empty() {
+        let requests = keyward.allowed_references(&id).await?;
+        if requests.is_empty() {
             report.push("  no allowed secret exists in the backend".into());
         }
-        let requests: Vec<SecretRequest> = names.iter().map(|n| SecretRequest::name(n)).collect();
-        for (name, result) in names.iter().zip(keyward.resolve(&id, &requests).await?) {
+        for (request, result) in requests.iter().zip(keyward.resolve(&id, &requests).await?) {
             match result {
-                Ok(_) => report.push(format!("  {}  ok", paste_form(name))),
+                Ok(_) => report.push(format!("  {}  ok", paste_form(request))),
                 Err(e) => {
                     failures += 1;
-                    report.push(format!("  {}  FAILED: {e}", paste_form(name)));
+                    report.push(format!("  {}  FAILED: {e}", paste_form(request)));
                 }
             }
         }
@@ -187,14 +220,29 @@ async fn check(config: &std::path::Path) -> anyhow::Result<String> {
     Ok(report)
 }
 
-/// `{{ secrets.db }}` where the name allows the dotted form, else brackets.
-fn paste_form(name: &str) -> String {
-    if name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        format!("{{{{ secrets.{name} }}}}")
+/// `{{ secrets.db.password }}` where every part allows the dotted form,
+/// else `{{ secrets['a/b']['key'] }}`.
+fn paste_form(request: &SecretRequest) -> String {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let parts = std::iter::once(&request.name).chain(&request.path);
+    if parts.clone().all(|p| plain(p)) {
+        let dotted: Vec<&str> = parts.map(String::as_str).collect();
+        format!("{{{{ secrets.{} }}}}", dotted.join("."))
     } else {
-        format!("{{{{ secrets['{name}'] }}}}")
+        let quoted: String = parts
+            .map(|p| {
+                if p.contains('\'') {
+                    format!("[\"{p}\"]")
+                } else {
+                    format!("['{p}']")
+                }
+            })
+            .collect();
+        format!("{{{{ secrets{quoted} }}}}")
     }
 }

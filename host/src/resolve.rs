@@ -414,6 +414,21 @@ impl ConnectorSecrets {
             .collect())
     }
 
+    /// One reference per secret this connector may use (per key where its
+    /// allowlist limits the secret to keys), for `keyward refs` and `check`.
+    pub async fn allowed_references(&self) -> Result<Vec<SecretRequest>, StoreError> {
+        let mut requests = Vec::new();
+        for name in self.list().await? {
+            let keys = self.policy.allow.keys(&name);
+            if keys.is_empty() {
+                requests.push(SecretRequest::name(&name));
+            } else {
+                requests.extend(keys.iter().map(|key| SecretRequest::key(&name, &[key])));
+            }
+        }
+        Ok(requests)
+    }
+
     /// Drops the cached versions of a secret this connector may read, after
     /// its credentials were rejected. At most one invalidation per secret
     /// per `invalidate_interval`, so a connector cannot turn the cache off.

@@ -52,6 +52,10 @@ user = "{{ secrets.db.username }}"
 
 [connectors.not-a-connector]
 component = "{NOT_A_CONNECTOR}"
+
+[connectors.keys-only]
+component = "{POSTGRES}"
+allow = ["db#user", "db#password", "team/api-key"]
 "#;
 
 fn scratch() -> Scratch {
@@ -148,6 +152,56 @@ fn refs_lists_allowed_names_ready_to_paste() {
         stdout(&out),
         "{{ secrets.db }}\n{{ secrets.host }}\n{{ secrets['team/api-key'] }}\n{{ secrets['team/x/y'] }}\n"
     );
+}
+
+#[test]
+fn refs_names_the_keys_a_key_rule_limits_a_secret_to() {
+    let s = scratch();
+    let out = keyward(&[
+        "refs",
+        "--config",
+        s.config().to_str().unwrap(),
+        "keys-only",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{{ secrets.db.user }}\n{{ secrets.db.password }}\n{{ secrets['team/api-key'] }}\n"
+    );
+}
+
+#[test]
+fn new_connector_writes_a_crate_and_refuses_bad_names_and_existing_directories() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let dir = parent.path().to_str().expect("utf-8 path");
+    let out = keyward(&["new", "connector", "acme-api", "--dir", dir]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("created connector `acme-api`"));
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "keyward.toml",
+        "secrets.json",
+        ".gitignore",
+    ] {
+        assert!(
+            parent.path().join("acme-api").join(file).is_file(),
+            "{file}"
+        );
+    }
+    assert_clean_failure(
+        &keyward(&["new", "connector", "acme-api", "--dir", dir]),
+        "exists already",
+    );
+    assert_clean_failure(
+        &keyward(&["new", "connector", "Acme API", "--dir", dir]),
+        "connector name `Acme API`: must start with a lowercase letter",
+    );
+    assert_clean_failure(
+        &keyward(&["new", "connector", "other", "--dir", dir, "--sdk", dir]),
+        "pass --sdk",
+    );
+    assert!(!parent.path().join("other").exists());
 }
 
 #[test]

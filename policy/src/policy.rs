@@ -218,6 +218,20 @@ impl Allowlist {
     pub fn names(&self, relative: &str) -> bool {
         self.rules.iter().any(|r| r.matches_name(relative))
     }
+
+    /// The JSON keys reads of `relative` are limited to (`db#password`
+    /// rules); empty when a rule grants the whole secret or none names it.
+    pub fn keys(&self, relative: &str) -> Vec<&str> {
+        let mut keys = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.matches_name(relative)) {
+            match &rule.key {
+                None => return Vec::new(),
+                Some(key) if !keys.contains(&key.as_str()) => keys.push(key.as_str()),
+                Some(_) => {}
+            }
+        }
+        keys
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +297,15 @@ mod tests {
             !allows(&["db#user"], "db", &[], None, None),
             "the whole secret is more than one key"
         );
+    }
+
+    #[test]
+    fn keys_lists_what_key_rules_limit_a_secret_to() {
+        let list =
+            Allowlist::parse(&["db#user", "db#password", "db#user", "api", "api#x"]).unwrap();
+        assert_eq!(list.keys("db"), ["user", "password"]);
+        assert!(list.keys("api").is_empty(), "a whole-secret rule wins");
+        assert!(list.keys("other").is_empty());
     }
 
     #[test]
