@@ -5,14 +5,16 @@
 //! render in one [`Resolver::resolve_many`] call (one host crossing), and
 //! only then calls the author's [`Connector::render`] with plain values.
 
-use std::collections::HashMap;
+use std::any::TypeId;
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 
+use crate::fxhash::FxHashMap;
 use crate::template::{Reference, Template, Value};
 
 /// A keyward connector.
-pub trait Connector {
+pub trait Connector: 'static {
     /// Name, version and the fields this connector takes.
     fn info() -> ConnectorInfo;
 
@@ -201,7 +203,7 @@ impl std::error::Error for RenderError {}
 
 /// The fields of one render, templates resolved.
 pub struct Fields {
-    values: HashMap<String, String>,
+    values: FxHashMap<String, String>,
 }
 
 impl fmt::Debug for Fields {
@@ -255,7 +257,7 @@ pub trait Resolver {
 /// A field template with the field it came from.
 struct ParsedField<'a> {
     name: &'a str,
-    template: Template,
+    template: Rc<Template>,
 }
 
 /// Validates, parses, resolves and renders the configured fields, then runs
@@ -264,15 +266,15 @@ pub fn render<C: Connector>(
     configured: &[(String, String)],
     resolver: &mut impl Resolver,
 ) -> Result<Vec<Output>, RenderError> {
-    let info = C::info();
+    let info = info_of::<C>();
     let parsed = parse_fields(&info, configured)?;
 
+    // Distinct references, in order of first use; a render has a handful,
+    // so a linear search beats hashing them.
     let mut unique: Vec<Reference> = Vec::new();
-    let mut index_of: HashMap<&Reference, usize> = HashMap::new();
     for field in &parsed {
         for placeholder in field.template.placeholders() {
-            if !index_of.contains_key(&placeholder.reference) {
-                index_of.insert(&placeholder.reference, unique.len());
+            if !unique.contains(&placeholder.reference) {
                 unique.push(placeholder.reference.clone());
             }
         }
@@ -290,11 +292,16 @@ pub fn render<C: Connector>(
         )));
     }
 
-    let mut values = HashMap::with_capacity(parsed.len());
+    let mut values = FxHashMap::default();
+    values.reserve(parsed.len());
     for field in &parsed {
         let text = field.template.render(|placeholder| {
-            match &resolved[index_of[&placeholder.reference]] {
-                Ok(value) => Ok(value.clone()),
+            let index = unique
+                .iter()
+                .position(|r| *r == placeholder.reference)
+                .unwrap_or_default();
+            match &resolved[index] {
+                Ok(value) => Ok(value),
                 Err(e) => Err(RenderError::at(
                     field.name,
                     placeholder.column,
@@ -311,7 +318,7 @@ fn parse_fields<'a>(
     info: &'a ConnectorInfo,
     configured: &'a [(String, String)],
 ) -> Result<Vec<ParsedField<'a>>, RenderError> {
-    let mut given: HashMap<&str, &str> = HashMap::new();
+    let mut given: FxHashMap<&str, &str> = FxHashMap::default();
     for (name, template) in configured {
         if !info.fields.iter().any(|f| f.name == *name) {
             let known: Vec<&str> = info.fields.iter().map(|f| f.name.as_str()).collect();
@@ -352,37 +359,54 @@ fn parse_fields<'a>(
 }
 
 /// Parsed templates kept for the life of the instance (a warm instance
-/// renders the same fields again and again). Bounded; errors are not kept.
+/// renders the same fields again and again), one map per parse mode so a
+/// lookup borrows the text. Bounded; errors are not kept.
 const MAX_CACHED_TEMPLATES: usize = 512;
 
+type TemplateCache = FxHashMap<String, Rc<Template>>;
+
 thread_local! {
-    static PARSED: std::cell::RefCell<HashMap<(String, bool), Template>> =
-        std::cell::RefCell::new(HashMap::new());
+    static PARSED: std::cell::RefCell<[TemplateCache; 2]> = std::cell::RefCell::default();
+    static INFOS: std::cell::RefCell<FxHashMap<TypeId, Rc<ConnectorInfo>>> =
+        std::cell::RefCell::default();
 }
 
-fn parse_cached(text: &str, bare: bool) -> Result<Template, crate::template::TemplateError> {
-    let key = (text.to_string(), bare);
-    if let Some(template) = PARSED.with(|p| p.borrow().get(&key).cloned()) {
+fn parse_cached(text: &str, bare: bool) -> Result<Rc<Template>, crate::template::TemplateError> {
+    let mode = usize::from(bare);
+    if let Some(template) = PARSED.with(|p| p.borrow()[mode].get(text).cloned()) {
         return Ok(template);
     }
-    let template = if bare {
+    let template = Rc::new(if bare {
         Template::parse_bare_arn(text)
     } else {
         Template::parse(text)
-    }?;
+    }?);
     PARSED.with(|p| {
-        let mut parsed = p.borrow_mut();
-        if parsed.len() >= MAX_CACHED_TEMPLATES {
-            parsed.clear();
+        let cache = &mut p.borrow_mut()[mode];
+        if cache.len() >= MAX_CACHED_TEMPLATES {
+            cache.clear();
         }
-        parsed.insert(key, template.clone());
+        cache.insert(text.to_string(), template.clone());
     });
     Ok(template)
+}
+
+/// `C::info()`, built once per instance: it is constant, and rebuilding
+/// its strings on every render showed in the profile.
+fn info_of<C: Connector>() -> Rc<ConnectorInfo> {
+    let id = TypeId::of::<C>();
+    if let Some(info) = INFOS.with(|i| i.borrow().get(&id).cloned()) {
+        return info;
+    }
+    let info = Rc::new(C::info());
+    INFOS.with(|i| i.borrow_mut().insert(id, info.clone()));
+    info
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     struct Echo;
 

@@ -40,6 +40,7 @@
 
 mod connector;
 pub mod encode;
+mod fxhash;
 mod host;
 pub mod template;
 pub mod testing;

@@ -70,10 +70,20 @@ impl AuditRecord {
     /// A record stamped now.
     pub fn new(connector: &str, reference: String, decision: Decision) -> Self {
         Self {
-            time: String::new(),
             at: SystemTime::now(),
             connector: connector.to_string(),
             reference,
+            ..Self::unwritten(decision)
+        }
+    }
+
+    /// A record for a log that writes nothing: no clock read, no strings.
+    pub fn unwritten(decision: Decision) -> Self {
+        Self {
+            time: String::new(),
+            at: SystemTime::UNIX_EPOCH,
+            connector: String::new(),
+            reference: String::new(),
             canonical: None,
             path: Vec::new(),
             version: None,

@@ -177,10 +177,13 @@ impl SecretCache {
         let policy = &self.inner.policy;
         let mut cached: Vec<Option<Arc<CachedVersion>>> = Vec::with_capacity(keys.len());
         let mut to_fetch: Vec<CacheKey> = Vec::new();
+        let now = Instant::now();
         for key in keys {
             let entry = self.inner.entries.get(key).await;
             match &entry {
-                Some(e) if e.fetched_at.elapsed() < policy.ttl => self.maybe_refresh_ahead(key, e),
+                Some(e) if now.saturating_duration_since(e.fetched_at) < policy.ttl => {
+                    self.maybe_refresh_ahead(key, e)
+                }
                 _ => to_fetch.push(key.clone()),
             }
             cached.push(entry);
@@ -194,7 +197,12 @@ impl SecretCache {
 
         let mut out = Vec::with_capacity(keys.len());
         for (key, entry) in keys.iter().zip(cached) {
-            let Some(result) = fetched.get(key).cloned() else {
+            let fetched = if fetched.is_empty() {
+                None
+            } else {
+                fetched.get(key).cloned()
+            };
+            let Some(result) = fetched else {
                 // Fresh in the cache.
                 out.push(match entry {
                     Some(e) => Ok((e, CacheStatus::Hit)),

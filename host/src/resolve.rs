@@ -197,8 +197,8 @@ impl ConnectorSecrets {
 
     fn record(&self, request: &SecretRequest, decision: Decision) -> AuditRecord {
         if !self.audit.is_active() {
-            // Nothing will be written: skip building the strings.
-            return AuditRecord::new("", String::new(), decision);
+            // Nothing will be written: skip the strings and the clock.
+            return AuditRecord::unwritten(decision);
         }
         let mut record = AuditRecord::new(&self.connector, request.to_string(), decision);
         record.path = request.path.clone();
@@ -216,7 +216,8 @@ impl ConnectorSecrets {
         &self,
         requests: &[SecretRequest],
     ) -> Vec<Result<SecretValue, ResolveError>> {
-        let started = Instant::now();
+        // Latency is only for the audit record; reading the clock is not free.
+        let started = self.audit.is_active().then(Instant::now);
         let checked: Vec<Result<Allowed, ResolveError>> =
             requests.iter().map(|r| self.check(r)).collect();
 
@@ -231,8 +232,8 @@ impl ConnectorSecrets {
             .iter()
             .zip(&first)
             .map(|(allowed, first)| {
-                let missing = first
-                    .is_some_and(|c| matches!(reads.get(&key(c)), Some(Err(StoreError::NotFound))));
+                let missing =
+                    first.is_some_and(|c| matches!(reads.get(c), Some(Err(StoreError::NotFound))));
                 missing && allowed.as_ref().is_ok_and(|a| a.len() > 1)
             })
             .collect();
@@ -247,7 +248,8 @@ impl ConnectorSecrets {
             let more = self.read(literals).await;
             reads.extend(more);
         }
-        let latency_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let latency_us =
+            started.map(|at| u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX));
 
         requests
             .iter()
@@ -266,7 +268,7 @@ impl ConnectorSecrets {
                     record.canonical = Some(canonical.name.to_string());
                     record.latency_us = latency_us;
                 }
-                let result = match reads.get(&key(canonical)) {
+                let result = match reads.get(canonical) {
                     Some(read) => self.outcome(request, canonical, rule, read, &mut record),
                     None => Err(ResolveError::Unavailable {
                         reference: request.to_string(),
@@ -281,19 +283,15 @@ impl ConnectorSecrets {
 
     /// Reads distinct keys through the cache, within the connector's
     /// upstream rate limit.
-    async fn read<'a>(
-        &self,
-        refs: impl Iterator<Item = &'a CanonicalRef>,
-    ) -> HashMap<CacheKey, CacheRead> {
+    async fn read<'a>(&self, refs: impl Iterator<Item = &'a CanonicalRef>) -> Reads {
         let mut keys: Vec<CacheKey> = Vec::new();
         for canonical in refs {
-            let k = key(canonical);
-            if !keys.contains(&k) {
-                keys.push(k);
+            if !keys.iter().any(|k| is_key_of(k, canonical)) {
+                keys.push(key(canonical));
             }
         }
         let reads = self.cache.get_many(&keys, &*self.fetch_limit).await;
-        keys.into_iter().zip(reads).collect()
+        Reads(keys.into_iter().zip(reads).collect())
     }
 
     /// The value (or error) one reference gets from one cache read, and
@@ -356,7 +354,6 @@ impl ConnectorSecrets {
     /// Canonicalizes and checks policy on every reading, returning the
     /// allowed ones with their rules; a refusal is audited here.
     fn check(&self, request: &SecretRequest) -> Result<Allowed, ResolveError> {
-        let reference = request.to_string();
         let policy = &self.policy;
         let canonical = match canonicalize(
             &request.name,
@@ -370,7 +367,10 @@ impl ConnectorSecrets {
             Err(detail) => {
                 self.audit
                     .write(&self.record(request, Decision::Invalid(detail.clone())));
-                return Err(ResolveError::Invalid { reference, detail });
+                return Err(ResolveError::Invalid {
+                    reference: request.to_string(),
+                    detail,
+                });
             }
         };
         let mut readings = vec![canonical];
@@ -395,7 +395,9 @@ impl ConnectorSecrets {
                 let mut record = self.record(request, Decision::Denied(denial.to_string()));
                 record.canonical = Some(name);
                 self.audit.write(&record);
-                Err(ResolveError::NotFound { reference })
+                Err(ResolveError::NotFound {
+                    reference: request.to_string(),
+                })
             }
             _ => Ok(allowed),
         }
@@ -468,6 +470,28 @@ impl ConnectorSecrets {
 
 fn key(canonical: &CanonicalRef) -> CacheKey {
     (canonical.name.clone(), canonical.version.clone())
+}
+
+fn is_key_of(key: &CacheKey, canonical: &CanonicalRef) -> bool {
+    key.0 == canonical.name && key.1 == canonical.version
+}
+
+/// The cache reads of one render by key. A render reads a handful of
+/// secrets: a list searched without building or hashing keys is cheaper
+/// than a map.
+struct Reads(Vec<(CacheKey, CacheRead)>);
+
+impl Reads {
+    fn get(&self, canonical: &CanonicalRef) -> Option<&CacheRead> {
+        self.0
+            .iter()
+            .find(|(key, _)| is_key_of(key, canonical))
+            .map(|(_, read)| read)
+    }
+
+    fn extend(&mut self, more: Reads) {
+        self.0.extend(more.0);
+    }
 }
 
 /// What a connector's invalidation request did.

@@ -130,9 +130,9 @@ impl Template {
 
     /// Builds the text, taking each placeholder's value from `value_of`.
     /// Values are inserted as they are: a value is never parsed again.
-    pub fn render<E>(
+    pub fn render<V: std::borrow::Borrow<Value>, E>(
         &self,
-        mut value_of: impl FnMut(&Placeholder) -> Result<Value, E>,
+        mut value_of: impl FnMut(&Placeholder) -> Result<V, E>,
     ) -> Result<String, E> {
         let mut out = String::new();
         for segment in &self.segments {
@@ -140,7 +140,7 @@ impl Template {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Secret(placeholder) => {
                     let value = value_of(placeholder)?;
-                    out.push_str(&apply_filters(&value, &placeholder.filters));
+                    push_filtered(&mut out, value.borrow(), &placeholder.filters);
                 }
             }
         }
@@ -163,6 +163,15 @@ impl fmt::Debug for Value {
             Value::Text(_) => f.write_str("Text(****)"),
             Value::Bytes(_) => f.write_str("Bytes(****)"),
         }
+    }
+}
+
+/// Appends a value with its filters applied; unfiltered text is copied
+/// straight into the output.
+fn push_filtered(out: &mut String, value: &Value, filters: &[Filter]) {
+    match (value, filters) {
+        (Value::Text(text), []) => out.push_str(text),
+        _ => out.push_str(&apply_filters(value, filters)),
     }
 }
 
