@@ -120,7 +120,13 @@ async fn unbounded_recursion_traps_as_a_stack_overflow() {
 
 #[tokio::test]
 async fn huge_and_numerous_references_are_refused() {
-    let s = scratch();
+    // Building and passing 16 MiB takes the guest tens of milliseconds; on
+    // two busy cores (the CPU-loop tests run alongside) that can pass the
+    // 100 ms deadline, which is not what this test is about.
+    let s = Scratch::new(
+        &CONFIG.replace("render_timeout_ms = 100", "render_timeout_ms = 5000"),
+        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
+    );
     let k = keyward(&s).await;
     let huge = hostile(&k, "huge-name")
         .await

@@ -5,6 +5,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_benches::{Fixture, fields, keyward_render, peer_render};
+use keyward_host::resolve::SecretRequest;
 
 fn warm_render(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -38,6 +39,16 @@ fn warm_render(c: &mut Criterion) {
     group.bench_function("keyward_warm_instance_no_secrets", |b| {
         b.to_async(&runtime)
             .iter(|| keyward_render(&warm, &no_secrets))
+    });
+    let requests: Vec<SecretRequest> = ["user", "password", "host"]
+        .into_iter()
+        .map(SecretRequest::name)
+        .collect();
+    group.bench_function("keyward_resolve_only", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let values = warm.resolve("echo", &requests).await.expect("resolve");
+            assert!(values.iter().all(Result::is_ok));
+        })
     });
     group.bench_function("peer_caching_client", |b| {
         b.to_async(&runtime).iter(|| peer_render(&peer))

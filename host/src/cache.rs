@@ -26,7 +26,9 @@ use crate::store::{FetchedSecret, SecretStore, StoreError};
 use crate::value::ParsedSecret;
 
 /// A cache key: one version selector of one secret.
-pub type CacheKey = (SecretName, VersionSelector);
+/// A secret version; shared, so a render's keys are built once per
+/// reference and cloned without copying the name.
+pub type CacheKey = Arc<(SecretName, VersionSelector)>;
 
 /// Freshness and size settings.
 #[derive(Clone, Debug)]
@@ -163,7 +165,7 @@ impl SecretCache {
 
     /// One version of one secret.
     pub async fn get(&self, name: &SecretName, version: &VersionSelector) -> CacheRead {
-        let key = (name.clone(), version.clone());
+        let key = Arc::new((name.clone(), version.clone()));
         self.get_many(std::slice::from_ref(&key), &crate::ratelimit::Unlimited)
             .await
             .pop()
@@ -261,7 +263,8 @@ impl SecretCache {
             .partition(|_| budget.try_acquire());
         if !new_keys.is_empty() {
             let store = self.inner.store.clone();
-            let batch_keys = new_keys.clone();
+            let batch_keys: Vec<(SecretName, VersionSelector)> =
+                new_keys.iter().map(|k| (**k).clone()).collect();
             let batch = async move { Arc::new(store.fetch_many(&batch_keys).await) }
                 .boxed()
                 .shared();

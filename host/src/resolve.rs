@@ -23,7 +23,7 @@ use crate::value::{PathError, SecretValue};
 const MAX_QUOTED_REFERENCE: usize = 200;
 
 /// A reference as the guest sent it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretRequest {
     /// Relative name or ARN, as written.
     pub name: String,
@@ -52,6 +52,14 @@ impl SecretRequest {
             path: path.iter().map(|s| s.to_string()).collect(),
             ..Self::name(name)
         }
+    }
+
+    /// The bytes of text it holds.
+    fn len_bytes(&self) -> usize {
+        self.name.len()
+            + self.path.iter().map(String::len).sum::<usize>()
+            + self.version_stage.as_ref().map_or(0, String::len)
+            + self.version_id.as_ref().map_or(0, String::len)
     }
 }
 
@@ -154,11 +162,28 @@ pub struct ConnectorSecrets {
     fetch_limit: Arc<TokenBucket>,
     invalidate_interval: Duration,
     last_invalidated: Arc<Mutex<HashMap<SecretName, Instant>>>,
+    decisions: Arc<Mutex<HashMap<SecretRequest, Allowed>>>,
 }
 
-/// The policy readings a reference may resolve to, each with the rule that
-/// allows it (see [`CanonicalRef::alternate`]).
-type Allowed = Vec<(CanonicalRef, String)>;
+/// One policy reading of a reference that the allowlist allows.
+#[derive(Debug)]
+struct Reading {
+    canonical: CanonicalRef,
+    /// Its cache key, built once.
+    key: CacheKey,
+    /// The rule that allows it.
+    rule: String,
+}
+
+/// The readings a reference may resolve to, in order of preference (see
+/// [`CanonicalRef::alternate`]).
+type Allowed = Arc<Vec<Reading>>;
+
+/// Allowed decisions kept per connector (they depend only on the request
+/// and the policy, which a `ConnectorSecrets` never changes). Bounded, and
+/// only short requests are kept, so a guest cannot grow it at will.
+const MAX_KEPT_DECISIONS: usize = 1024;
+const MAX_KEPT_REQUEST_BYTES: usize = 1024;
 
 impl ConnectorSecrets {
     /// Binds a connector's policy to the host's cache and audit log.
@@ -178,6 +203,7 @@ impl ConnectorSecrets {
             fetch_limit,
             invalidate_interval,
             last_invalidated: Arc::default(),
+            decisions: Arc::default(),
         }
     }
 
@@ -186,6 +212,7 @@ impl ConnectorSecrets {
     pub fn with_policy(&self, policy: Arc<ConnectorPolicy>) -> Self {
         Self {
             policy,
+            decisions: Arc::default(),
             ..self.clone()
         }
     }
@@ -222,9 +249,9 @@ impl ConnectorSecrets {
             requests.iter().map(|r| self.check(r)).collect();
 
         // Round 1: each reference's first allowed reading.
-        let first: Vec<Option<&CanonicalRef>> = checked
+        let first: Vec<Option<&Reading>> = checked
             .iter()
-            .map(|c| c.as_ref().ok().and_then(|a| a.first()).map(|(c, _)| c))
+            .map(|c| c.as_ref().ok().and_then(|a| a.first()))
             .collect();
         let mut reads = self.read(first.iter().flatten().copied()).await;
         // Round 2: a literal reading of an ARN, where the full-ARN one does not exist.
@@ -232,8 +259,8 @@ impl ConnectorSecrets {
             .iter()
             .zip(&first)
             .map(|(allowed, first)| {
-                let missing =
-                    first.is_some_and(|c| matches!(reads.get(c), Some(Err(StoreError::NotFound))));
+                let missing = first
+                    .is_some_and(|r| matches!(reads.get(&r.key), Some(Err(StoreError::NotFound))));
                 missing && allowed.as_ref().is_ok_and(|a| a.len() > 1)
             })
             .collect();
@@ -242,9 +269,7 @@ impl ConnectorSecrets {
                 .iter()
                 .zip(&use_literal)
                 .filter(|(_, literal)| **literal)
-                .filter_map(|(allowed, _)| {
-                    allowed.as_ref().ok().and_then(|a| a.get(1)).map(|(c, _)| c)
-                });
+                .filter_map(|(allowed, _)| allowed.as_ref().ok().and_then(|a| a.get(1)));
             let more = self.read(literals).await;
             reads.extend(more);
         }
@@ -257,18 +282,21 @@ impl ConnectorSecrets {
             .zip(use_literal)
             .map(|((request, allowed), literal)| {
                 let allowed = allowed?;
-                let (canonical, rule) =
-                    allowed
-                        .get(usize::from(literal))
-                        .ok_or_else(|| ResolveError::NotFound {
-                            reference: request.to_string(),
-                        })?;
+                let Reading {
+                    canonical,
+                    key,
+                    rule,
+                } = allowed
+                    .get(usize::from(literal))
+                    .ok_or_else(|| ResolveError::NotFound {
+                        reference: request.to_string(),
+                    })?;
                 let mut record = self.record(request, Decision::NotFound);
                 if self.audit.is_active() {
                     record.canonical = Some(canonical.name.to_string());
                     record.latency_us = latency_us;
                 }
-                let result = match reads.get(canonical) {
+                let result = match reads.get(key) {
                     Some(read) => self.outcome(request, canonical, rule, read, &mut record),
                     None => Err(ResolveError::Unavailable {
                         reference: request.to_string(),
@@ -283,11 +311,11 @@ impl ConnectorSecrets {
 
     /// Reads distinct keys through the cache, within the connector's
     /// upstream rate limit.
-    async fn read<'a>(&self, refs: impl Iterator<Item = &'a CanonicalRef>) -> Reads {
+    async fn read<'a>(&self, readings: impl Iterator<Item = &'a Reading>) -> Reads {
         let mut keys: Vec<CacheKey> = Vec::new();
-        for canonical in refs {
-            if !keys.iter().any(|k| is_key_of(k, canonical)) {
-                keys.push(key(canonical));
+        for reading in readings {
+            if !keys.contains(&reading.key) {
+                keys.push(reading.key.clone());
             }
         }
         let reads = self.cache.get_many(&keys, &*self.fetch_limit).await;
@@ -327,13 +355,13 @@ impl ConnectorSecrets {
                 });
             }
         };
-        record.cache = Some(*status);
-        record.version_id = Some(version.version_id.clone());
+        if self.audit.is_active() {
+            record.cache = Some(*status);
+            record.version_id = Some(version.version_id.clone());
+            record.decision = Decision::Allowed(rule.to_string());
+        }
         match version.secret.select(&canonical.path) {
-            Ok(value) => {
-                record.decision = Decision::Allowed(rule.to_string());
-                Ok(value)
-            }
+            Ok(value) => Ok(value),
             Err(PathError::NotJson) => {
                 record.decision = Decision::NotJson;
                 Err(ResolveError::NotJson {
@@ -354,6 +382,30 @@ impl ConnectorSecrets {
     /// Canonicalizes and checks policy on every reading, returning the
     /// allowed ones with their rules; a refusal is audited here.
     fn check(&self, request: &SecretRequest) -> Result<Allowed, ResolveError> {
+        let kept = |decisions: &Mutex<HashMap<SecretRequest, Allowed>>| {
+            decisions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(request)
+                .cloned()
+        };
+        if let Some(allowed) = kept(&self.decisions) {
+            return Ok(allowed);
+        }
+        let allowed: Allowed = Arc::new(self.decide(request)?);
+        if request.len_bytes() <= MAX_KEPT_REQUEST_BYTES {
+            let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+            if decisions.len() >= MAX_KEPT_DECISIONS {
+                decisions.clear();
+            }
+            decisions.insert(request.clone(), allowed.clone());
+        }
+        Ok(allowed)
+    }
+
+    /// Canonicalizes and checks policy on every reading; a refusal is
+    /// audited here.
+    fn decide(&self, request: &SecretRequest) -> Result<Vec<Reading>, ResolveError> {
         let policy = &self.policy;
         let canonical = match canonicalize(
             &request.name,
@@ -381,10 +433,11 @@ impl ConnectorSecrets {
         let mut denial = None;
         for reading in readings {
             match policy.allow.check(&reading) {
-                Ok(rule) => {
-                    let rule = rule.to_string();
-                    allowed.push((reading, rule));
-                }
+                Ok(rule) => allowed.push(Reading {
+                    key: key(&reading),
+                    rule: rule.to_string(),
+                    canonical: reading,
+                }),
                 Err(d) => {
                     denial.get_or_insert((reading.name.to_string(), d));
                 }
@@ -438,7 +491,7 @@ impl ConnectorSecrets {
         let Ok(allowed) = self.check(request) else {
             return Invalidation::NotAllowed;
         };
-        let mut names: Vec<&SecretName> = allowed.iter().map(|(c, _)| &c.name).collect();
+        let mut names: Vec<&SecretName> = allowed.iter().map(|r| &r.canonical.name).collect();
         names.dedup();
         let now = Instant::now();
         {
@@ -469,11 +522,7 @@ impl ConnectorSecrets {
 }
 
 fn key(canonical: &CanonicalRef) -> CacheKey {
-    (canonical.name.clone(), canonical.version.clone())
-}
-
-fn is_key_of(key: &CacheKey, canonical: &CanonicalRef) -> bool {
-    key.0 == canonical.name && key.1 == canonical.version
+    Arc::new((canonical.name.clone(), canonical.version.clone()))
 }
 
 /// The cache reads of one render by key. A render reads a handful of
@@ -482,10 +531,10 @@ fn is_key_of(key: &CacheKey, canonical: &CanonicalRef) -> bool {
 struct Reads(Vec<(CacheKey, CacheRead)>);
 
 impl Reads {
-    fn get(&self, canonical: &CanonicalRef) -> Option<&CacheRead> {
+    fn get(&self, key: &CacheKey) -> Option<&CacheRead> {
         self.0
             .iter()
-            .find(|(key, _)| is_key_of(key, canonical))
+            .find(|(k, _)| Arc::ptr_eq(k, key) || k == key)
             .map(|(_, read)| read)
     }
 
