@@ -373,6 +373,10 @@ async fn a_new_policy_applies_without_a_restart() {
         }
     };
     assert!(read(password.clone()).await.is_err());
+    // Allowed now (and the decision kept for the next reads)...
+    for _ in 0..2 {
+        assert!(read(SecretRequest::name("team/a")).await.is_ok());
+    }
 
     let widened = CONFIG
         .replace(
@@ -409,6 +413,33 @@ async fn a_new_policy_applies_without_a_restart() {
     assert!(
         e.to_string().contains("cannot change without a restart"),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn every_read_is_decided_and_audited_even_when_the_decision_is_kept() {
+    let host = Host::new(CONFIG);
+    for _ in 0..3 {
+        assert_eq!(
+            host.render("victim", "a", "{{ secrets.db.user }}")
+                .await
+                .expect("allowed"),
+            "app"
+        );
+        host.render("victim", "a", "{{ secrets.db.password }}")
+            .await
+            .expect_err("denied");
+    }
+    let decisions: Vec<String> = host
+        .audit()
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "allowed", "denied", "allowed", "denied", "allowed", "denied"
+        ]
     );
 }
 

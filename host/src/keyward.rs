@@ -97,7 +97,7 @@ impl Rendered {
 #[derive(Debug)]
 struct Slot {
     config: ConnectorConfig,
-    secrets: ConnectorSecrets,
+    secrets: Arc<ConnectorSecrets>,
     loaded: Arc<OnceCell<LoadedConnector>>,
 }
 
@@ -199,7 +199,7 @@ impl Keyward {
                 let slot = match current.get(id) {
                     Some(old) => Slot {
                         config: c.clone(),
-                        secrets: old.secrets.with_policy(policy_of(c)),
+                        secrets: Arc::new(old.secrets.with_policy(policy_of(c))),
                         loaded: if old.config.component == c.component {
                             old.loaded.clone()
                         } else {
@@ -208,7 +208,7 @@ impl Keyward {
                     },
                     None => Slot {
                         config: c.clone(),
-                        secrets: ConnectorSecrets::new(
+                        secrets: Arc::new(ConnectorSecrets::new(
                             id,
                             policy_of(c),
                             self.cache.clone(),
@@ -218,7 +218,7 @@ impl Keyward {
                                 config.secrets.connector_fetch_burst,
                             )),
                             config.secrets.invalidate_interval,
-                        ),
+                        )),
                         loaded: Arc::default(),
                     },
                 };

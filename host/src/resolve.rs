@@ -222,6 +222,11 @@ impl ConnectorSecrets {
         &self.connector
     }
 
+    /// The connector's id, shared (no copy per render).
+    pub fn connector_id(&self) -> Arc<str> {
+        self.connector.clone()
+    }
+
     fn record(&self, request: &SecretRequest, decision: Decision) -> AuditRecord {
         if !self.audit.is_active() {
             // Nothing will be written: skip the strings and the clock.
@@ -245,8 +250,16 @@ impl ConnectorSecrets {
     ) -> Vec<Result<SecretValue, ResolveError>> {
         // Latency is only for the audit record; reading the clock is not free.
         let started = self.audit.is_active().then(Instant::now);
-        let checked: Vec<Result<Allowed, ResolveError>> =
-            requests.iter().map(|r| self.check(r)).collect();
+        // Decisions already taken, under one lock for the whole render.
+        let kept: Vec<Option<Allowed>> = {
+            let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+            requests.iter().map(|r| decisions.get(r).cloned()).collect()
+        };
+        let checked: Vec<Result<Allowed, ResolveError>> = requests
+            .iter()
+            .zip(kept)
+            .map(|(request, kept)| kept.map_or_else(|| self.check(request), Ok))
+            .collect();
 
         // Round 1: each reference's first allowed reading.
         let first: Vec<Option<&Reading>> = checked

@@ -129,7 +129,7 @@ pub enum RunError {
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    secrets: Option<ConnectorSecrets>,
+    secrets: Option<Arc<ConnectorSecrets>>,
     connector: Arc<str>,
     delivered: Vec<Zeroizing<String>>,
     limits: Arc<SandboxConfig>,
@@ -150,7 +150,7 @@ impl WasiView for HostState {
 impl HostState {
     fn new(
         connector: Arc<str>,
-        secrets: Option<ConnectorSecrets>,
+        secrets: Option<Arc<ConnectorSecrets>>,
         limits: Arc<SandboxConfig>,
     ) -> Self {
         // No preopens, no environment, no network, no inherited stdio.
@@ -180,7 +180,7 @@ impl HostState {
     }
 
     /// Readies a warm instance's state for the next render.
-    fn begin_render(&mut self, connector: Arc<str>, secrets: ConnectorSecrets) {
+    fn begin_render(&mut self, connector: Arc<str>, secrets: Arc<ConnectorSecrets>) {
         self.connector = connector;
         self.secrets = Some(secrets);
         self.delivered.clear();
@@ -521,7 +521,11 @@ fn first_line(e: &wasmtime::Error) -> String {
 impl LoadedConnector {
     /// A fresh store: memory and table limits, and the CPU deadline
     /// checked on every epoch tick against the guest's own time.
-    fn store(&self, connector: Arc<str>, secrets: Option<ConnectorSecrets>) -> Store<HostState> {
+    fn store(
+        &self,
+        connector: Arc<str>,
+        secrets: Option<Arc<ConnectorSecrets>>,
+    ) -> Store<HostState> {
         let mut store = Store::new(
             &self.engine,
             HostState::new(connector, secrets, self.limits.clone()),
@@ -570,10 +574,10 @@ impl LoadedConnector {
     /// Renders in a fresh instance with the connector's secrets view.
     pub async fn render(
         &self,
-        secrets: ConnectorSecrets,
+        secrets: Arc<ConnectorSecrets>,
         fields: &[(String, String)],
     ) -> Result<Vec<RenderedValue>, RunError> {
-        let connector: Arc<str> = secrets.connector().into();
+        let connector = secrets.connector_id();
         let (mut store, instance) = match self.take_warm() {
             Some(warm) => {
                 let mut store = warm.store;
