@@ -435,6 +435,7 @@ impl Sandbox {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // For profiling: `perf report` can then name JIT-compiled guest code.
         if std::env::var_os("KEYWARD_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
