@@ -267,6 +267,39 @@ async fn warm_instances_are_reused_but_never_after_a_trap() {
     assert!(files > 0, "compiled components are cached on disk");
 }
 
+/// Reads a long secret in one render, then scans the connector's whole
+/// linear memory for it in the next render, in `mode` with two pooled
+/// slots (so the second instance reuses the first one's slot).
+async fn secret_left_for_the_next_render(mode: &str) -> String {
+    let config = CONFIG.replace(
+        "render_timeout_ms = 100",
+        &format!("render_timeout_ms = 5000\nmode = \"{mode}\"\npooled_instances = 2"),
+    );
+    // The canary sits past the first bytes of its allocation, which a
+    // freed block's allocator bookkeeping may overwrite.
+    let secret = format!("{}{CANARY}", "p".repeat(64));
+    let s = Scratch::new(&config, &json!({ "acme/prod/key": secret }));
+    let k = keyward(&s).await;
+    assert_eq!(hostile(&k, "ok").await.expect("reads the secret"), "fine");
+    let reversed: String = CANARY.chars().rev().collect();
+    let fields = [
+        ("mode".to_string(), "scan".to_string()),
+        ("needle".to_string(), reversed),
+    ];
+    let rendered = k.render_fields("hostile", &fields).await.expect("scan");
+    rendered.get("result").unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_fresh_instance_finds_no_secret_of_the_render_before_it_in_its_memory() {
+    let warm = secret_left_for_the_next_render("warm").await;
+    assert!(
+        warm.starts_with("found at"),
+        "the scan finds what a warm instance keeps: {warm}"
+    );
+    assert_eq!(secret_left_for_the_next_render("fresh").await, "clean");
+}
+
 #[tokio::test]
 async fn fresh_instances_share_nothing_between_renders() {
     let s = scratch();

@@ -16,11 +16,16 @@ impl Connector for Hostile {
         ConnectorInfo::new("hostile", "0.1.0", "Misbehaves on request")
             .field(Field::new("mode", "What to do").required())
             .field(Field::new("secret", "Read before misbehaving").sensitive())
+            .field(Field::new(
+                "needle",
+                "Mode scan: the text to look for, reversed",
+            ))
     }
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
         let result = match fields.require("mode")? {
             "ok" => "fine".to_string(),
+            "scan" => scan_memory_for_reversed(fields.require("needle")?),
             "loop" => loop {
                 black_box(0u64);
             },
@@ -85,6 +90,30 @@ impl Connector for Hostile {
         };
         Ok(vec![Output::new("result", result)])
     }
+}
+
+/// Looks through all of linear memory for the text whose reverse is
+/// `reversed`, without ever building that text, so whatever it finds was
+/// left there by an earlier render of this instance.
+fn scan_memory_for_reversed(reversed: &str) -> String {
+    let needle = reversed.as_bytes();
+    let Some(&first) = needle.last() else {
+        return "empty needle".into();
+    };
+    let read = |address: usize| -> u8 {
+        // SAFETY: every address below the memory size is in bounds in a
+        // wasm linear memory; this connector is hostile on purpose.
+        unsafe { std::ptr::read_volatile(address as *const u8) }
+    };
+    let size = core::arch::wasm32::memory_size(0) * 65536;
+    for address in 1..size.saturating_sub(needle.len()) {
+        if read(address) == first
+            && (1..needle.len()).all(|i| read(address + i) == needle[needle.len() - 1 - i])
+        {
+            return format!("found at {address}");
+        }
+    }
+    "clean".into()
 }
 
 fn recurse(n: u64) -> u64 {
