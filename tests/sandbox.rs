@@ -162,6 +162,19 @@ async fn no_filesystem_environment_or_network() {
 }
 
 #[tokio::test]
+async fn a_huge_random_buffer_is_refused_before_the_host_allocates_it() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    // 4 GiB asked of wasi:random: the host refuses over 1 MiB and the
+    // instance traps; the next render works.
+    contained(hostile(&k, "random").await, "exceeds limit");
+    assert_eq!(
+        hostile(&k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+}
+
+#[tokio::test]
 async fn a_log_flood_is_cut_at_the_per_render_limit() {
     keyward_tests::captured_logs();
     let s = scratch();

@@ -36,6 +36,9 @@ use bindings::{Connector, ConnectorPre};
 /// The mask written in place of a secret value.
 pub const MASK: &str = "****";
 
+/// The most random bytes a guest gets in one WASI call; more traps.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// Bytes of each pooled memory and table slot that stay mapped between
 /// instances and are reset in place (see `Sandbox::new`).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
@@ -158,6 +161,9 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false)
+            // wasmtime-wasi builds the buffer on the host before copying
+            // it in: keep that small (its default is 64 MiB).
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_bytes)

@@ -57,6 +57,10 @@ impl Connector for Hostile {
                     _ => "answered".into(),
                 }
             }
+            "random" => {
+                let bytes = wasip2::random::random::get_random_bytes(4 << 30);
+                format!("got {} random bytes", bytes.len())
+            }
             "fs" => match std::fs::read_to_string("/etc/passwd") {
                 Ok(text) => format!("read {} bytes", text.len()),
                 Err(e) => format!("denied: {e}"),
