@@ -98,7 +98,7 @@ impl Rendered {
 struct Slot {
     config: ConnectorConfig,
     secrets: Arc<ConnectorSecrets>,
-    loaded: Arc<OnceCell<LoadedConnector>>,
+    loaded: Arc<OnceCell<Arc<LoadedConnector>>>,
 }
 
 type Slots = Arc<BTreeMap<String, Arc<Slot>>>;
@@ -251,7 +251,9 @@ impl Keyward {
     }
 
     fn slot(&self, id: &str) -> Result<Arc<Slot>, Error> {
-        let slots = self.current();
+        // The lookup happens under the read lock, so a render clones one
+        // `Arc` (the slot), not the whole map's.
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots.get(id).cloned().ok_or_else(|| {
             let known: Vec<&str> = slots.keys().map(String::as_str).collect();
             Error::UnknownConnector(if known.is_empty() {
@@ -262,14 +264,14 @@ impl Keyward {
         })
     }
 
-    async fn loaded(&self, id: &str) -> Result<(Arc<Slot>, LoadedConnector), Error> {
+    async fn loaded(&self, id: &str) -> Result<(Arc<Slot>, Arc<LoadedConnector>), Error> {
         let slot = self.slot(id)?;
         let loaded = slot
             .loaded
             .get_or_try_init(|| async {
                 let path = slot.config.component.clone();
                 let sandbox = self.sandbox.clone();
-                tokio::task::spawn_blocking(move || sandbox.load(&path))
+                tokio::task::spawn_blocking(move || sandbox.load(&path).map(Arc::new))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r)
