@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::primitives::Blob;
-use keyward_host::config::Backend;
 use keyward_host::resolve::{Invalidation, ResolveError, SecretRequest};
-use keyward_host::store::aws::AwsStore;
 use keyward_host::value::SecretValue;
 use keyward_host::{Config, Error, Keyward, Rendered};
 use keyward_test_support::{
     CANARY, FAULT_MESSAGE_CANARY, Fault, FaultProxy, Moto, Scratch, sdk_builder,
 };
-use serde_json::json;
 
 const ACCOUNT: &str = "123456789012";
 
@@ -65,13 +62,7 @@ impl Aws {
             .replace("{PROXY}", &proxy.url())
             .replace("{TTL}", &ttl_ms.to_string())
             .replace("{ATTEMPTS}", &attempts.to_string());
-        let scratch = Scratch::new(&config, &json!({}));
-        let config = Config::load(&scratch.config()).expect("config");
-        let Backend::Aws(settings) = &config.secrets.backend else {
-            panic!("aws backend expected")
-        };
-        let store = AwsStore::from_config(sdk_builder(), settings);
-        let keyward = Keyward::with_store(config, std::sync::Arc::new(store)).expect("keyward");
+        let (scratch, keyward) = keyward_tests::keyward_on_aws(&config);
         Self {
             _moto: moto,
             proxy,
@@ -645,16 +636,7 @@ async fn refresh_ahead_refreshes_a_hot_secret_in_the_background() {
         .replace("{PROXY}", &proxy.url())
         .replace("{TTL}", "400\nrefresh_ahead_ms = 300")
         .replace("{ATTEMPTS}", "1");
-    let scratch = Scratch::new(&config, &json!({}));
-    let config = Config::load(&scratch.config()).expect("config");
-    let Backend::Aws(settings) = &config.secrets.backend else {
-        panic!("aws")
-    };
-    let keyward = Keyward::with_store(
-        config.clone(),
-        std::sync::Arc::new(AwsStore::from_config(sdk_builder(), settings)),
-    )
-    .expect("keyward");
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
     let read = || async {
         keyward
             .resolve("echo", &[SecretRequest::name("db")])

@@ -5,12 +5,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 
-use keyward_host::config::Backend;
-use keyward_host::store::aws::AwsStore;
-use keyward_host::{Config, Keyward};
-use keyward_test_support::{CANARY, Moto, Scratch, sdk_builder};
+use keyward_test_support::{CANARY, Moto, sdk_builder};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -103,13 +99,7 @@ async fn the_rendered_header_authenticates_against_a_real_endpoint() {
         .replace("{MOTO}", &moto.url())
         .replace("{BASE_URL}", &base_url)
         .replace("{ARN}", arn);
-    let scratch = Scratch::new(&config, &json!({}));
-    let config = Config::load(&scratch.config()).expect("config");
-    let Backend::Aws(settings) = &config.secrets.backend else {
-        panic!("aws backend")
-    };
-    let store = Arc::new(AwsStore::from_config(sdk_builder(), settings));
-    let keyward = Keyward::with_store(config, store).expect("keyward");
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
 
     let rendered = keyward.render("jira").await.expect("render");
     assert_eq!(rendered.get("base_url"), Some(base_url.as_str()));

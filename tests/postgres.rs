@@ -4,14 +4,11 @@
 //! after a rotation the next render after the TTL (or at once, after an
 //! invalidation) connects with the new password.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use keyward_host::config::Backend;
+use keyward_host::Keyward;
 use keyward_host::resolve::{Invalidation, SecretRequest};
-use keyward_host::store::aws::AwsStore;
-use keyward_host::{Config, Keyward};
-use keyward_test_support::{Moto, Postgres, Scratch, sdk_builder, sql_literal};
+use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
 use serde_json::json;
 
 const FIRST: &str = "p@ss:w/rd#%?&\"é ünï 🔑";
@@ -108,13 +105,7 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
     let config = CONFIG
         .replace("{MOTO}", &moto.url())
         .replace("{PORT}", &postgres.port().to_string());
-    let scratch = Scratch::new(&config, &json!({}));
-    let config = Config::load(&scratch.config()).expect("config");
-    let Backend::Aws(settings) = &config.secrets.backend else {
-        panic!("aws backend")
-    };
-    let store = AwsStore::from_config(sdk_builder(), settings);
-    let keyward = Keyward::with_store(config, Arc::new(store)).expect("keyward");
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
 
     assert_eq!(
         connect(&keyward)

@@ -3,15 +3,10 @@
 //! client configuration pointed, through `aws-sdk-s3`, at the S3 API of the
 //! same local server; create the bucket, put, list and get an object.
 
-use std::sync::Arc;
-
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectCannedAcl;
-use keyward_host::config::Backend;
-use keyward_host::store::aws::AwsStore;
-use keyward_host::{Config, Keyward};
-use keyward_test_support::{CANARY, Moto, Scratch, sdk_builder};
+use keyward_test_support::{CANARY, Moto, sdk_builder};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -49,13 +44,7 @@ async fn the_rendered_client_configuration_really_talks_to_s3() {
         .expect("create");
 
     let config = CONFIG.replace("{MOTO}", &moto.url());
-    let scratch = Scratch::new(&config, &json!({}));
-    let config = Config::load(&scratch.config()).expect("config");
-    let Backend::Aws(settings) = &config.secrets.backend else {
-        panic!("aws backend")
-    };
-    let store = Arc::new(AwsStore::from_config(sdk_builder(), settings));
-    let keyward = Keyward::with_store(config, store).expect("keyward");
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
 
     let rendered = keyward.render("files").await.expect("render");
     let masked = rendered.to_json(false);

@@ -1,11 +1,30 @@
 //! Helpers shared by the end-to-end tests of this crate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use keyward_host::config::Backend;
 use keyward_host::name::{SecretName, VersionSelector};
+use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
 use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use keyward_host::{Config, Keyward};
+use keyward_test_support::{Scratch, sdk_builder};
+
+/// A host on the AWS backend that `config` (TOML, with its endpoint
+/// filled in) describes, its SDK set up for the local server (static test
+/// credentials). The scratch directory holds the configuration: keep it
+/// as long as the host.
+pub fn keyward_on_aws(config: &str) -> (Scratch, Keyward) {
+    let scratch = Scratch::new(config, &serde_json::json!({}));
+    let config = Config::load(&scratch.config()).expect("config");
+    let Backend::Aws(settings) = &config.secrets.backend else {
+        panic!("the configuration must use backend = \"aws\"")
+    };
+    let store = Arc::new(AwsStore::from_config(sdk_builder(), settings));
+    let keyward = Keyward::with_store(config, store).expect("keyward");
+    (scratch, keyward)
+}
 
 /// The file store, counting every fetch that reaches it.
 #[derive(Debug)]
