@@ -1,6 +1,6 @@
 //! The reference canonicalizer and the allowlist on arbitrary references:
 //! never panic, and whatever is accepted is a valid name inside the rules
-//! (no `.`/`..`/empty segment, at most 512 bytes, namespace prefix kept).
+//! (no `.`/`..`/empty segment but a leading `/`, at most 512 bytes, namespace prefix kept).
 #![no_main]
 
 use keyward_policy::name::{BackendIdentity, MAX_NAME_BYTES, Namespace, SecretName, canonicalize};
@@ -25,7 +25,9 @@ fuzz_target!(|input: (String, Vec<String>, Option<String>, Option<String>)| {
         let full = reading.name.as_str();
         assert!(SecretName::new(full).is_ok());
         assert!(full.len() <= MAX_NAME_BYTES);
-        assert!(!full.split('/').any(|s| s.is_empty() || s == "." || s == ".."));
+        // One leading `/` is allowed (path-style names); no other empty segment.
+        let body = full.strip_prefix('/').unwrap_or(full);
+        assert!(!body.split('/').any(|s| s.is_empty() || s == "." || s == ".."));
         if let Some(relative) = &reading.relative {
             assert_eq!(namespace.qualify(relative), full);
         }

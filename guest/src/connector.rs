@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn bare_arn_only_in_declared_fields() {
-        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api:token";
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api:token::";
         let mut r = resolver();
         r.values.insert(
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:api/token".into(),

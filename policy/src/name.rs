@@ -48,6 +48,10 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Checks a name (relative or full) and says exactly what is wrong.
+///
+/// Secrets Manager allows path-style names that begin with `/` (`/app/db`),
+/// so one leading `/` is accepted; every other empty segment (`a//b`, a
+/// trailing `/`, `//a`), `.` and `..` are not.
 pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the name is empty".into());
@@ -64,11 +68,12 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
             describe_char(c)
         ));
     }
-    for segment in name.split('/') {
+    let body = name.strip_prefix('/').unwrap_or(name);
+    for segment in body.split('/') {
         match segment {
             "" => {
                 return Err(
-                    "the name has an empty `/` segment (leading, trailing or doubled `/`)".into(),
+                    "the name has an empty `/` segment (a trailing, doubled or lone `/`)".into(),
                 );
             }
             "." | ".." => return Err(format!("the name has a `{segment}` segment")),
@@ -198,6 +203,12 @@ pub struct CanonicalRef {
     pub path: Vec<String>,
     /// Which version.
     pub version: VersionSelector,
+    /// For a complete ARN (its name ends in `-` and six letters or digits):
+    /// the ARN itself, which the backend is asked for, so that the secret
+    /// it named and no other is read (after a secret is deleted and
+    /// recreated under the same name, an old ARN finds nothing, as in ECS).
+    /// Policy is decided on `name`.
+    pub arn: Option<String>,
     /// For an ARN whose name ends in `-` and six letters or digits: the
     /// name read literally (a partial ARN of a secret whose own name ends
     /// so), tried when the full-ARN reading `name` does not exist. Policy
@@ -224,6 +235,7 @@ pub fn canonicalize(
             relative: namespace.relative(full).map(str::to_string),
             path: path.to_vec(),
             version: version.clone(),
+            arn: None,
             alternate: None,
         })
     };
@@ -234,6 +246,7 @@ pub fn canonicalize(
     let resource = resource_from_arn(name, backend)?;
     match strip_random_suffix(resource) {
         Some(base) => Ok(CanonicalRef {
+            arn: Some(name.to_string()),
             alternate: Some(Box::new(reading(resource)?)),
             ..reading(base)?
         }),
@@ -241,15 +254,49 @@ pub fn canonicalize(
     }
 }
 
+/// The longest ARN accepted (IAM's limit for any ARN).
+const MAX_ARN_BYTES: usize = 2048;
+/// The most characters of one ARN field quoted in an error.
+const MAX_QUOTED_FIELD: usize = 64;
+
+/// A field of a guest's ARN for an error message: control characters
+/// escaped (so it cannot forge a log line), and cut short.
+fn quoted(field: &str) -> String {
+    let mut out: String = field
+        .chars()
+        .take(MAX_QUOTED_FIELD)
+        .flat_map(char::escape_debug)
+        .collect();
+    if field.chars().nth(MAX_QUOTED_FIELD).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:RESOURCE` to RESOURCE,
 /// after checking that it points at this backend.
 fn resource_from_arn<'a>(arn: &'a str, backend: &BackendIdentity) -> Result<&'a str, String> {
+    if arn.len() > MAX_ARN_BYTES {
+        return Err(format!(
+            "the ARN is {} bytes long; at most {MAX_ARN_BYTES} are allowed",
+            arn.len()
+        ));
+    }
     let parts: Vec<&str> = arn.splitn(7, ':').collect();
     let [_, partition, service, region, account, kind, resource] = parts[..] else {
         return Err("expected arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME".into());
     };
-    if service != "secretsmanager" || kind != "secret" {
-        return Err("the ARN is not a Secrets Manager secret ARN".into());
+    if service != "secretsmanager" {
+        return Err(format!(
+            "the ARN's service is `{}`, not `secretsmanager`",
+            quoted(service)
+        ));
+    }
+    if kind != "secret" {
+        return Err(format!(
+            "the ARN's resource type is `{}`, not `secret`",
+            quoted(kind)
+        ));
     }
     if resource.contains(':') {
         return Err(
@@ -259,7 +306,8 @@ fn resource_from_arn<'a>(arn: &'a str, backend: &BackendIdentity) -> Result<&'a 
     }
     if partition != backend.partition {
         return Err(format!(
-            "the ARN's partition `{partition}` is not this host's `{}`",
+            "the ARN's partition `{}` is not this host's `{}`",
+            quoted(partition),
             backend.partition
         ));
     }
@@ -267,7 +315,8 @@ fn resource_from_arn<'a>(arn: &'a str, backend: &BackendIdentity) -> Result<&'a 
         Some(expected) if expected == region => {}
         Some(expected) => {
             return Err(format!(
-                "the ARN's region `{region}` is not this host's `{expected}`"
+                "the ARN's region `{}` is not this host's `{expected}`",
+                quoted(region)
             ));
         }
         None => return Err("this host has no region configured, so ARNs cannot be checked".into()),
@@ -276,7 +325,8 @@ fn resource_from_arn<'a>(arn: &'a str, backend: &BackendIdentity) -> Result<&'a 
         Some(expected) if expected == account => {}
         Some(_) => {
             return Err(format!(
-                "the ARN's account `{account}` is not this host's account"
+                "the ARN's account `{}` is not this host's account",
+                quoted(account)
             ));
         }
         None => {
@@ -381,7 +431,8 @@ mod tests {
             "a/../b",
             "./a",
             "a//b",
-            "/a",
+            "//a",
+            "/",
             "a/",
             "",
             " a",
@@ -393,6 +444,168 @@ mod tests {
             assert!(canon(bad).is_err(), "{bad:?} should be invalid");
         }
         assert!(canon(&"a".repeat(600)).unwrap_err().contains("600 bytes"));
+    }
+
+    #[test]
+    fn path_style_names_beginning_with_a_slash_are_referenceable() {
+        let none = Namespace::default();
+        let read = |name: &str, namespace: &Namespace| {
+            canonicalize(name, &[], None, None, namespace, &backend())
+        };
+        let c = read("/app/db", &none).unwrap();
+        assert_eq!(c.name.as_str(), "/app/db");
+        assert_eq!(c.relative.as_deref(), Some("/app/db"));
+        let arn = read(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:/app/db-AbC123",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(arn.name.as_str(), "/app/db");
+        let slashed = Namespace::new("/app").unwrap();
+        assert_eq!(slashed.as_str(), "/app/");
+        let c = read("db", &slashed).unwrap();
+        assert_eq!(c.name.as_str(), "/app/db");
+        assert_eq!(c.relative.as_deref(), Some("db"));
+        // Under a namespace, a leading `/` makes an empty inner segment.
+        assert!(read("/db", &slashed).is_err());
+        for bad in [
+            "//app/db",
+            "/",
+            "/app//db",
+            "/app/db/",
+            "/./db",
+            "/../db",
+            "/app/../db",
+        ] {
+            assert!(read(bad, &none).is_err(), "{bad:?} should be invalid");
+        }
+        assert!(Namespace::new("/").is_err());
+        assert!(Namespace::new("//app").is_err());
+    }
+
+    #[test]
+    fn a_complete_arn_is_fetched_as_written_and_decided_on_its_name() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db-AbC123";
+        let c = canon(arn).unwrap();
+        assert_eq!(c.arn.as_deref(), Some(arn));
+        assert_eq!(c.name.as_str(), "acme/prod/db");
+        let literal = c.alternate.expect("the literal reading");
+        assert_eq!(literal.arn, None, "the literal reading is read by name");
+        assert_eq!(
+            canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db")
+                .unwrap()
+                .arn,
+            None,
+            "a partial ARN is read by name"
+        );
+        assert_eq!(canon("db").unwrap().arn, None);
+    }
+
+    #[test]
+    fn the_random_suffix_is_a_dash_and_exactly_six_letters_or_digits() {
+        let arn = |name: &str| {
+            canon(&format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/{name}"
+            ))
+            .unwrap()
+        };
+        assert_eq!(arn("db-AbC123").name.as_str(), "acme/prod/db");
+        assert_eq!(arn("db-abcdef").name.as_str(), "acme/prod/db");
+        // Six alphanumerics without the dash are part of the name.
+        let plain = arn("dbxAbC123");
+        assert_eq!(plain.name.as_str(), "acme/prod/dbxAbC123");
+        assert!(plain.alternate.is_none() && plain.arn.is_none());
+        // Five or seven characters after the dash: no suffix.
+        assert_eq!(arn("db-AbC12").name.as_str(), "acme/prod/db-AbC12");
+        assert_eq!(arn("db-AbC1234").name.as_str(), "acme/prod/db-AbC1234");
+        // A non-alphanumeric character among the six: no suffix.
+        assert_eq!(arn("db-AbC_23").name.as_str(), "acme/prod/db-AbC_23");
+        assert_eq!(arn("db-AbC.23").name.as_str(), "acme/prod/db-AbC.23");
+        // A name that is nothing but a suffix keeps it.
+        let bare = canonicalize(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:-AbC123",
+            &[],
+            None,
+            None,
+            &Namespace::default(),
+            &backend(),
+        )
+        .unwrap();
+        assert_eq!(bare.name.as_str(), "-AbC123");
+    }
+
+    #[test]
+    fn service_and_resource_type_are_checked_each_on_its_own() {
+        let e = canon("arn:aws:ssm:us-east-1:123456789012:secret:acme/prod/db").unwrap_err();
+        assert!(e.contains("service is `ssm`"), "{e}");
+        let e = canon("arn:aws:secretsmanager:us-east-1:123456789012:parameter:acme/prod/db")
+            .unwrap_err();
+        assert!(e.contains("resource type is `parameter`"), "{e}");
+        let e = canon("arn:aws:secretsmanager:us-east-1:123456789012:secret:acme/prod/db:k")
+            .unwrap_err();
+        assert!(e.contains("fields after the secret name"), "{e}");
+        assert!(canon("arn:aws:secretsmanager:us-east-1").is_err());
+    }
+
+    #[test]
+    fn arn_errors_escape_control_characters_and_stay_short() {
+        let e =
+            canon("arn:aws:secrets\u{1b}[31mmanager:us-east-1:123456789012:secret:x").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e:?}");
+        assert!(e.contains("\\u{1b}"), "{e:?}");
+        let e = canon(&format!(
+            "arn:aws:secretsmanager:{}:123456789012:secret:x",
+            "r".repeat(1000)
+        ))
+        .unwrap_err();
+        assert!(e.len() < 200, "{} bytes: {e}", e.len());
+        let e = canon(&format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}",
+            "x".repeat(3000)
+        ))
+        .unwrap_err();
+        assert!(e.contains("3053 bytes long; at most 2048"), "{e}");
+        let e =
+            canon("arn:aws:secretsmanager:us\nfake:123456789012:secret:acme/prod/db").unwrap_err();
+        assert!(!e.contains('\n'), "{e:?}");
+    }
+
+    #[test]
+    fn names_are_limited_to_512_bytes() {
+        let ns = Namespace::default();
+        let at_limit = "n".repeat(MAX_NAME_BYTES);
+        assert!(canonicalize(&at_limit, &[], None, None, &ns, &backend()).is_ok());
+        let over = "n".repeat(MAX_NAME_BYTES + 1);
+        let e = canonicalize(&over, &[], None, None, &ns, &backend()).unwrap_err();
+        assert!(e.contains("513 bytes long; at most 512"), "{e}");
+    }
+
+    #[test]
+    fn stages_are_1_to_256_of_the_allowed_characters() {
+        let stage = |s: &str| VersionSelector::from_parts(Some(s), None);
+        assert!(stage(&"S".repeat(256)).is_ok());
+        assert!(stage(&"S".repeat(257)).is_err());
+        assert!(stage("").is_err());
+        assert!(stage("a_b+c=d.e@f-g").is_ok());
+        for bad in ["a b", "a/b", "a:b", "a\u{1b}", "é"] {
+            assert!(stage(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn version_ids_are_1_to_64_letters_digits_dashes_or_underscores() {
+        let id = |s: &str| VersionSelector::from_parts(None, Some(s));
+        assert_eq!(
+            id("a1-B2_c3").unwrap(),
+            VersionSelector::Id("a1-B2_c3".into())
+        );
+        assert!(id(&"v".repeat(64)).is_ok());
+        let e = id(&"v".repeat(65)).unwrap_err();
+        assert!(e.contains("1 to 64"), "{e}");
+        assert!(id("").is_err());
+        for bad in ["a b", "a.b", "a/b", "a:b", "a@b", "a\u{0}", "ü"] {
+            assert!(id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

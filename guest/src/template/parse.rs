@@ -19,7 +19,7 @@ pub(super) fn parse_bare_arn(text: &str) -> Result<Template, TemplateError> {
     parser.skip_ws();
     let start = parser.pos;
     let token = parser.token();
-    let (reference, _) = parse_ecs_arn(&token, start)?;
+    let reference = parse_ecs_arn(&token, start)?;
     parser.skip_ws();
     if parser.pos < parser.chars.len() {
         return Err(parser.error_here("unexpected text after the ARN".to_string()));
@@ -118,7 +118,7 @@ impl Parser {
             Some(_) if self.looking_at("workato:sm:") => self.workato(start)?,
             Some(_) if self.looking_at("arn:") => {
                 let token = self.token();
-                parse_ecs_arn(&token, start)?.0
+                parse_ecs_arn(&token, start)?
             }
             Some(_) if self.looking_at("secrets") => self.secrets_path(start)?,
             Some(_) if self.looking_at("}}") => {
@@ -351,14 +351,14 @@ impl Parser {
         }
         let arn = &body[split + 1..];
         let arn_start = body_start + body[..=split].chars().count();
-        let (reference, extra_fields) = parse_ecs_arn(arn, arn_start)?;
-        if extra_fields {
+        if arn.split(':').count() > ARN_FIXED_PARTS {
             return Err(self.error_at(
                 arn_start,
                 "a Workato reference takes a plain secret ARN, without `:JSON_KEY:STAGE:ID` fields"
                     .into(),
             ));
         }
+        let reference = parse_ecs_arn(arn, arn_start)?;
         Ok(Reference {
             path: vec![key.to_string()],
             ..reference
@@ -372,25 +372,29 @@ enum Expression {
 }
 
 /// Parses `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME` with the
-/// optional ECS fields `:JSON_KEY:VERSION_STAGE:VERSION_ID`. Returns the
-/// reference and whether any optional field was present.
-fn parse_ecs_arn(arn: &str, start: usize) -> Result<(Reference, bool), TemplateError> {
+/// optional ECS fields `:JSON_KEY:VERSION_STAGE:VERSION_ID` (all three or
+/// none).
+fn parse_ecs_arn(arn: &str, start: usize) -> Result<Reference, TemplateError> {
     let err = |message: String| TemplateError {
         column: column(start),
         message,
     };
     let parts: Vec<&str> = arn.split(':').collect();
-    if parts.len() < ARN_FIXED_PARTS {
-        return Err(err(format!(
-            "bad ARN `{}`: expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME",
-            printable(arn)
-        )));
-    }
-    if parts.len() > ARN_FIXED_PARTS + 3 {
-        return Err(err(format!(
-            "bad ARN `{}`: at most NAME:JSON_KEY:VERSION_STAGE:VERSION_ID may follow `secret:`",
-            printable(arn)
-        )));
+    // ECS accepts the bare ARN or all three trailing fields (empty ones
+    // keeping their colons); one or two would turn a typo into a lookup.
+    if parts.len() != ARN_FIXED_PARTS && parts.len() != ARN_FIXED_PARTS + 3 {
+        let shape = "expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME, or with all three \
+                     fields NAME:JSON_KEY:VERSION_STAGE:VERSION_ID (empty ones keep their colons, \
+                     as in `secret:db:password::`)";
+        return Err(err(if parts.len() < ARN_FIXED_PARTS {
+            format!("bad ARN `{}`: {shape}", printable(arn))
+        } else {
+            format!(
+                "bad ARN `{}`: {} field(s) after the secret name; {shape}",
+                printable(arn),
+                parts.len() - ARN_FIXED_PARTS
+            )
+        }));
     }
     let labels = [
         "arn",
@@ -410,14 +414,14 @@ fn parse_ecs_arn(arn: &str, start: usize) -> Result<(Reference, bool), TemplateE
         return Err(err(format!(
             "bad ARN `{}`: service is `{}`, expected `secretsmanager`",
             printable(arn),
-            parts[2]
+            printable(parts[2])
         )));
     }
     if parts[5] != "secret" {
         return Err(err(format!(
             "bad ARN `{}`: resource type is `{}`, expected `secret`",
             printable(arn),
-            parts[5]
+            printable(parts[5])
         )));
     }
     let optional = |i: usize| {
@@ -441,10 +445,22 @@ fn parse_ecs_arn(arn: &str, start: usize) -> Result<(Reference, bool), TemplateE
         version_stage,
         version_id,
     };
-    Ok((reference, parts.len() > ARN_FIXED_PARTS))
+    Ok(reference)
 }
 
-/// An ARN as typed, with control characters escaped, for error messages.
+/// The most characters of an ARN quoted in an error.
+const MAX_QUOTED_ARN: usize = 300;
+
+/// An ARN as typed, with control characters escaped and cut short, for
+/// error messages.
 fn printable(s: &str) -> String {
-    s.chars().flat_map(char::escape_debug).collect()
+    let mut out: String = s
+        .chars()
+        .take(MAX_QUOTED_ARN)
+        .flat_map(char::escape_debug)
+        .collect();
+    if s.chars().nth(MAX_QUOTED_ARN).is_some() {
+        out.push('…');
+    }
+    out
 }

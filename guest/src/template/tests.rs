@@ -120,9 +120,50 @@ fn ecs_arn_with_optional_fields() {
 }
 
 #[test]
+fn ecs_takes_no_trailing_field_or_all_three() {
+    let base = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db";
+    for (typo, count) in [
+        (format!("{base}:password"), 1),
+        (format!("{base}:wrong:format"), 2),
+        (format!("{base}:password:"), 2),
+    ] {
+        let e = error(&format!("{{{{ {typo} }}}}"));
+        assert!(
+            e.message
+                .contains(&format!("{count} field(s) after the secret name")),
+            "{typo}: {e}"
+        );
+        assert!(
+            e.message.contains("NAME:JSON_KEY:VERSION_STAGE:VERSION_ID"),
+            "the error shows the expected shape: {e}"
+        );
+        assert_eq!(e.column, 4, "the column of the ARN");
+        assert!(Template::parse_bare_arn(&typo).is_err(), "{typo}");
+    }
+    assert_eq!(
+        refs(&format!("{{{{ {base}::: }}}}")),
+        [reference(base, &[])],
+        "all three fields empty"
+    );
+}
+
+#[test]
+fn bad_arn_messages_escape_control_characters_and_stay_short() {
+    let e = error("{{ arn:aws:s3\u{1b}]52;c;ZXZpbA==\u{7}:r:1:secret:x }}");
+    assert!(
+        !e.message.contains('\u{1b}') && !e.message.contains('\u{7}'),
+        "{e:?}"
+    );
+    assert!(e.message.contains("\\u{1b}]52"), "{e:?}");
+    let long = format!("arn:aws:secretsmanager:r:1:secret:{}", "x".repeat(10_000));
+    let e = error(&format!("{{{{ {long}:a }}}}"));
+    assert!(e.message.len() < 1_000, "{} bytes", e.message.len());
+}
+
+#[test]
 fn bare_arn_field() {
     let t = Template::parse_bare_arn(
-        " arn:aws:secretsmanager:eu-west-1:123456789012:secret:api:token ",
+        " arn:aws:secretsmanager:eu-west-1:123456789012:secret:api:token:: ",
     )
     .unwrap();
     let p: Vec<_> = t.placeholders().collect();
@@ -285,7 +326,7 @@ fn bad_arns_each_say_what_is_wrong() {
     assert!(
         error("{{ arn:aws:secretsmanager:r:1:secret:x:k:s:i:extra }}")
             .message
-            .contains("at most")
+            .contains("4 field(s) after the secret name")
     );
     assert!(
         error("{{workato:sm:key:arn:aws:secretsmanager:r:1:secret:x:extra}}")
