@@ -171,7 +171,7 @@ async fn workato_and_ecs_forms_resolve_by_arn() {
     assert_eq!(echo_a(&k, &ecs).await.unwrap(), "app");
     let previous = format!("{{{{ {ARN_PREFIX}acme/prod/api::AWSPREVIOUS: }}}}");
     assert_eq!(echo_a(&k, &previous).await.unwrap(), "old-token");
-    let bare = format!("{ARN_PREFIX}acme/prod/db:password");
+    let bare = format!("{ARN_PREFIX}acme/prod/db:password::");
     let rendered = echo(&k, "echo", &[("arn", &bare)]).await.unwrap();
     assert_eq!(rendered.get("arn"), Some("p@ss:w/rd#%?&\"é"));
 }

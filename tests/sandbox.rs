@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_host::name::{SecretName, VersionSelector};
 use keyward_host::store::file::FileStore;
-use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use keyward_host::store::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
 use keyward_host::{Config, Error, Keyward};
 use keyward_test_support::{CANARY, Scratch};
 use serde_json::json;
@@ -205,14 +204,10 @@ async fn guest_stdout_and_stderr_go_nowhere() {
 struct Slow(FileStore);
 
 impl SecretStore for Slow {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+    fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            self.0.fetch(name, version).await
+            self.0.fetch(key).await
         })
     }
 

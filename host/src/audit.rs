@@ -35,6 +35,36 @@ pub enum Decision {
     Invalidated,
     /// An invalidation refused by the rate limit.
     RateLimited,
+    /// The render made more records than are written one by one; the
+    /// detail counts the rest by decision.
+    Summarised(String),
+}
+
+impl Decision {
+    /// The decision's name as it appears in a record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Allowed(_) => "allowed",
+            Decision::Denied(_) => "denied",
+            Decision::NotFound => "not_found",
+            Decision::Invalid(_) => "invalid",
+            Decision::NotJson => "not_json",
+            Decision::MissingKey(_) => "missing_key",
+            Decision::Unavailable(_) => "unavailable",
+            Decision::Invalidated => "invalidated",
+            Decision::RateLimited => "rate_limited",
+            Decision::Summarised(_) => "summarised",
+        }
+    }
+
+    /// A refusal: what a hostile connector can produce at will, so only a
+    /// few per render are written one by one.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Decision::Denied(_) | Decision::Invalid(_) | Decision::RateLimited
+        )
+    }
 }
 
 /// One audit record.

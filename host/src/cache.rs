@@ -11,6 +11,10 @@
 //! - Refresh-ahead (optional): a hit within `refresh_ahead` of expiry starts
 //!   a background refresh, so a hot secret never makes a reader wait.
 //! - Errors are never cached: a secret created after a miss is seen at once.
+//! - Listings are cached for the TTL too, one upstream listing at a time,
+//!   and a listing that goes upstream costs the caller's budget like a fetch.
+//! - Every read reports how long it waited on the backend, so a render's
+//!   deadline can count all other host work against the connector.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,14 +25,15 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use crate::name::{SecretName, VersionSelector};
-use crate::store::{FetchedSecret, SecretStore, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::name::SecretName;
+use crate::ratelimit::{FetchBudget, RATE_LIMITED, Unlimited};
+use crate::store::{FetchedSecret, SecretKey, SecretStore, StoreError};
 use crate::value::ParsedSecret;
 
-/// A cache key: one version selector of one secret.
-/// A secret version; shared, so a render's keys are built once per
-/// reference and cloned without copying the name.
-pub type CacheKey = Arc<(SecretName, VersionSelector)>;
+/// A cache key: one version of one secret; shared, so a render's keys are
+/// built once per reference and cloned without copying the name.
+pub type CacheKey = Arc<SecretKey>;
 
 /// Freshness and size settings.
 #[derive(Clone, Debug)]
@@ -47,6 +52,8 @@ pub struct CachePolicy {
 pub struct CachedVersion {
     /// The version id the store served.
     pub version_id: String,
+    /// The staging labels the version carried when it was fetched.
+    pub stages: Vec<String>,
     /// The value, with its JSON parsed on first use.
     pub secret: ParsedSecret,
     fetched_at: Instant,
@@ -63,11 +70,12 @@ impl fmt::Debug for CachedVersion {
 }
 
 impl CachedVersion {
-    fn new(fetched: FetchedSecret) -> Self {
+    fn new(fetched: FetchedSecret, fetched_at: Instant) -> Self {
         Self {
             version_id: fetched.version_id,
+            stages: fetched.stages,
             secret: ParsedSecret::new(fetched.value),
-            fetched_at: Instant::now(),
+            fetched_at,
             refreshing: AtomicBool::new(false),
         }
     }
@@ -91,14 +99,11 @@ pub type CacheRead = Result<(Arc<CachedVersion>, CacheStatus), StoreError>;
 type FetchResult = Result<Arc<CachedVersion>, StoreError>;
 type InFlight = Shared<BoxFuture<'static, FetchResult>>;
 
-/// Permission to go upstream for one fetch (a per-connector rate limit).
-pub trait FetchBudget: Send + Sync {
-    /// Whether one more upstream fetch may start now.
-    fn try_acquire(&self) -> bool;
+/// A listing of the names under one prefix, as last fetched.
+struct Listing {
+    names: Arc<Vec<String>>,
+    fetched_at: Instant,
 }
-
-/// The message of a fetch refused by a [`FetchBudget`].
-pub const RATE_LIMITED: &str = "this connector's upstream fetch rate limit is exhausted";
 
 /// Counters for operators and tests.
 #[derive(Debug, Default)]
@@ -110,7 +115,11 @@ struct Inner {
     store: Arc<dyn SecretStore>,
     entries: moka::future::Cache<CacheKey, Arc<CachedVersion>>,
     in_flight: Mutex<HashMap<CacheKey, InFlight>>,
+    /// Listings by prefix; the lock is held across the upstream call, so
+    /// concurrent listings of one host share one.
+    listings: tokio::sync::Mutex<HashMap<String, Listing>>,
     policy: CachePolicy,
+    clock: Arc<dyn Clock>,
     counters: Counters,
 }
 
@@ -133,8 +142,17 @@ impl fmt::Debug for SecretCache {
 }
 
 impl SecretCache {
-    /// A cache in front of `store`.
+    /// A cache in front of `store`, on the real clock.
     pub fn new(store: Arc<dyn SecretStore>, policy: CachePolicy) -> Self {
+        Self::with_clock(store, policy, Arc::new(SystemClock))
+    }
+
+    /// A cache in front of `store` whose freshness is read from `clock`.
+    pub fn with_clock(
+        store: Arc<dyn SecretStore>,
+        policy: CachePolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         // moka only bounds memory; freshness is decided here. An entry is
         // useless once it is too old even to be served stale.
         let entries = moka::future::Cache::builder()
@@ -147,7 +165,9 @@ impl SecretCache {
                 store,
                 entries,
                 in_flight: Mutex::new(HashMap::new()),
+                listings: tokio::sync::Mutex::default(),
                 policy,
+                clock,
                 counters: Counters::default(),
             }),
         }
@@ -163,10 +183,10 @@ impl SecretCache {
         self.inner.counters.stale_served.load(Ordering::Relaxed)
     }
 
-    /// One version of one secret.
-    pub async fn get(&self, name: &SecretName, version: &VersionSelector) -> CacheRead {
-        let key = Arc::new((name.clone(), version.clone()));
-        self.get_many(std::slice::from_ref(&key), &crate::ratelimit::Unlimited)
+    /// One version of one secret, for the operator (no budget).
+    pub async fn get(&self, key: SecretKey) -> CacheRead {
+        let mut waited = Duration::ZERO;
+        self.get_many(&[Arc::new(key)], &Unlimited, &mut waited)
             .await
             .pop()
             .unwrap_or(Err(StoreError::Unavailable("no result".into())))
@@ -174,17 +194,23 @@ impl SecretCache {
 
     /// Several keys at once, results in order; the misses are fetched
     /// together. A fetch the budget refuses fails like a transient error
-    /// (so a cached value is served stale) without going upstream.
-    pub async fn get_many(&self, keys: &[CacheKey], budget: &dyn FetchBudget) -> Vec<CacheRead> {
+    /// (so a cached value is served stale) without going upstream. Time
+    /// spent waiting on the backend is added to `waited`.
+    pub async fn get_many(
+        &self,
+        keys: &[CacheKey],
+        budget: &dyn FetchBudget,
+        waited: &mut Duration,
+    ) -> Vec<CacheRead> {
         let policy = &self.inner.policy;
         let mut cached: Vec<Option<Arc<CachedVersion>>> = Vec::with_capacity(keys.len());
         let mut to_fetch: Vec<CacheKey> = Vec::new();
-        let now = Instant::now();
+        let now = self.inner.clock.now();
         for key in keys {
             let entry = self.inner.entries.get(key).await;
             match &entry {
                 Some(e) if now.saturating_duration_since(e.fetched_at) < policy.ttl => {
-                    self.maybe_refresh_ahead(key, e)
+                    self.maybe_refresh_ahead(key, e, now, budget)
                 }
                 _ => to_fetch.push(key.clone()),
             }
@@ -193,7 +219,11 @@ impl SecretCache {
         let fetched: HashMap<CacheKey, FetchResult> = if to_fetch.is_empty() {
             HashMap::new()
         } else {
+            // Only this await waits on the backend (or on a fetch of
+            // another reader's); the clock is read only on a miss.
+            let started = Instant::now();
             let results = futures::future::join_all(self.fetch(&to_fetch, budget)).await;
+            *waited += started.elapsed();
             to_fetch.into_iter().zip(results).collect()
         };
 
@@ -229,13 +259,18 @@ impl SecretCache {
             (Ok(fresh), _) => Ok((fresh, CacheStatus::Miss)),
             (Err(e), Some(stale))
                 if e.is_transient()
-                    && stale.fetched_at.elapsed() < policy.ttl + policy.max_stale =>
+                    && self
+                        .inner
+                        .clock
+                        .now()
+                        .saturating_duration_since(stale.fetched_at)
+                        < policy.ttl + policy.max_stale =>
             {
                 self.inner
                     .counters
                     .stale_served
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(secret = %key.0, "serving a stale value: {e}");
+                tracing::warn!(secret = %key.name, "serving a stale value: {e}");
                 Ok((stale, CacheStatus::Stale))
             }
             (Err(e), _) => {
@@ -263,8 +298,7 @@ impl SecretCache {
             .partition(|_| budget.try_acquire());
         if !new_keys.is_empty() {
             let store = self.inner.store.clone();
-            let batch_keys: Vec<(SecretName, VersionSelector)> =
-                new_keys.iter().map(|k| (**k).clone()).collect();
+            let batch_keys: Vec<SecretKey> = new_keys.iter().map(|k| (**k).clone()).collect();
             let batch = async move { Arc::new(store.fetch_many(&batch_keys).await) }
                 .boxed()
                 .shared();
@@ -276,7 +310,8 @@ impl SecretCache {
                     let results = batch.await;
                     let result = match results.get(index) {
                         Some(Ok(fetched)) => {
-                            let version = Arc::new(CachedVersion::new(fetched.clone()));
+                            let version =
+                                Arc::new(CachedVersion::new(fetched.clone(), inner.clock.now()));
                             inner
                                 .entries
                                 .insert(owned_key.clone(), version.clone())
@@ -312,12 +347,19 @@ impl SecretCache {
             .collect()
     }
 
-    /// Starts a background refresh of a hit close to expiry, once.
-    fn maybe_refresh_ahead(&self, key: &CacheKey, entry: &Arc<CachedVersion>) {
+    /// Starts a background refresh of a hit close to expiry, once, if the
+    /// reader's budget allows one more upstream call.
+    fn maybe_refresh_ahead(
+        &self,
+        key: &CacheKey,
+        entry: &Arc<CachedVersion>,
+        now: Instant,
+        budget: &dyn FetchBudget,
+    ) {
         let Some(ahead) = self.inner.policy.refresh_ahead else {
             return;
         };
-        if entry.fetched_at.elapsed() + ahead < self.inner.policy.ttl
+        if now.saturating_duration_since(entry.fetched_at) + ahead < self.inner.policy.ttl
             || entry.refreshing.swap(true, Ordering::AcqRel)
         {
             return;
@@ -326,9 +368,9 @@ impl SecretCache {
             entry.refreshing.store(false, Ordering::Release);
             return;
         };
-        let fetches = self.fetch(std::slice::from_ref(key), &crate::ratelimit::Unlimited);
+        let fetches = self.fetch(std::slice::from_ref(key), budget);
         let entry = entry.clone();
-        let name = key.0.clone();
+        let name = key.name.clone();
         runtime.spawn(async move {
             for fetch in fetches {
                 if let Err(e) = fetch.await {
@@ -339,13 +381,70 @@ impl SecretCache {
         });
     }
 
+    /// The names under `prefix`, from a listing at most one TTL old. A
+    /// listing that goes upstream costs one unit of `budget`; refused, or
+    /// failing transiently, a listing up to `max_stale` past its TTL is
+    /// served instead. Time waiting on the backend is added to `waited`.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        budget: &dyn FetchBudget,
+        waited: &mut Duration,
+    ) -> Result<Arc<Vec<String>>, StoreError> {
+        let policy = &self.inner.policy;
+        let started = Instant::now();
+        let mut listings = self.inner.listings.lock().await;
+        *waited += started.elapsed();
+        let now = self.inner.clock.now();
+        let age = |l: &Listing| now.saturating_duration_since(l.fetched_at);
+        if let Some(listing) = listings.get(prefix).filter(|l| age(l) < policy.ttl) {
+            return Ok(listing.names.clone());
+        }
+        let result = if budget.try_acquire() {
+            let started = Instant::now();
+            let result = self.inner.store.list(prefix).await;
+            *waited += started.elapsed();
+            result
+        } else {
+            Err(StoreError::Unavailable(RATE_LIMITED.into()))
+        };
+        match result {
+            Ok(names) => {
+                let names = Arc::new(names);
+                listings.insert(
+                    prefix.to_string(),
+                    Listing {
+                        names: names.clone(),
+                        fetched_at: self.inner.clock.now(),
+                    },
+                );
+                Ok(names)
+            }
+            Err(e) if e.is_transient() => match listings.get(prefix) {
+                Some(stale) if age(stale) < policy.ttl + policy.max_stale => {
+                    Ok(stale.names.clone())
+                }
+                _ => Err(e),
+            },
+            Err(e) => {
+                listings.remove(prefix);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets every listing, so the next one goes upstream.
+    pub async fn invalidate_listings(&self) {
+        self.inner.listings.lock().await.clear();
+    }
+
     /// Drops every cached version of `name`, so the next read fetches.
     pub async fn invalidate(&self, name: &SecretName) {
         let name = name.clone();
         if let Err(e) = self
             .inner
             .entries
-            .invalidate_entries_if(move |key, _| key.0 == name)
+            .invalidate_entries_if(move |key, _| key.name == name)
         {
             // Only possible if the cache was built without closure support.
             tracing::error!("cannot invalidate: {e}");

@@ -91,6 +91,9 @@ struct RawSandbox {
     pooled_instances: Option<u32>,
     compile_cache: Option<PathBuf>,
     render_timeout_ms: Option<u64>,
+    render_wall_timeout_ms: Option<u64>,
+    max_host_calls: Option<usize>,
+    max_component_mb: Option<u64>,
     max_memory_mb: Option<u64>,
     max_references: Option<usize>,
     max_log_lines: Option<usize>,
@@ -388,12 +391,35 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
     if !(1..=4096).contains(&max_memory_mb) {
         return Err("sandbox.max_memory_mb: must be from 1 to 4096".into());
     }
+    let max_component_mb = raw
+        .max_component_mb
+        .unwrap_or(defaults.max_component_bytes >> 20);
+    if !(1..=4096).contains(&max_component_mb) {
+        return Err("sandbox.max_component_mb: must be from 1 to 4096".into());
+    }
+    let render_timeout = Duration::from_millis(match raw.render_timeout_ms {
+        Some(0) => return Err("sandbox.render_timeout_ms: must be at least 1".into()),
+        Some(ms) => ms,
+        None => defaults.render_timeout.as_millis() as u64,
+    });
+    let render_wall_timeout = match raw.render_wall_timeout_ms {
+        Some(ms) if Duration::from_millis(ms) < render_timeout => {
+            return Err(
+                "sandbox.render_wall_timeout_ms: must be at least render_timeout_ms".into(),
+            );
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => defaults.render_wall_timeout.max(render_timeout),
+    };
     Ok(SandboxConfig {
-        render_timeout: Duration::from_millis(match raw.render_timeout_ms {
-            Some(0) => return Err("sandbox.render_timeout_ms: must be at least 1".into()),
-            Some(ms) => ms,
-            None => defaults.render_timeout.as_millis() as u64,
-        }),
+        render_timeout,
+        render_wall_timeout,
+        max_host_calls: positive(
+            raw.max_host_calls,
+            defaults.max_host_calls,
+            "max_host_calls",
+        )?,
+        max_component_bytes: max_component_mb << 20,
         max_memory_bytes: usize::try_from(max_memory_mb << 20)
             .map_err(|_| "sandbox.max_memory_mb: too large")?,
         max_references: positive(

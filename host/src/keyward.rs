@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::audit::AuditLog;
 use crate::cache::{CachePolicy, SecretCache};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{
@@ -110,6 +111,7 @@ pub struct Keyward {
     cache: SecretCache,
     audit: Arc<AuditLog>,
     secrets: SecretsConfig,
+    clock: Arc<dyn Clock>,
     slots: RwLock<Slots>,
 }
 
@@ -134,8 +136,18 @@ impl Keyward {
 
     /// Like [`Keyward::new`] with a backend of the caller's choosing.
     pub fn with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, Error> {
+        Self::with_store_and_clock(config, store, Arc::new(SystemClock))
+    }
+
+    /// Like [`Keyward::with_store`], with cache freshness and rate limits
+    /// read from `clock` (tests move a [`crate::clock::ManualClock`]).
+    pub fn with_store_and_clock(
+        config: Config,
+        store: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         let secrets = config.secrets.clone();
-        let cache = SecretCache::new(
+        let cache = SecretCache::with_clock(
             store,
             CachePolicy {
                 ttl: secrets.cache_ttl,
@@ -143,6 +155,7 @@ impl Keyward {
                 refresh_ahead: secrets.refresh_ahead,
                 max_entries: secrets.cache_max_entries.get(),
             },
+            clock.clone(),
         );
         let audit =
             AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing).map_err(|e| {
@@ -159,6 +172,7 @@ impl Keyward {
             cache,
             audit: Arc::new(audit),
             secrets,
+            clock,
             slots: RwLock::default(),
         };
         keyward.swap_slots(&config);
@@ -213,9 +227,10 @@ impl Keyward {
                             policy_of(c),
                             self.cache.clone(),
                             self.audit.clone(),
-                            Arc::new(TokenBucket::new(
+                            Arc::new(TokenBucket::with_clock(
                                 config.secrets.connector_fetch_rate,
                                 config.secrets.connector_fetch_burst,
+                                self.clock.clone(),
                             )),
                             config.secrets.invalidate_interval,
                         )),
@@ -235,6 +250,11 @@ impl Keyward {
     /// The shared secret cache (for operators' invalidation).
     pub fn cache(&self) -> &SecretCache {
         &self.cache
+    }
+
+    /// The sandbox connectors run in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// Compiles every configured connector now.

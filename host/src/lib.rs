@@ -20,7 +20,9 @@
 
 pub mod audit;
 pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod escape;
 pub mod limits;
 pub mod ratelimit;
 pub mod resolve;

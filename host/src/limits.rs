@@ -1,16 +1,16 @@
 //! How connectors run — what one render may consume, fresh or warm
-//! instances, the compile cache — and the clock that enforces the CPU
+//! instances, the compile cache — and the epoch ticker that enforces the
 //! deadline.
 //!
-//! The deadline counts time spent *in the guest*: wasmtime's epoch ticks
-//! wake a callback, which subtracts the time the guest spent waiting on host
-//! calls (a slow Secrets Manager read is not the connector's fault) before
-//! deciding to trap.
+//! The CPU deadline counts everything a render costs the host except time
+//! spent waiting on the backend (a slow Secrets Manager read is not the
+//! connector's fault): guest code and the host's work in its calls alike.
+//! The wall-clock deadline bounds the rest, waiting included.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::Engine;
 
@@ -20,8 +20,16 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Per-render bounds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxConfig {
-    /// Guest CPU time one render (or `describe`) may use.
+    /// Time one render (or `describe`) may use, guest code and host calls
+    /// included, waiting on the backend excepted.
     pub render_timeout: Duration,
+    /// Wall-clock time one render may take, waiting on the backend included.
+    pub render_wall_timeout: Duration,
+    /// Host calls (`get-many`, `list`, `invalidate`, `log`, ...) one render
+    /// may make; one more traps.
+    pub max_host_calls: usize,
+    /// The largest component file loaded, in bytes.
+    pub max_component_bytes: u64,
     /// Linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,
     /// Secret references one host call may carry.
@@ -58,6 +66,9 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             render_timeout: Duration::from_millis(100),
+            render_wall_timeout: Duration::from_secs(30),
+            max_host_calls: 1000,
+            max_component_bytes: 64 << 20,
             max_memory_bytes: 64 << 20,
             max_references: 256,
             max_log_lines: 100,
@@ -95,41 +106,5 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Time a store has spent in guest code.
-#[derive(Debug)]
-pub(crate) struct GuestClock {
-    started: Instant,
-    in_host: Duration,
-    host_since: Option<Instant>,
-}
-
-impl GuestClock {
-    pub(crate) fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            in_host: Duration::ZERO,
-            host_since: None,
-        }
-    }
-
-    /// A host call starts: its time is not the guest's.
-    pub(crate) fn enter_host(&mut self) {
-        self.host_since = Some(Instant::now());
-    }
-
-    /// The host call returned.
-    pub(crate) fn leave_host(&mut self) {
-        if let Some(since) = self.host_since.take() {
-            self.in_host += since.elapsed();
-        }
-    }
-
-    /// Wall time since the store was created, less time in host calls.
-    pub(crate) fn guest_time(&self) -> Duration {
-        let in_host = self.in_host + self.host_since.map_or(Duration::ZERO, |s| s.elapsed());
-        self.started.elapsed().saturating_sub(in_host)
     }
 }

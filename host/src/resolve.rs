@@ -6,21 +6,62 @@
 //! and a missing one give the guest the same error; the audit record says
 //! which.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, AuditRecord, Decision};
 use crate::cache::{CacheKey, CacheRead, SecretCache};
-use crate::name::{BackendIdentity, CanonicalRef, Namespace, SecretName, canonicalize};
-use crate::policy::Allowlist;
+use crate::name::{
+    BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize,
+};
+use crate::policy::{Allowlist, Rule};
 use crate::ratelimit::TokenBucket;
-use crate::store::StoreError;
+use crate::store::{SecretKey, StoreError};
 use crate::value::{PathError, SecretValue};
 
-/// Longest reference text quoted in an error or audit record.
-const MAX_QUOTED_REFERENCE: usize = 200;
+/// Longest piece of guest-supplied text (a name, key, stage or version id)
+/// quoted in an error or audit record; longer text is cut and its length
+/// noted, so a multi-megabyte reference costs no more than a short one.
+const MAX_QUOTED: usize = 128;
+/// Most JSON keys of one reference quoted.
+const MAX_QUOTED_KEYS: usize = 8;
+/// Refusals (denied, invalid, rate-limited) audited one by one per render;
+/// past this they are counted in one summary record.
+const MAX_REFUSALS_AUDITED: usize = 8;
+/// Other records written one by one per render; past this, counted too.
+const MAX_READS_AUDITED: usize = 512;
+/// Invalidation times remembered per connector before old ones are pruned.
+const MAX_REMEMBERED_INVALIDATIONS: usize = 4096;
+
+/// Guest text for an error or audit record: control characters escaped,
+/// cut at [`MAX_QUOTED`] characters with its true length noted.
+pub fn bounded(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_QUOTED)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX_QUOTED).is_some() {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out
+}
+
+/// A reference's JSON keys for an audit record, each [`bounded`], at most
+/// [`MAX_QUOTED_KEYS`] of them.
+fn bounded_keys(path: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = path
+        .iter()
+        .take(MAX_QUOTED_KEYS)
+        .map(|k| bounded(k))
+        .collect();
+    if path.len() > MAX_QUOTED_KEYS {
+        keys.push(format!("… ({} keys)", path.len()));
+    }
+    keys
+}
 
 /// A reference as the guest sent it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -68,31 +109,17 @@ impl fmt::Display for SecretRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Each part is cut before it is escaped, so a huge name from a
         // hostile guest costs no more than a short one.
-        let bounded = |s: &str| -> String {
-            let cut: String = s.chars().take(MAX_QUOTED_REFERENCE).collect();
-            let mut escaped = cut.escape_debug().to_string();
-            if cut.len() < s.len() {
-                escaped.push('…');
-            }
-            escaped
-        };
-        let mut text = bounded(&self.name);
-        for key in self.path.iter().take(8) {
-            text.push_str(&format!("[\"{}\"]", bounded(key)));
-        }
-        if self.path.len() > 8 {
-            text.push_str("[…]");
+        f.write_str(&bounded(&self.name))?;
+        for key in bounded_keys(&self.path) {
+            write!(f, "[\"{key}\"]")?;
         }
         if let Some(stage) = &self.version_stage {
-            text.push_str(&format!(" (stage {})", bounded(stage)));
+            write!(f, " (stage {})", bounded(stage))?;
         }
         if let Some(id) = &self.version_id {
-            text.push_str(&format!(" (version {})", bounded(id)));
+            write!(f, " (version {})", bounded(id))?;
         }
-        if text.chars().count() > MAX_QUOTED_REFERENCE {
-            text = text.chars().take(MAX_QUOTED_REFERENCE).collect::<String>() + "…";
-        }
-        f.write_str(&text)
+        Ok(())
     }
 }
 
@@ -149,6 +176,76 @@ pub struct ConnectorPolicy {
     pub identity: BackendIdentity,
 }
 
+/// What one render has used of its allowances: the audit records it may
+/// still write one by one, the ones counted instead, and the time its host
+/// calls spent waiting on the backend (which its deadline does not count).
+#[derive(Debug, Default)]
+pub struct RenderBudget {
+    /// Time spent waiting on the backend, upstream calls and shared
+    /// fetches included.
+    pub upstream_wait: Duration,
+    refusals_audited: usize,
+    reads_audited: usize,
+    /// Records not written one by one, by decision.
+    summarised: BTreeMap<&'static str, u64>,
+    unlimited: bool,
+}
+
+impl RenderBudget {
+    /// The allowance of one render.
+    pub fn for_render() -> Self {
+        Self::default()
+    }
+
+    /// No bound on records: for the operator's and the platform's own calls.
+    pub fn unlimited() -> Self {
+        Self {
+            unlimited: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether a record with this decision is written one by one; if not,
+    /// it is counted for the summary.
+    fn admit(&mut self, decision: &Decision) -> bool {
+        if self.unlimited {
+            return true;
+        }
+        let (used, limit) = if decision.is_refusal() {
+            (&mut self.refusals_audited, MAX_REFUSALS_AUDITED)
+        } else {
+            (&mut self.reads_audited, MAX_READS_AUDITED)
+        };
+        if *used < limit {
+            *used += 1;
+            true
+        } else {
+            *self.summarised.entry(decision.kind()).or_default() += 1;
+            false
+        }
+    }
+
+    /// `denied 300, invalid 2`, if any record was counted instead of written.
+    fn summary(&self) -> Option<String> {
+        (!self.summarised.is_empty()).then(|| {
+            self.summarised
+                .iter()
+                .map(|(kind, count)| format!("{kind} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+}
+
+/// Why a reference was refused before any read.
+#[derive(Debug)]
+enum Refused {
+    /// Valid, but no reading is allowed; the name of the first reading.
+    Denied(SecretName),
+    /// Malformed.
+    Invalid(ResolveError),
+}
+
 /// What one connector may read, and how: its policy bound to the host's
 /// cache, audit log and the connector's upstream rate limit. Cheap to
 /// clone; a render holds one clone for its whole duration, so a policy
@@ -172,7 +269,7 @@ struct Reading {
     /// Its cache key, built once.
     key: CacheKey,
     /// The rule that allows it.
-    rule: String,
+    rule: Rule,
 }
 
 /// The readings a reference may resolve to, in order of preference (see
@@ -233,20 +330,57 @@ impl ConnectorSecrets {
             return AuditRecord::unwritten(decision);
         }
         let mut record = AuditRecord::new(&self.connector, request.to_string(), decision);
-        record.path = request.path.clone();
+        record.path = bounded_keys(&request.path);
         record.version = request
             .version_stage
             .as_ref()
-            .map(|s| format!("stage {s}"))
-            .or_else(|| request.version_id.as_ref().map(|v| format!("version {v}")));
+            .map(|s| format!("stage {}", bounded(s)))
+            .or_else(|| {
+                request
+                    .version_id
+                    .as_ref()
+                    .map(|v| format!("version {}", bounded(v)))
+            });
         record
     }
 
-    /// Resolves references of one render. Each distinct secret version is
-    /// fetched once, so two references to one secret see one version.
+    /// Writes a record, or counts it if the render has written its share.
+    fn write(&self, budget: &mut RenderBudget, record: &AuditRecord) {
+        if self.audit.is_active() && budget.admit(&record.decision) {
+            self.audit.write(record);
+        }
+    }
+
+    /// Ends a render: one record counting what was not written one by one.
+    pub fn finish_render(&self, budget: &RenderBudget) {
+        if let Some(summary) = budget.summary() {
+            let mut record = AuditRecord::new(
+                &self.connector,
+                String::new(),
+                Decision::Summarised(format!(
+                    "more records than are written one by one in a render: {summary}"
+                )),
+            );
+            record.at = std::time::SystemTime::now();
+            self.audit.write(&record);
+        }
+    }
+
+    /// Resolves references for the platform or the operator (every
+    /// record written). Each distinct secret version is fetched once, so
+    /// two references to one secret see one version.
     pub async fn get_many(
         &self,
         requests: &[SecretRequest],
+    ) -> Vec<Result<SecretValue, ResolveError>> {
+        self.resolve(requests, &mut RenderBudget::unlimited()).await
+    }
+
+    /// Resolves references of one render, within its budget.
+    pub async fn resolve(
+        &self,
+        requests: &[SecretRequest],
+        budget: &mut RenderBudget,
     ) -> Vec<Result<SecretValue, ResolveError>> {
         // Latency is only for the audit record; reading the clock is not free.
         let started = self.audit.is_active().then(Instant::now);
@@ -258,7 +392,17 @@ impl ConnectorSecrets {
         let checked: Vec<Result<Allowed, ResolveError>> = requests
             .iter()
             .zip(kept)
-            .map(|(request, kept)| kept.map_or_else(|| self.check(request), Ok))
+            .map(|(request, kept)| match kept {
+                Some(allowed) => Ok(allowed),
+                None => self
+                    .check(request, budget)
+                    .map_err(|refused| match refused {
+                        Refused::Denied(_) => ResolveError::NotFound {
+                            reference: request.to_string(),
+                        },
+                        Refused::Invalid(e) => e,
+                    }),
+            })
             .collect();
 
         // Round 1: each reference's first allowed reading.
@@ -266,7 +410,7 @@ impl ConnectorSecrets {
             .iter()
             .map(|c| c.as_ref().ok().and_then(|a| a.first()))
             .collect();
-        let mut reads = self.read(first.iter().flatten().copied()).await;
+        let mut reads = self.read(first.iter().flatten().copied(), budget).await;
         // Round 2: a literal reading of an ARN, where the full-ARN one does not exist.
         let use_literal: Vec<bool> = checked
             .iter()
@@ -283,7 +427,7 @@ impl ConnectorSecrets {
                 .zip(&use_literal)
                 .filter(|(_, literal)| **literal)
                 .filter_map(|(allowed, _)| allowed.as_ref().ok().and_then(|a| a.get(1)));
-            let more = self.read(literals).await;
+            let more = self.read(literals, budget).await;
             reads.extend(more);
         }
         let latency_us =
@@ -295,28 +439,25 @@ impl ConnectorSecrets {
             .zip(use_literal)
             .map(|((request, allowed), literal)| {
                 let allowed = allowed?;
-                let Reading {
-                    canonical,
-                    key,
-                    rule,
-                } = allowed
-                    .get(usize::from(literal))
-                    .ok_or_else(|| ResolveError::NotFound {
-                        reference: request.to_string(),
-                    })?;
+                let reading =
+                    allowed
+                        .get(usize::from(literal))
+                        .ok_or_else(|| ResolveError::NotFound {
+                            reference: request.to_string(),
+                        })?;
                 let mut record = self.record(request, Decision::NotFound);
                 if self.audit.is_active() {
-                    record.canonical = Some(canonical.name.to_string());
+                    record.canonical = Some(reading.canonical.name.to_string());
                     record.latency_us = latency_us;
                 }
-                let result = match reads.get(key) {
-                    Some(read) => self.outcome(request, canonical, rule, read, &mut record),
+                let result = match reads.get(&reading.key) {
+                    Some(read) => self.outcome(request, reading, read, &mut record),
                     None => Err(ResolveError::Unavailable {
                         reference: request.to_string(),
                         detail: "no result".into(),
                     }),
                 };
-                self.audit.write(&record);
+                self.write(budget, &record);
                 result
             })
             .collect()
@@ -324,14 +465,21 @@ impl ConnectorSecrets {
 
     /// Reads distinct keys through the cache, within the connector's
     /// upstream rate limit.
-    async fn read<'a>(&self, readings: impl Iterator<Item = &'a Reading>) -> Reads {
+    async fn read<'a>(
+        &self,
+        readings: impl Iterator<Item = &'a Reading>,
+        budget: &mut RenderBudget,
+    ) -> Reads {
         let mut keys: Vec<CacheKey> = Vec::new();
         for reading in readings {
             if !keys.contains(&reading.key) {
                 keys.push(reading.key.clone());
             }
         }
-        let reads = self.cache.get_many(&keys, &*self.fetch_limit).await;
+        let reads = self
+            .cache
+            .get_many(&keys, &*self.fetch_limit, &mut budget.upstream_wait)
+            .await;
         Reads(keys.into_iter().zip(reads).collect())
     }
 
@@ -340,25 +488,23 @@ impl ConnectorSecrets {
     fn outcome(
         &self,
         request: &SecretRequest,
-        canonical: &CanonicalRef,
-        rule: &str,
+        reading: &Reading,
         read: &CacheRead,
         record: &mut AuditRecord,
     ) -> Result<SecretValue, ResolveError> {
         // Only errors quote the reference; a hit builds no strings.
+        let not_found = || ResolveError::NotFound {
+            reference: request.to_string(),
+        };
         let (version, status) = match read {
             Ok(found) => found,
             Err(StoreError::NotFound) => {
                 record.decision = Decision::NotFound;
-                return Err(ResolveError::NotFound {
-                    reference: request.to_string(),
-                });
+                return Err(not_found());
             }
             Err(StoreError::AccessDenied(detail)) => {
                 record.decision = Decision::Denied(format!("backend: {detail}"));
-                return Err(ResolveError::NotFound {
-                    reference: request.to_string(),
-                });
+                return Err(not_found());
             }
             Err(StoreError::Gone(detail) | StoreError::Unavailable(detail)) => {
                 record.decision = Decision::Unavailable(detail.clone());
@@ -368,12 +514,24 @@ impl ConnectorSecrets {
                 });
             }
         };
+        // A version reached by its id is the pending one only if the rule
+        // grants AWSPENDING: an id is no way around a stage restriction.
+        if matches!(reading.canonical.version, VersionSelector::Id(_))
+            && !reading.rule.may_serve_version(&version.stages)
+        {
+            record.decision = Decision::Denied(format!(
+                "rule `{}`: version {} carries AWSPENDING, which the rule does not grant",
+                reading.rule,
+                bounded(&version.version_id)
+            ));
+            return Err(not_found());
+        }
         if self.audit.is_active() {
             record.cache = Some(*status);
             record.version_id = Some(version.version_id.clone());
-            record.decision = Decision::Allowed(rule.to_string());
+            record.decision = Decision::Allowed(reading.rule.to_string());
         }
-        match version.secret.select(&canonical.path) {
+        match version.secret.select(&reading.canonical.path) {
             Ok(value) => Ok(value),
             Err(PathError::NotJson) => {
                 record.decision = Decision::NotJson;
@@ -392,20 +550,23 @@ impl ConnectorSecrets {
         }
     }
 
-    /// Canonicalizes and checks policy on every reading, returning the
-    /// allowed ones with their rules; a refusal is audited here.
-    fn check(&self, request: &SecretRequest) -> Result<Allowed, ResolveError> {
-        let kept = |decisions: &Mutex<HashMap<SecretRequest, Allowed>>| {
-            decisions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(request)
-                .cloned()
-        };
-        if let Some(allowed) = kept(&self.decisions) {
+    /// The allowed readings of a request (a decision kept from an earlier
+    /// render, or taken now); a refusal is audited here.
+    fn check(
+        &self,
+        request: &SecretRequest,
+        budget: &mut RenderBudget,
+    ) -> Result<Allowed, Refused> {
+        let kept = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(request)
+            .cloned();
+        if let Some(allowed) = kept {
             return Ok(allowed);
         }
-        let allowed: Allowed = Arc::new(self.decide(request)?);
+        let allowed: Allowed = Arc::new(self.decide(request, budget)?);
         if request.len_bytes() <= MAX_KEPT_REQUEST_BYTES {
             let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
             if decisions.len() >= MAX_KEPT_DECISIONS {
@@ -418,7 +579,11 @@ impl ConnectorSecrets {
 
     /// Canonicalizes and checks policy on every reading; a refusal is
     /// audited here.
-    fn decide(&self, request: &SecretRequest) -> Result<Vec<Reading>, ResolveError> {
+    fn decide(
+        &self,
+        request: &SecretRequest,
+        budget: &mut RenderBudget,
+    ) -> Result<Vec<Reading>, Refused> {
         let policy = &self.policy;
         let canonical = match canonicalize(
             &request.name,
@@ -430,12 +595,14 @@ impl ConnectorSecrets {
         ) {
             Ok(canonical) => canonical,
             Err(detail) => {
-                self.audit
-                    .write(&self.record(request, Decision::Invalid(detail.clone())));
-                return Err(ResolveError::Invalid {
+                self.write(
+                    budget,
+                    &self.record(request, Decision::Invalid(detail.clone())),
+                );
+                return Err(Refused::Invalid(ResolveError::Invalid {
                     reference: request.to_string(),
                     detail,
-                });
+                }));
             }
         };
         let mut readings = vec![canonical];
@@ -448,22 +615,20 @@ impl ConnectorSecrets {
             match policy.allow.check(&reading) {
                 Ok(rule) => allowed.push(Reading {
                     key: key(&reading),
-                    rule: rule.to_string(),
+                    rule: rule.clone(),
                     canonical: reading,
                 }),
                 Err(d) => {
-                    denial.get_or_insert((reading.name.to_string(), d));
+                    denial.get_or_insert((reading.name, d));
                 }
             }
         }
         match (allowed.is_empty(), denial) {
             (true, Some((name, denial))) => {
                 let mut record = self.record(request, Decision::Denied(denial.to_string()));
-                record.canonical = Some(name);
-                self.audit.write(&record);
-                Err(ResolveError::NotFound {
-                    reference: request.to_string(),
-                })
+                record.canonical = Some(name.to_string());
+                self.write(budget, &record);
+                Err(Refused::Denied(name))
             }
             _ => Ok(allowed),
         }
@@ -472,8 +637,23 @@ impl ConnectorSecrets {
     /// Names (relative to the namespace) this connector may use and that
     /// exist in the backend.
     pub async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.list_within(&mut RenderBudget::unlimited()).await
+    }
+
+    /// [`ConnectorSecrets::list`] within a render's budget. The listing is
+    /// the cache's (one upstream listing per TTL, within the connector's
+    /// rate limit), and the answer depends only on the allowed names that
+    /// exist, so a connector learns nothing of names it may not read.
+    pub async fn list_within(&self, budget: &mut RenderBudget) -> Result<Vec<String>, StoreError> {
         let namespace = &self.policy.namespace;
-        let names = self.cache.store().list(namespace.as_str()).await?;
+        let names = self
+            .cache
+            .list(
+                namespace.as_str(),
+                &*self.fetch_limit,
+                &mut budget.upstream_wait,
+            )
+            .await?;
         Ok(names
             .iter()
             .filter_map(|full| namespace.relative(full))
@@ -498,14 +678,32 @@ impl ConnectorSecrets {
     }
 
     /// Drops the cached versions of a secret this connector may read, after
-    /// its credentials were rejected. At most one invalidation per secret
-    /// per `invalidate_interval`, so a connector cannot turn the cache off.
+    /// its credentials were rejected (for the platform; every record written).
     pub async fn invalidate(&self, request: &SecretRequest) -> Invalidation {
-        let Ok(allowed) = self.check(request) else {
-            return Invalidation::NotAllowed;
+        self.invalidate_within(request, &mut RenderBudget::unlimited())
+            .await
+    }
+
+    /// [`ConnectorSecrets::invalidate`] within a render's budget. At most
+    /// one invalidation per secret per `invalidate_interval`, so a connector
+    /// cannot turn the cache off. A denied secret goes through the same
+    /// steps, interval included, and drops nothing: a connector cannot tell
+    /// it from an allowed one that does not exist.
+    pub async fn invalidate_within(
+        &self,
+        request: &SecretRequest,
+        budget: &mut RenderBudget,
+    ) -> Invalidation {
+        let (names, allowed): (Vec<SecretName>, bool) = match self.check(request, budget) {
+            Ok(allowed) => {
+                let mut names: Vec<SecretName> =
+                    allowed.iter().map(|r| r.canonical.name.clone()).collect();
+                names.dedup();
+                (names, true)
+            }
+            Err(Refused::Denied(name)) => (vec![name], false),
+            Err(Refused::Invalid(_)) => return Invalidation::Invalid,
         };
-        let mut names: Vec<&SecretName> = allowed.iter().map(|r| &r.canonical.name).collect();
-        names.dedup();
         let now = Instant::now();
         {
             let mut last = self
@@ -513,29 +711,40 @@ impl ConnectorSecrets {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if names.iter().any(|n| {
-                last.get(*n)
+                last.get(n)
                     .is_some_and(|at| now.duration_since(*at) < self.invalidate_interval)
             }) {
-                self.audit
-                    .write(&self.record(request, Decision::RateLimited));
+                self.write(budget, &self.record(request, Decision::RateLimited));
                 return Invalidation::RateLimited;
             }
-            for name in &names {
-                last.insert((*name).clone(), now);
+            if last.len() >= MAX_REMEMBERED_INVALIDATIONS {
+                let interval = self.invalidate_interval;
+                last.retain(|_, at| now.duration_since(*at) < interval);
             }
+            for name in &names {
+                last.insert(name.clone(), now);
+            }
+        }
+        if !allowed {
+            // The denial was audited by `check`.
+            return Invalidation::NotAllowed;
         }
         for name in names {
             let mut record = self.record(request, Decision::Invalidated);
             record.canonical = Some(name.to_string());
-            self.audit.write(&record);
-            self.cache.invalidate(name).await;
+            self.write(budget, &record);
+            self.cache.invalidate(&name).await;
         }
         Invalidation::Done
     }
 }
 
 fn key(canonical: &CanonicalRef) -> CacheKey {
-    Arc::new((canonical.name.clone(), canonical.version.clone()))
+    Arc::new(SecretKey {
+        name: canonical.name.clone(),
+        arn: canonical.arn.as_deref().map(Arc::from),
+        version: canonical.version.clone(),
+    })
 }
 
 /// The cache reads of one render by key. A render reads a handful of
@@ -563,19 +772,29 @@ pub enum Invalidation {
     Done,
     /// The same secret was invalidated too recently; nothing was dropped.
     RateLimited,
-    /// The reference is invalid or not allowed; nothing was dropped.
+    /// The secret is not allowed; nothing was dropped.
     NotAllowed,
+    /// The reference is malformed; nothing was dropped.
+    Invalid,
 }
 
-/// `` `password` `` or `` `password` (inside `db`.`creds`) ``.
+impl Invalidation {
+    /// The guest's answer: whether it may expect a fresh read. A denied
+    /// secret answers as an allowed one that does not exist would.
+    pub fn answer_for_guest(self) -> bool {
+        matches!(self, Invalidation::Done | Invalidation::NotAllowed)
+    }
+}
+
+/// `` `password` `` or `` `password` (inside `db`.`creds`) ``, bounded.
 fn describe_key(key: &str, parent: &[String]) -> String {
-    let key = key.escape_debug();
+    let key = bounded(key);
     if parent.is_empty() {
         format!("`{key}`")
     } else {
-        let parent: Vec<String> = parent
+        let parent: Vec<String> = bounded_keys(parent)
             .iter()
-            .map(|p| format!("`{}`", p.escape_debug()))
+            .map(|p| format!("`{p}`"))
             .collect();
         format!("`{key}` (inside {})", parent.join("."))
     }

@@ -1,31 +1,45 @@
 //! The wasmtime side: compiling connector components and running them with
 //! nothing but the `secrets` and `log` imports and a capability-less WASI.
 //!
-//! Each connector is compiled once into an [`InstancePre`]-backed
-//! [`ConnectorPre`]; every render instantiates it in a fresh `Store`, so no
-//! state (and no secret) survives from one render to the next.
+//! Each distinct component (by content hash) is compiled once into an
+//! `InstancePre`-backed `ConnectorPre`, however many connector ids use it;
+//! every render instantiates it in a fresh `Store`, so no state (and no
+//! secret) survives from one render to the next.
+//!
+//! What a render may cost is bounded here: the CPU deadline counts guest
+//! code and the host's work in its calls (not time waiting on the backend),
+//! a wall-clock deadline counts everything, host calls per render are
+//! capped, and a host call traps — never panics — when a bound is passed.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
-use crate::limits::{EpochTicker, ExecutionMode, GuestClock, SandboxConfig};
-use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
+use crate::escape::escape_untrusted;
+use crate::limits::{EpochTicker, ExecutionMode, SandboxConfig};
+use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError, SecretRequest};
 use crate::value::SecretValue;
 
 mod bindings {
     wasmtime::component::bindgen!({
         world: "connector",
         path: "../wit",
-        imports: { default: async },
+        // Host calls return `wasmtime::Result`: a call past a render's
+        // bounds traps the guest instead of answering it.
+        imports: { default: async | trappable },
         exports: { default: async },
     });
 }
@@ -128,7 +142,8 @@ pub enum RunError {
 }
 
 /// Per-render store state: WASI with no capabilities, the connector's
-/// secrets view, and the values handed to the guest (to mask its logs).
+/// secrets view, the values handed to the guest (to mask its logs), and
+/// what the render has used of its bounds.
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -136,8 +151,10 @@ struct HostState {
     connector: Arc<str>,
     delivered: Vec<Zeroizing<String>>,
     limits: Arc<SandboxConfig>,
-    store_limits: StoreLimits,
-    clock: GuestClock,
+    limiter: GuestLimiter,
+    started: Instant,
+    budget: RenderBudget,
+    host_calls: usize,
     log_lines: usize,
 }
 
@@ -147,6 +164,58 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The store's memory and table limits, remembering whether a memory was
+/// refused growth, so that the trap that follows is reported as what it is.
+struct GuestLimiter {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            self.memory_refused = true;
+        }
+        grown
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 
@@ -171,6 +240,9 @@ impl HostState {
             .instances(64)
             .tables(64)
             .memories(16)
+            // A refused growth traps at once rather than leaving the guest
+            // to abort on a failed allocation somewhere later.
+            .trap_on_grow_failure(true)
             .build();
         Self {
             wasi,
@@ -179,8 +251,13 @@ impl HostState {
             connector,
             delivered: Vec::new(),
             limits,
-            store_limits,
-            clock: GuestClock::new(),
+            limiter: GuestLimiter {
+                limits: store_limits,
+                memory_refused: false,
+            },
+            started: Instant::now(),
+            budget: RenderBudget::for_render(),
+            host_calls: 0,
             log_lines: 0,
         }
     }
@@ -190,8 +267,19 @@ impl HostState {
         self.connector = connector;
         self.secrets = Some(secrets);
         self.delivered.clear();
-        self.clock = GuestClock::new();
+        self.started = Instant::now();
+        self.budget = RenderBudget::for_render();
+        self.host_calls = 0;
         self.log_lines = 0;
+    }
+
+    /// Ends a render, trapped or not: writes the audit summary of what was
+    /// counted rather than written.
+    fn finish_render(&mut self) {
+        if let Some(secrets) = &self.secrets {
+            secrets.finish_render(&self.budget);
+        }
+        self.budget = RenderBudget::for_render();
     }
 
     /// Forgets the render's secrets view and the values it delivered.
@@ -200,17 +288,80 @@ impl HostState {
         self.delivered.clear();
     }
 
+    /// Time the render has cost: everything since it started except
+    /// waiting on the backend.
+    fn charged_time(&self) -> Duration {
+        self.started
+            .elapsed()
+            .saturating_sub(self.budget.upstream_wait)
+    }
+
+    fn wall_deadline(&self) -> Instant {
+        self.started + self.limits.render_wall_timeout
+    }
+
+    /// Why the render must stop now, if it must.
+    fn over_deadline(&self) -> Option<String> {
+        let limits = &self.limits;
+        if self.charged_time() > limits.render_timeout {
+            Some(format!(
+                "the connector ran longer than its {} ms CPU deadline",
+                limits.render_timeout.as_millis()
+            ))
+        } else if Instant::now() > self.wall_deadline() {
+            Some(format!(
+                "the render took longer than its {} ms wall-clock deadline",
+                limits.render_wall_timeout.as_millis()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Counts a host call and traps past the render's bounds.
+    fn enter_host_call(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.limits.max_host_calls {
+            wasmtime::bail!(
+                "the connector made more than {} host calls in one render",
+                self.limits.max_host_calls
+            );
+        }
+        if let Some(why) = self.over_deadline() {
+            wasmtime::bail!("{why}");
+        }
+        Ok(())
+    }
+
+    /// Awaits host work that may wait on the backend, within the render's
+    /// wall-clock deadline.
+    async fn within_wall_deadline<T>(
+        deadline: Instant,
+        limit: Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> wasmtime::Result<T> {
+        tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .map_err(|_| {
+                wasmtime::format_err!(
+                    "the render took longer than its {} ms wall-clock deadline",
+                    limit.as_millis()
+                )
+            })
+    }
+
     async fn resolve(
         &mut self,
         requests: Vec<SecretRequest>,
-    ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
+    ) -> wasmtime::Result<Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>>> {
+        self.enter_host_call()?;
         if requests.len() > self.limits.max_references {
             let detail = format!(
                 "{} references in one call; at most {} are allowed",
                 requests.len(),
                 self.limits.max_references
             );
-            return requests
+            return Ok(requests
                 .iter()
                 .map(|r| {
                     Err(to_wit_error(ResolveError::Invalid {
@@ -218,11 +369,18 @@ impl HostState {
                         detail: detail.clone(),
                     }))
                 })
-                .collect();
+                .collect());
         }
-        self.clock.enter_host();
-        let results = match &self.secrets {
-            Some(secrets) => secrets.get_many(&requests).await,
+        let results = match self.secrets.clone() {
+            Some(secrets) => {
+                let (deadline, limit) = (self.wall_deadline(), self.limits.render_wall_timeout);
+                Self::within_wall_deadline(
+                    deadline,
+                    limit,
+                    secrets.resolve(&requests, &mut self.budget),
+                )
+                .await?
+            }
             None => requests
                 .iter()
                 .map(|r| {
@@ -232,14 +390,13 @@ impl HostState {
                 })
                 .collect(),
         };
-        self.clock.leave_host();
-        results
+        Ok(results
             .into_iter()
             .map(|result| match result {
                 Ok(value) => Ok(self.deliver(value)),
                 Err(e) => Err(to_wit_error(e)),
             })
-            .collect()
+            .collect())
     }
 
     /// Copies a value into the guest's representation, remembering it so
@@ -282,6 +439,12 @@ impl HostState {
         }
         out
     }
+
+    /// A guest's text for a log or error line: delivered values masked,
+    /// control characters escaped.
+    fn sanitize(&self, text: &str) -> String {
+        escape_untrusted(&self.mask(text)).into_owned()
+    }
 }
 
 /// The one conversion from domain errors to the WIT variant.
@@ -316,49 +479,56 @@ impl wit_secrets::Host for HostState {
     async fn get(
         &mut self,
         reference: wit_secrets::SecretRef,
-    ) -> Result<wit_secrets::SecretValue, wit_secrets::SecretError> {
-        let mut results = self.resolve(vec![from_wit_ref(reference)]).await;
-        results
+    ) -> wasmtime::Result<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
+        let mut results = self.resolve(vec![from_wit_ref(reference)]).await?;
+        Ok(results
             .pop()
-            .unwrap_or_else(|| Err(wit_secrets::SecretError::NotFound(String::new())))
+            .unwrap_or_else(|| Err(wit_secrets::SecretError::NotFound(String::new()))))
     }
 
     async fn get_many(
         &mut self,
         references: Vec<wit_secrets::SecretRef>,
-    ) -> Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>> {
+    ) -> wasmtime::Result<Vec<Result<wit_secrets::SecretValue, wit_secrets::SecretError>>> {
         self.resolve(references.into_iter().map(from_wit_ref).collect())
             .await
     }
 
-    async fn invalidate(&mut self, reference: wit_secrets::SecretRef) -> bool {
-        self.clock.enter_host();
-        let done = match &self.secrets {
-            Some(secrets) => {
-                secrets.invalidate(&from_wit_ref(reference)).await == Invalidation::Done
-            }
-            None => false,
+    async fn invalidate(&mut self, reference: wit_secrets::SecretRef) -> wasmtime::Result<bool> {
+        self.enter_host_call()?;
+        let Some(secrets) = self.secrets.clone() else {
+            return Ok(false);
         };
-        self.clock.leave_host();
-        done
+        let request = from_wit_ref(reference);
+        let (deadline, limit) = (self.wall_deadline(), self.limits.render_wall_timeout);
+        let done = Self::within_wall_deadline(
+            deadline,
+            limit,
+            secrets.invalidate_within(&request, &mut self.budget),
+        )
+        .await?;
+        Ok(done.answer_for_guest())
     }
 
-    async fn list(&mut self) -> Vec<String> {
-        self.clock.enter_host();
-        let names = match &self.secrets {
-            Some(secrets) => secrets.list().await.unwrap_or_else(|e| {
-                tracing::warn!(connector = %self.connector, "listing secrets failed: {e}");
-                Vec::new()
-            }),
-            None => Vec::new(),
+    async fn list(&mut self) -> wasmtime::Result<Vec<String>> {
+        self.enter_host_call()?;
+        let Some(secrets) = self.secrets.clone() else {
+            return Ok(Vec::new());
         };
-        self.clock.leave_host();
-        names
+        let (deadline, limit) = (self.wall_deadline(), self.limits.render_wall_timeout);
+        let listed =
+            Self::within_wall_deadline(deadline, limit, secrets.list_within(&mut self.budget))
+                .await?;
+        Ok(listed.unwrap_or_else(|e| {
+            tracing::warn!(connector = %self.connector, "listing secrets failed: {e}");
+            Vec::new()
+        }))
     }
 }
 
 impl wit_log::Host for HostState {
-    async fn log(&mut self, level: wit_log::Level, message: String) {
+    async fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
+        self.enter_host_call()?;
         self.log_lines += 1;
         let connector = &*self.connector;
         if self.log_lines > self.limits.max_log_lines {
@@ -370,16 +540,17 @@ impl wit_log::Host for HostState {
                     self.limits.max_log_lines
                 );
             }
-            return;
+            return Ok(());
         }
-        let mut message = self.mask(&message);
+        let mut message = self.sanitize(&message);
         if message.len() > self.limits.max_log_bytes {
+            let length = message.len();
             let mut cut = self.limits.max_log_bytes;
             while !message.is_char_boundary(cut) {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("… (cut)");
+            message.push_str(&format!("… (cut; {length} bytes)"));
         }
         match level {
             wit_log::Level::Trace => {
@@ -398,10 +569,53 @@ impl wit_log::Host for HostState {
                 tracing::error!(target: "keyward::guest", connector, "{message}")
             }
         }
+        Ok(())
     }
 }
 
 impl wit_types::Host for HostState {}
+
+/// One compiled component, shared by every connector id that loads the
+/// same bytes.
+struct Compiled {
+    pre: ConnectorPre<HostState>,
+}
+
+/// Compiled components by content hash, held as long as a connector uses them.
+type CompiledByHash = Mutex<HashMap<[u8; 32], Weak<Compiled>>>;
+
+/// The idle warm instances of every loaded connector, so that an
+/// instantiation that finds the instance pool full can take their slots.
+#[derive(Default)]
+struct IdleInstances {
+    pools: Mutex<Vec<Weak<Mutex<Vec<Warm>>>>>,
+}
+
+impl IdleInstances {
+    fn register(&self, pool: &Arc<Mutex<Vec<Warm>>>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Drops every idle warm instance; returns how many there were.
+    fn reclaim(&self) -> usize {
+        let pools: Vec<Arc<Mutex<Vec<Warm>>>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut reclaimed = 0;
+        for pool in pools {
+            // Taken out under the lock, dropped (slots freed) after it.
+            let idle = std::mem::take(&mut *pool.lock().unwrap_or_else(|p| p.into_inner()));
+            reclaimed += idle.len();
+        }
+        reclaimed
+    }
+}
 
 /// A wasmtime engine and a linker with the keyward imports.
 #[derive(Clone)]
@@ -409,6 +623,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     limits: Arc<SandboxConfig>,
+    compiled: Arc<CompiledByHash>,
+    idle: Arc<IdleInstances>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -418,12 +634,15 @@ impl fmt::Debug for Sandbox {
     }
 }
 
-/// A compiled connector, ready to instantiate.
+/// A connector ready to instantiate: a shared compiled component and this
+/// connector's own idle warm instances (never shared between connector
+/// ids: a warm instance's memory is its connector's).
 #[derive(Clone)]
 pub struct LoadedConnector {
     engine: Engine,
-    pre: ConnectorPre<HostState>,
+    compiled: Arc<Compiled>,
     warm: Arc<Mutex<Vec<Warm>>>,
+    idle: Arc<IdleInstances>,
     limits: Arc<SandboxConfig>,
     _ticker: Arc<EpochTicker>,
 }
@@ -435,8 +654,8 @@ impl fmt::Debug for LoadedConnector {
 }
 
 impl Sandbox {
-    /// An engine configured for connectors: epoch interruption for the CPU
-    /// deadline, the default 512 KiB wasm stack (deep recursion traps).
+    /// An engine configured for connectors: epoch interruption for the
+    /// deadlines, the default 512 KiB wasm stack (deep recursion traps).
     pub fn new(limits: SandboxConfig) -> Result<Self, String> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
@@ -487,18 +706,49 @@ impl Sandbox {
             engine,
             linker: Arc::new(linker),
             limits: Arc::new(limits),
+            compiled: Arc::default(),
+            idle: Arc::default(),
             _ticker: Arc::new(ticker),
         })
     }
 
-    /// Compiles a component file and checks that it is a keyward connector.
+    /// Reads a component file (a regular file within the size limit) and
+    /// loads it.
     pub fn load(&self, path: &Path) -> Result<LoadedConnector, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the component: {e}"))?;
+        let bytes = read_component(path, self.limits.max_component_bytes)?;
         self.load_bytes(&bytes)
     }
 
-    /// Compiles component bytes and checks that they are a keyward connector.
+    /// Checks that bytes are a keyward connector and loads them, compiling
+    /// only if no loaded connector has the same bytes.
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedConnector, String> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        // Held while compiling, so that ids sharing a component that load
+        // at once compile it once.
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = match compiled.get(&hash).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let shared = Arc::new(self.compile(bytes)?);
+                compiled.retain(|_, c| c.strong_count() > 0);
+                compiled.insert(hash, Arc::downgrade(&shared));
+                shared
+            }
+        };
+        drop(compiled);
+        let warm = Arc::default();
+        self.idle.register(&warm);
+        Ok(LoadedConnector {
+            engine: self.engine.clone(),
+            compiled: shared,
+            warm,
+            idle: self.idle.clone(),
+            limits: self.limits.clone(),
+            _ticker: self._ticker.clone(),
+        })
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Compiled, String> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| format!("not a WebAssembly component: {}", first_line(&e)))?;
         let instance_pre = self
@@ -507,14 +757,79 @@ impl Sandbox {
             .map_err(|e| format!("not a keyward connector (imports do not match): {e:#}"))?;
         let pre = ConnectorPre::new(instance_pre)
             .map_err(|e| format!("not a keyward connector (exports do not match): {e:#}"))?;
-        Ok(LoadedConnector {
-            engine: self.engine.clone(),
-            pre,
-            warm: Arc::default(),
-            limits: self.limits.clone(),
-            _ticker: self._ticker.clone(),
-        })
+        Ok(Compiled { pre })
     }
+
+    /// How many distinct components are compiled and in use.
+    pub fn compiled_components(&self) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|c| c.strong_count() > 0)
+            .count()
+    }
+}
+
+/// A component file's bytes: only a regular file (a device such as
+/// `/dev/zero` would be read forever, a FIFO would block the host), at most
+/// `max_bytes` of it.
+fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let too_large = |size: u64| {
+        format!(
+            "the component is {size} bytes; at most {max_bytes} are allowed \
+             (sandbox.max_component_mb)"
+        )
+    };
+    let not_regular = |metadata: &std::fs::Metadata| {
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_dir() {
+            "a directory"
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            if file_type.is_fifo() {
+                "a FIFO"
+            } else if file_type.is_char_device() || file_type.is_block_device() {
+                "a device"
+            } else if file_type.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        };
+        format!("the component must be a regular file; this is {kind}")
+    };
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read the component: {e}"))?;
+    if !metadata.is_file() {
+        return Err(not_regular(&metadata));
+    }
+    if metadata.len() > max_bytes {
+        return Err(too_large(metadata.len()));
+    }
+    // Non-blocking, so that a FIFO swapped in after the check above cannot
+    // block the open; the opened file is checked again.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read the component: {e}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read the component: {e}"))?;
+    if !metadata.is_file() {
+        return Err(not_regular(&metadata));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the component: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
@@ -526,8 +841,8 @@ fn first_line(e: &wasmtime::Error) -> String {
 }
 
 impl LoadedConnector {
-    /// A fresh store: memory and table limits, and the CPU deadline
-    /// checked on every epoch tick against the guest's own time.
+    /// A fresh store: memory and table limits, and the deadlines checked
+    /// on every epoch tick.
     fn store(
         &self,
         connector: Arc<str>,
@@ -537,28 +852,48 @@ impl LoadedConnector {
             &self.engine,
             HostState::new(connector, secrets, self.limits.clone()),
         );
-        store.limiter(|state| &mut state.store_limits);
+        store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
-            let timeout = state.limits.render_timeout;
-            if state.clock.guest_time() > timeout {
-                Err(wasmtime::Error::msg(format!(
-                    "the connector ran longer than its {} ms CPU deadline",
-                    timeout.as_millis()
-                )))
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
+        store.epoch_deadline_callback(|context| match context.data().over_deadline() {
+            Some(why) => Err(wasmtime::Error::msg(why)),
+            None => Ok(UpdateDeadline::Continue(1)),
         });
         store
     }
 
+    /// A new instance in a new store. If the instance pool is full, idle
+    /// warm instances (of any connector) are dropped to free their slots
+    /// and it is tried once more.
+    async fn instantiate(
+        &self,
+        connector: Arc<str>,
+        secrets: Option<Arc<ConnectorSecrets>>,
+    ) -> Result<(Store<HostState>, Connector), RunError> {
+        let mut store = self.store(connector.clone(), secrets.clone());
+        match self.compiled.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) if e.is::<PoolConcurrencyLimitError>() && self.idle.reclaim() > 0 => {
+                drop(store);
+                let mut store = self.store(connector, secrets);
+                let instance = self
+                    .compiled
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(trap)?;
+                Ok((store, instance))
+            }
+            Err(e) => Err(trap(e)),
+        }
+    }
+
     /// Calls the connector's `describe`.
     pub async fn describe(&self) -> Result<ConnectorInfo, RunError> {
-        let mut store = self.store("describe".into(), None);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
-        let info = instance.call_describe(&mut store).await.map_err(trap)?;
+        let (mut store, instance) = self.instantiate("describe".into(), None).await?;
+        let info = instance
+            .call_describe(&mut store)
+            .await
+            .map_err(|e| run_error(&store, e))?;
         Ok(ConnectorInfo {
             name: info.name,
             version: info.version,
@@ -578,7 +913,8 @@ impl LoadedConnector {
         })
     }
 
-    /// Renders in a fresh instance with the connector's secrets view.
+    /// Renders in a fresh instance (or an idle warm one) with the
+    /// connector's secrets view.
     pub async fn render(
         &self,
         secrets: Arc<ConnectorSecrets>,
@@ -592,11 +928,7 @@ impl LoadedConnector {
                 store.set_epoch_deadline(1);
                 (store, warm.instance)
             }
-            None => {
-                let mut store = self.store(connector, Some(secrets));
-                let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
-                (store, instance)
-            }
+            None => self.instantiate(connector, Some(secrets)).await?,
         };
         let fields: Vec<wit_types::FieldValue> = fields
             .iter()
@@ -605,25 +937,38 @@ impl LoadedConnector {
                 template: template.clone(),
             })
             .collect();
+        let called = instance.call_render(&mut store, &fields).await;
+        store.data_mut().finish_render();
         // On a trap the store is dropped here: a trapped instance is never reused.
-        let result = instance
-            .call_render(&mut store, &fields)
-            .await
-            .map_err(trap)?;
+        let result = called.map_err(|e| run_error(&store, e))?;
+        let state = store.data();
         let outcome = match result {
-            Ok(values) => Ok(values
+            Ok(values) => values
                 .into_iter()
-                .map(|v| RenderedValue {
-                    name: v.name,
-                    value: Zeroizing::new(v.value),
-                    sensitive: v.sensitive,
+                .map(|v| {
+                    if escape_untrusted(&v.name) != v.name.as_str() {
+                        return Err(RunError::Render(RenderError {
+                            field: None,
+                            column: None,
+                            message: format!(
+                                "output name `{}` contains a control character",
+                                state.sanitize(&v.name)
+                            ),
+                        }));
+                    }
+                    Ok(RenderedValue {
+                        name: v.name,
+                        value: Zeroizing::new(v.value),
+                        sensitive: v.sensitive,
+                    })
                 })
-                .collect()),
+                .collect(),
             Err(e) => Err(RunError::Render(RenderError {
-                field: e.field,
+                // A connector could echo a value into its error, or write
+                // a fake host line: mask and escape both parts.
+                field: e.field.map(|field| state.sanitize(&field)),
                 column: e.column,
-                // A connector could echo a value into its error: mask it.
-                message: store.data().mask(&e.message),
+                message: state.sanitize(&e.message),
             })),
         };
         if self.limits.mode == ExecutionMode::Warm {
@@ -649,11 +994,15 @@ impl LoadedConnector {
     pub async fn prewarm(&self, count: usize) -> Result<usize, RunError> {
         let count = count.min(self.limits.warm_instances);
         while self.warm.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
-            let mut store = self.store("prewarm".into(), None);
-            let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+            let (store, instance) = self.instantiate("prewarm".into(), None).await?;
             self.put_warm(Warm { store, instance });
         }
         Ok(self.warm.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// Idle warm instances kept for this connector.
+    pub fn idle_instances(&self) -> usize {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -663,10 +1012,23 @@ struct Warm {
     instance: Connector,
 }
 
+/// A trap, reported as the bound it hit where the store knows it.
+fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
+    let state = store.data();
+    if state.limiter.memory_refused {
+        return RunError::Trap(format!(
+            "the connector exceeded its memory limit of {} MiB (sandbox.max_memory_mb)",
+            state.limits.max_memory_bytes >> 20
+        ));
+    }
+    trap(e)
+}
+
 /// The cause of a trap in one line: the deadline, a stack overflow, an
 /// `unreachable` (a guest panic or failed allocation), without the guest
 /// backtrace that wasmtime puts first.
 fn trap(e: wasmtime::Error) -> RunError {
     let cause = e.root_cause().to_string();
-    RunError::Trap(cause.lines().next().unwrap_or("unknown trap").to_string())
+    let line = cause.lines().next().unwrap_or("unknown trap");
+    RunError::Trap(escape_untrusted(line).into_owned())
 }

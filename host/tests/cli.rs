@@ -282,7 +282,7 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     .unwrap();
     assert_clean_failure(
         &keyward(&["render", "--config", config, "orders-db"]),
-        "secrets.json: not a JSON object",
+        "secrets.json: not valid JSON: EOF while parsing",
     );
 }
 

@@ -4,10 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use keyward_host::config::Backend;
-use keyward_host::name::{SecretName, VersionSelector};
 use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
-use keyward_host::store::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use keyward_host::store::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
 use keyward_host::{Config, Keyward};
 use keyward_test_support::{Scratch, sdk_builder};
 
@@ -26,19 +25,21 @@ pub fn keyward_on_aws(config: &str) -> (Scratch, Keyward) {
     (scratch, keyward)
 }
 
-/// The file store, counting every fetch that reaches it.
+/// The file store, counting every fetch and listing that reaches it.
 #[derive(Debug)]
 pub struct Counting {
     inner: FileStore,
     fetches: AtomicUsize,
+    lists: AtomicUsize,
 }
 
 impl Counting {
-    /// Counts fetches from `inner`.
+    /// Counts fetches and listings from `inner`.
     pub fn new(inner: FileStore) -> Self {
         Self {
             inner,
             fetches: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
         }
     }
 
@@ -46,19 +47,21 @@ impl Counting {
     pub fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
+
+    /// Listings so far.
+    pub fn lists(&self) -> usize {
+        self.lists.load(Ordering::SeqCst)
+    }
 }
 
 impl SecretStore for Counting {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+    fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
-        self.inner.fetch(name, version)
+        self.inner.fetch(key)
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix)
     }
 }

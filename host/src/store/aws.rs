@@ -14,9 +14,9 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_types::Blob;
 
-use super::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
 use crate::config::AwsSettings;
-use crate::name::{AWSCURRENT, SecretName, VersionSelector};
+use crate::name::{AWSCURRENT, VersionSelector};
 use crate::value::SecretValue;
 
 /// BatchGetSecretValue takes at most this many ids per call.
@@ -80,27 +80,24 @@ impl AwsStore {
         self.region.as_deref()
     }
 
-    async fn get_one(
-        &self,
-        name: &SecretName,
-        version: &VersionSelector,
-    ) -> Result<FetchedSecret, StoreError> {
-        let request = self.client.get_secret_value().secret_id(name.as_str());
-        let request = match version {
+    async fn get_one(&self, key: &SecretKey) -> Result<FetchedSecret, StoreError> {
+        let request = self.client.get_secret_value().secret_id(secret_id(key));
+        let request = match &key.version {
             VersionSelector::Stage(stage) => request.version_stage(stage),
             VersionSelector::Id(id) => request.version_id(id),
         };
         let output = request.send().await.map_err(classify)?;
         fetched(
             output.version_id(),
+            output.version_stages(),
             output.secret_string(),
             output.secret_binary(),
         )
     }
 
     /// AWSCURRENT versions of up to [`BATCH_LIMIT`] secrets in one call.
-    async fn batch(&self, names: &[&SecretName]) -> Vec<Result<FetchedSecret, StoreError>> {
-        let ids: Vec<String> = names.iter().map(|n| n.as_str().to_string()).collect();
+    async fn batch(&self, keys: &[&SecretKey]) -> Vec<Result<FetchedSecret, StoreError>> {
+        let ids: Vec<String> = keys.iter().map(|k| secret_id(k).to_string()).collect();
         let output = match self
             .client
             .batch_get_secret_value()
@@ -111,43 +108,51 @@ impl AwsStore {
             Ok(output) => output,
             Err(e) => {
                 let e = classify(e);
-                return names.iter().map(|_| Err(e.clone())).collect();
+                return keys.iter().map(|_| Err(e.clone())).collect();
             }
         };
-        let mut by_name: HashMap<&str, Result<FetchedSecret, StoreError>> = HashMap::new();
+        // Entries come back under their name and ARN; errors under the id
+        // as it was sent.
+        let mut by_id: HashMap<&str, Result<FetchedSecret, StoreError>> = HashMap::new();
         for entry in output.secret_values() {
-            if let Some(name) = entry.name() {
-                by_name.insert(
-                    name,
-                    fetched(
-                        entry.version_id(),
-                        entry.secret_string(),
-                        entry.secret_binary(),
-                    ),
-                );
+            let result = fetched(
+                entry.version_id(),
+                entry.version_stages(),
+                entry.secret_string(),
+                entry.secret_binary(),
+            );
+            for id in [entry.name(), entry.arn()].into_iter().flatten() {
+                by_id.insert(id, result.clone());
             }
         }
         for error in output.errors() {
             if let Some(id) = error.secret_id() {
-                by_name.insert(
+                by_id.insert(
                     id,
                     Err(classify_code(error.error_code().unwrap_or_default(), None)),
                 );
             }
         }
-        names
-            .iter()
-            .map(|name| {
-                by_name
-                    .remove(name.as_str())
+        keys.iter()
+            .map(|key| {
+                by_id
+                    .get(secret_id(key))
+                    .cloned()
                     .unwrap_or(Err(StoreError::NotFound))
             })
             .collect()
     }
 }
 
+/// What Secrets Manager is asked for: the complete ARN a reference wrote,
+/// else the name.
+fn secret_id(key: &SecretKey) -> &str {
+    key.arn.as_deref().unwrap_or(key.name.as_str())
+}
+
 fn fetched(
     version_id: Option<&str>,
+    stages: &[String],
     text: Option<&str>,
     binary: Option<&Blob>,
 ) -> Result<FetchedSecret, StoreError> {
@@ -158,6 +163,7 @@ fn fetched(
     };
     Ok(FetchedSecret {
         version_id: version_id.unwrap_or_default().to_string(),
+        stages: stages.to_vec(),
         value,
     })
 }
@@ -230,43 +236,36 @@ fn code_or(code: &str) -> &str {
 }
 
 impl SecretStore for AwsStore {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
-        Box::pin(self.get_one(name, version))
+    fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+        Box::pin(self.get_one(key))
     }
 
     /// AWSCURRENT reads go through BatchGetSecretValue, 20 at a time; other
     /// stages and version ids (which the batch API cannot select) one by one.
     fn fetch_many<'a>(
         &'a self,
-        keys: &'a [(SecretName, VersionSelector)],
+        keys: &'a [SecretKey],
     ) -> BoxFuture<'a, Vec<Result<FetchedSecret, StoreError>>> {
         Box::pin(async move {
             let is_current =
-                |v: &VersionSelector| matches!(v, VersionSelector::Stage(s) if s == AWSCURRENT);
-            let current: Vec<usize> = (0..keys.len())
-                .filter(|&i| is_current(&keys[i].1))
-                .collect();
+                |k: &SecretKey| matches!(&k.version, VersionSelector::Stage(s) if s == AWSCURRENT);
+            let current: Vec<usize> = (0..keys.len()).filter(|&i| is_current(&keys[i])).collect();
             if current.len() < 2 {
-                return futures::future::join_all(keys.iter().map(|(n, v)| self.get_one(n, v)))
-                    .await;
+                return futures::future::join_all(keys.iter().map(|k| self.get_one(k))).await;
             }
             let mut results: Vec<Option<Result<FetchedSecret, StoreError>>> =
                 keys.iter().map(|_| None).collect();
             let batches = current.chunks(BATCH_LIMIT).map(|chunk| async move {
-                let names: Vec<&SecretName> = chunk.iter().map(|&i| &keys[i].0).collect();
+                let batch: Vec<&SecretKey> = chunk.iter().map(|&i| &keys[i]).collect();
                 chunk
                     .iter()
                     .copied()
-                    .zip(self.batch(&names).await)
+                    .zip(self.batch(&batch).await)
                     .collect::<Vec<_>>()
             });
             let singles = (0..keys.len())
-                .filter(|&i| !is_current(&keys[i].1))
-                .map(|i| async move { (i, self.get_one(&keys[i].0, &keys[i].1).await) });
+                .filter(|&i| !is_current(&keys[i]))
+                .map(|i| async move { (i, self.get_one(&keys[i]).await) });
             let (batched, single) = futures::future::join(
                 futures::future::join_all(batches),
                 futures::future::join_all(singles),

@@ -28,9 +28,9 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use serde::Deserialize;
+use serde_json::Value;
 
-use super::{BoxFuture, FetchedSecret, SecretStore, StoreError};
+use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
 use crate::name::{AWSCURRENT, SecretName, VersionSelector};
 use crate::value::SecretValue;
 
@@ -60,28 +60,6 @@ impl std::fmt::Debug for Version {
             .field("stages", &self.stages)
             .finish_non_exhaustive()
     }
-}
-
-/// A secret written as an object (a bare string is a text secret).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDescribed {
-    text: Option<String>,
-    json: Option<serde_json::Value>,
-    binary_base64: Option<String>,
-    #[serde(default)]
-    versions: Vec<RawVersion>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVersion {
-    id: String,
-    #[serde(default)]
-    stages: Vec<String>,
-    text: Option<String>,
-    json: Option<serde_json::Value>,
-    binary_base64: Option<String>,
 }
 
 /// A file problem: where, and what. Never quotes the file's contents.
@@ -124,83 +102,90 @@ fn load(path: &Path) -> Result<Loaded, FileStoreError> {
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let bytes =
         std::fs::read(path).map_err(|e| err(format!("cannot read the secrets file: {e}")))?;
-    // serde_json's messages name a line and column, never the text there.
-    let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes)
-        .map_err(|e| err(format!("not a JSON object of secret names: {e}")))?;
+    // serde_json's syntax errors name a line and column, never the text
+    // there; shapes are checked below, by hand, so that no message quotes
+    // a value (serde's "invalid type" messages do).
+    let document: Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    let Value::Object(raw) = document else {
+        return Err(err(format!(
+            "the top level is {}; expected an object mapping secret names to values",
+            kind(&document)
+        )));
+    };
     let mut secrets = BTreeMap::new();
     for (name, raw_value) in raw {
         SecretName::new(&name)
             .map_err(|e| err(format!("secret `{}`: {e}", name.escape_debug())))?;
-        let versions = match raw_value {
-            serde_json::Value::String(text) => Ok(vec![Version {
-                id: "v1".into(),
-                stages: vec![AWSCURRENT.into()],
-                value: SecretValue::text(text),
-            }]),
-            other => serde_json::from_value::<RawDescribed>(other)
-                .map_err(|e| {
-                    format!(
-                        "{}; write a text value as a string, or an object with one of \
-                         `text`, `json`, `binary_base64` or `versions`",
-                        describe_serde(&e)
-                    )
-                })
-                .and_then(versions),
-        }
-        .map_err(|e| err(format!("secret `{name}`: {e}")))?;
+        let versions =
+            secret(raw_value).map_err(|e| err(format!("secret `{}`: {e}", name.escape_debug())))?;
         secrets.insert(name, versions);
     }
     Ok(Loaded { modified, secrets })
 }
 
-/// serde's message for an unknown field lists field names only; others may
-/// quote input, so they are reduced to their kind.
-fn describe_serde(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if text.starts_with("unknown field") || text.starts_with("missing field") {
-        text
-    } else {
-        "unexpected value shape".to_string()
+/// What a JSON value is, for an error message: its type, never its content.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
-fn versions(described: RawDescribed) -> Result<Vec<Version>, String> {
-    let single = value(described.text, described.json, described.binary_base64)?;
-    let versions = match (single, described.versions.is_empty()) {
-        (Some(_), false) => return Err("give either a value or `versions`, not both".into()),
-        (None, true) => {
+/// The keys a secret object may have, and those of one of its versions.
+const SECRET_KEYS: &[&str] = &["text", "json", "binary_base64", "versions"];
+const VERSION_KEYS: &[&str] = &["id", "stages", "text", "json", "binary_base64"];
+
+/// One secret: a string (a text value) or an object describing it.
+fn secret(raw: Value) -> Result<Vec<Version>, String> {
+    let mut fields = match raw {
+        Value::String(text) => {
+            return Ok(vec![Version {
+                id: "v1".into(),
+                stages: vec![AWSCURRENT.into()],
+                value: SecretValue::text(text),
+            }]);
+        }
+        Value::Object(fields) => fields,
+        other => {
+            return Err(format!(
+                "the value is {}; write a text value as a string, or an object with one of \
+                 `text`, `json`, `binary_base64` or `versions`",
+                kind(&other)
+            ));
+        }
+    };
+    known_keys(&fields, SECRET_KEYS)?;
+    let versions = fields.remove("versions");
+    let single = value(&mut fields)?;
+    let versions = match (single, versions) {
+        (Some(_), Some(_)) => return Err("give either a value or `versions`, not both".into()),
+        (None, None) => {
             return Err("no value: give `text`, `json`, `binary_base64` or `versions`".into());
         }
-        (Some(value), true) => {
+        (Some(value), None) => {
             return Ok(vec![Version {
                 id: "v1".into(),
                 stages: vec![AWSCURRENT.into()],
                 value,
             }]);
         }
-        (None, false) => described.versions,
+        (None, Some(Value::Array(versions))) => versions,
+        (None, Some(other)) => {
+            return Err(format!(
+                "`versions` is {}; expected an array of versions",
+                kind(&other)
+            ));
+        }
     };
     let mut out: Vec<Version> = Vec::new();
-    for raw in versions {
-        let context = |e: String| format!("version `{}`: {e}", raw.id);
-        VersionSelector::from_parts(None, Some(&raw.id)).map_err(context)?;
-        if out.iter().any(|v| v.id == raw.id) {
-            return Err(format!("version id `{}` appears twice", raw.id));
-        }
-        for stage in &raw.stages {
-            VersionSelector::from_parts(Some(stage), None).map_err(context)?;
-            if out.iter().any(|v| v.stages.contains(stage)) {
-                return Err(format!("stage `{stage}` is on two versions"));
-            }
-        }
-        let value = value(raw.text, raw.json, raw.binary_base64)
-            .map_err(context)?
-            .ok_or_else(|| context("no value: give `text`, `json` or `binary_base64`".into()))?;
-        out.push(Version {
-            id: raw.id,
-            stages: raw.stages,
-            value,
-        });
+    for (index, raw) in versions.into_iter().enumerate() {
+        let version = one_version(raw, &out).map_err(|e| format!("version {}: {e}", index + 1))?;
+        out.push(version);
     }
     if !out.iter().any(|v| v.stages.iter().any(|s| s == AWSCURRENT)) {
         return Err("no version has the stage AWSCURRENT".into());
@@ -208,43 +193,109 @@ fn versions(described: RawDescribed) -> Result<Vec<Version>, String> {
     Ok(out)
 }
 
-/// At most one of the three value forms.
-fn value(
-    text: Option<String>,
-    json: Option<serde_json::Value>,
-    binary_base64: Option<String>,
-) -> Result<Option<SecretValue>, String> {
-    match (text, json, binary_base64) {
+/// One entry of `versions`, checked against the versions before it.
+fn one_version(raw: Value, before: &[Version]) -> Result<Version, String> {
+    let Value::Object(mut fields) = raw else {
+        return Err(format!(
+            "is {}; expected an object with `id`, `stages` and a value",
+            kind(&raw)
+        ));
+    };
+    known_keys(&fields, VERSION_KEYS)?;
+    let id = match fields.remove("id") {
+        Some(Value::String(id)) => id,
+        Some(other) => return Err(format!("`id` is {}; expected a string", kind(&other))),
+        None => return Err("missing field `id`".into()),
+    };
+    VersionSelector::from_parts(None, Some(&id)).map_err(|e| format!("`id`: {e}"))?;
+    if before.iter().any(|v| v.id == id) {
+        return Err(format!("version id `{id}` appears twice"));
+    }
+    let stages = match fields.remove("stages") {
+        None => Vec::new(),
+        Some(Value::Array(stages)) => stages
+            .into_iter()
+            .map(|stage| match stage {
+                Value::String(stage) => Ok(stage),
+                other => Err(format!("`stages` holds {}; expected strings", kind(&other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "`stages` is {}; expected an array of strings",
+                kind(&other)
+            ));
+        }
+    };
+    for stage in &stages {
+        VersionSelector::from_parts(Some(stage), None).map_err(|e| format!("`stages`: {e}"))?;
+        if before.iter().any(|v| v.stages.contains(stage)) {
+            return Err(format!("stage `{stage}` is on two versions"));
+        }
+    }
+    let value = value(&mut fields)?
+        .ok_or_else(|| "no value: give `text`, `json` or `binary_base64`".to_string())?;
+    Ok(Version { id, stages, value })
+}
+
+/// `unknown field `x`, expected one of ...`: names keys, never values.
+fn known_keys(fields: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), String> {
+    match fields.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(format!(
+            "unknown field `{}`, expected one of {}",
+            unknown.escape_debug(),
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// At most one of the three value forms, taken out of `fields`.
+fn value(fields: &mut serde_json::Map<String, Value>) -> Result<Option<SecretValue>, String> {
+    let text = fields.remove("text");
+    let json = fields.remove("json");
+    let binary = fields.remove("binary_base64");
+    match (text, json, binary) {
         (None, None, None) => Ok(None),
-        (Some(text), None, None) => Ok(Some(SecretValue::text(text))),
+        (Some(Value::String(text)), None, None) => Ok(Some(SecretValue::text(text))),
+        (Some(other), None, None) => Err(format!(
+            "`text` is {}; expected a string (use `json` for a JSON value)",
+            kind(&other)
+        )),
         (None, Some(json), None) => Ok(Some(SecretValue::text(json.to_string()))),
-        (None, None, Some(b64)) => base64::engine::general_purpose::STANDARD
+        (None, None, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map(|bytes| Some(SecretValue::bytes(bytes)))
             .map_err(|_| "`binary_base64` is not valid base64".to_string()),
+        (None, None, Some(other)) => Err(format!(
+            "`binary_base64` is {}; expected a base64 string",
+            kind(&other)
+        )),
         _ => Err("give exactly one of `text`, `json` or `binary_base64`".into()),
     }
 }
 
 impl SecretStore for FileStore {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+    /// A file has no ARNs: a complete ARN's secret is read by its name.
+    fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         Box::pin(async move {
             let loaded = self.refresh()?;
             let versions = loaded
                 .secrets
-                .get(name.as_str())
+                .get(key.name.as_str())
                 .ok_or(StoreError::NotFound)?;
-            let found = versions.iter().find(|v| match version {
+            let found = versions.iter().find(|v| match &key.version {
                 VersionSelector::Stage(stage) => v.stages.contains(stage),
                 VersionSelector::Id(id) => &v.id == id,
             });
             let v = found.ok_or(StoreError::NotFound)?;
             Ok(FetchedSecret {
                 version_id: v.id.clone(),
+                stages: v.stages.clone(),
                 value: v.value.clone(),
             })
         })
@@ -280,7 +331,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(s.fetch(&SecretName::new(name).unwrap(), &v))
+        rt.block_on(s.fetch(&SecretKey::new(SecretName::new(name).unwrap(), v)))
     }
 
     fn current() -> VersionSelector {
@@ -354,8 +405,51 @@ mod tests {
         assert!(e.contains("line 1") && !e.contains("canary"), "{e}");
         let e = store(r#"{"db": 42}"#).unwrap_err().to_string();
         assert!(
-            e.contains("unexpected value shape") && !e.contains("42"),
+            e.contains("secret `db`: the value is a number") && !e.contains("42"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn shape_errors_name_the_place_and_the_type_never_the_content() {
+        for (json, expected) in [
+            (
+                r#""canary-top""#,
+                "the top level is a string; expected an object",
+            ),
+            (r#"["canary-top"]"#, "the top level is an array"),
+            (
+                r#"{"db":{"text":["canary-in"]}}"#,
+                "secret `db`: `text` is an array",
+            ),
+            (
+                r#"{"db":{"binary_base64":7}}"#,
+                "`binary_base64` is a number",
+            ),
+            (
+                r#"{"db":{"versions":"canary-v"}}"#,
+                "secret `db`: `versions` is a string",
+            ),
+            (
+                r#"{"db":{"versions":[{"id":"v1","stages":["AWSCURRENT"],"text":"x"},{"id":"v2","stages":[true],"text":"canary-s"}]}}"#,
+                "secret `db`: version 2: `stages` holds a boolean",
+            ),
+            (
+                r#"{"db":{"versions":[{"id":{"canary":1},"text":"x"}]}}"#,
+                "secret `db`: version 1: `id` is an object",
+            ),
+            (
+                r#"{"db":{"versions":["canary-v"]}}"#,
+                "secret `db`: version 1: is a string",
+            ),
+            (
+                r#"{"db":{"versions":[{"id":"v1","text":"x","secret":"canary-k"}]}}"#,
+                "version 1: unknown field `secret`",
+            ),
+        ] {
+            let e = store(json).unwrap_err().to_string();
+            assert!(e.contains(expected), "{json}: {e}");
+            assert!(!e.contains("canary"), "{json}: {e}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod file;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::name::{SecretName, VersionSelector};
 use crate::value::SecretValue;
@@ -17,11 +18,41 @@ use crate::value::SecretValue;
 /// A boxed future, so that stores can be used as `dyn SecretStore`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a store is asked for: one version of one secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretKey {
+    /// The canonical name (policy was decided on it).
+    pub name: SecretName,
+    /// The complete ARN the reference wrote, if it wrote one: a store that
+    /// knows ARNs fetches by it, so that only the secret it named is read.
+    pub arn: Option<Arc<str>>,
+    /// Which version.
+    pub version: VersionSelector,
+}
+
+impl SecretKey {
+    /// The current version of a secret, by name.
+    pub fn current(name: SecretName) -> Self {
+        Self::new(name, VersionSelector::Stage(crate::name::AWSCURRENT.into()))
+    }
+
+    /// A version of a secret, by name.
+    pub fn new(name: SecretName, version: VersionSelector) -> Self {
+        Self {
+            name,
+            arn: None,
+            version,
+        }
+    }
+}
+
 /// One version of a secret, as fetched.
 #[derive(Clone)]
 pub struct FetchedSecret {
     /// The version id the store served.
     pub version_id: String,
+    /// The staging labels that version carries.
+    pub stages: Vec<String>,
     /// The value.
     pub value: SecretValue,
 }
@@ -30,6 +61,7 @@ impl fmt::Debug for FetchedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FetchedSecret")
             .field("version_id", &self.version_id)
+            .field("stages", &self.stages)
             .field("value", &self.value)
             .finish()
     }
@@ -63,22 +95,17 @@ impl StoreError {
 /// A backend that holds secrets.
 pub trait SecretStore: Send + Sync + fmt::Debug {
     /// Fetches one version of one secret.
-    fn fetch<'a>(
-        &'a self,
-        name: &'a SecretName,
-        version: &'a VersionSelector,
-    ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>>;
+    fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>>;
 
     /// Fetches several versions, results in the order of `keys`. Backends
     /// with a batch API override this; the default fetches one at a time.
     fn fetch_many<'a>(
         &'a self,
-        keys: &'a [(SecretName, VersionSelector)],
+        keys: &'a [SecretKey],
     ) -> BoxFuture<'a, Vec<Result<FetchedSecret, StoreError>>> {
-        Box::pin(async move {
-            futures::future::join_all(keys.iter().map(|(name, version)| self.fetch(name, version)))
-                .await
-        })
+        Box::pin(
+            async move { futures::future::join_all(keys.iter().map(|key| self.fetch(key))).await },
+        )
     }
 
     /// Lists the names that start with `prefix`, sorted.
