@@ -95,10 +95,13 @@ async fn a_runaway_loop_hits_the_cpu_deadline_and_everything_else_keeps_serving(
 }
 
 #[tokio::test]
-async fn a_memory_bomb_fails_cleanly() {
+async fn a_memory_bomb_hits_the_memory_limit() {
     let s = scratch();
     let k = keyward(&s).await;
-    contained(hostile(&k, "memory").await, "the connector failed");
+    contained(
+        hostile(&k, "memory").await,
+        "the connector exceeded its memory limit of 64 MiB (sandbox.max_memory_mb)",
+    );
     assert_eq!(
         hostile(&k, "ok").await.expect("the next render works"),
         "fine"
@@ -110,7 +113,7 @@ async fn a_memory_bomb_fails_cleanly() {
 async fn unbounded_recursion_traps_as_a_stack_overflow() {
     let s = scratch();
     let k = keyward(&s).await;
-    contained(hostile(&k, "recursion").await, "the connector failed");
+    contained(hostile(&k, "recursion").await, "call stack exhausted");
     assert_eq!(
         hostile(&k, "ok").await.expect("the next render works"),
         "fine"
@@ -156,8 +159,26 @@ async fn no_filesystem_environment_or_network() {
     let fs = hostile(&k, "fs").await.expect("render");
     assert!(fs.starts_with("denied:"), "{fs}");
     assert_eq!(hostile(&k, "env").await.expect("render"), "vars=0 aws=None");
-    let network = hostile(&k, "network").await.expect("render");
-    assert!(network.starts_with("denied:"), "{network}");
+
+    // A listener that would accept: a refusal can only be the sandbox's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address").to_string();
+    let fields = [
+        ("mode".to_string(), "network".to_string()),
+        ("address".to_string(), address),
+    ];
+    let rendered = k.render_fields("hostile", &fields).await.expect("render");
+    let network = rendered.get("result").unwrap_or_default();
+    assert!(
+        network.starts_with("denied: PermissionDenied"),
+        "the sandbox refuses sockets, not the network: {network}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "no connection reached the listener"
+    );
 }
 
 #[tokio::test]
@@ -317,4 +338,296 @@ async fn fresh_instances_share_nothing_between_renders() {
         let rendered = k.render_fields("echo", &fields).await.expect("render");
         assert_eq!(rendered.get("count"), Some("1"));
     }
+}
+
+/// A hostile loop of host calls under a 100 ms deadline (host calls not
+/// capped, so the deadline is what stops it): it ends within a small
+/// multiple of the deadline, and the next render works.
+async fn host_call_loop_is_stopped_by_the_deadline(k: &Keyward, mode: &str) {
+    let started = Instant::now();
+    contained(
+        hostile(k, mode).await,
+        "ran longer than its 100 ms CPU deadline",
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{mode} took {took:?}");
+    assert_eq!(
+        hostile(k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+}
+
+fn uncapped_scratch(secrets: &serde_json::Value) -> Scratch {
+    Scratch::new(
+        &CONFIG
+            .replace(
+                "max_memory_mb = 64",
+                "max_memory_mb = 64\nmax_host_calls = 100000000",
+            )
+            .replace(
+                "[connectors.hostile]",
+                "[audit]\nfile = \"audit.jsonl\"\ntracing = false\n\n[connectors.hostile]",
+            )
+            .replace(
+                "allow = [\"**\"]\n\n[connectors.echo]",
+                "allow = [\"key\", \"host\", \"missing/**\", \"many/**\"]\n\n[connectors.echo]",
+            ),
+        secrets,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_work_counts_against_the_deadline() {
+    // A backend with many secrets, so that each listing is real work.
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("acme/prod/key".into(), json!(CANARY));
+    for i in 0..5_000 {
+        secrets.insert(format!("acme/prod/many/{i:05}"), json!("v"));
+    }
+    let s = uncapped_scratch(&serde_json::Value::Object(secrets));
+    let store = Arc::new(keyward_tests::Counting::new(
+        FileStore::open(s.path().join("secrets.json")).expect("store"),
+    ));
+    let k = Keyward::with_store(Config::load(&s.config()).expect("config"), store.clone())
+        .expect("keyward");
+    let audit = s.path().join("audit.jsonl");
+    for mode in [
+        "list-loop",
+        "huge-stage-loop",
+        "huge-path-loop",
+        "denied-loop",
+    ] {
+        let before = std::fs::metadata(&audit).map_or(0, |m| m.len());
+        host_call_loop_is_stopped_by_the_deadline(&k, mode).await;
+        let grew = std::fs::metadata(&audit).map_or(0, |m| m.len()) - before;
+        assert!(
+            grew < 64 * 1024,
+            "{mode}: one render wrote {grew} bytes of audit records"
+        );
+        let text = std::fs::read_to_string(&audit).expect("audit");
+        assert!(
+            !text.contains(CANARY)
+                && !text.contains(&"S".repeat(200))
+                && !text.contains(&"k".repeat(200))
+        );
+    }
+    assert_eq!(store.lists(), 1, "the listing is cached");
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    assert!(
+        text.contains("\"decision\":\"summarised\"")
+            && text.contains("more records than are written one by one in a render: denied "),
+        "denials past the first few are summarised: {}",
+        &text[text.len().saturating_sub(2_000)..]
+    );
+    assert!(
+        text.contains("… (4194304 bytes)"),
+        "a huge stage or key is cut and its true length noted"
+    );
+}
+
+#[tokio::test]
+async fn host_calls_per_render_are_capped() {
+    let s = Scratch::new(
+        &CONFIG.replace(
+            "max_memory_mb = 64",
+            "max_memory_mb = 64\nmax_host_calls = 50",
+        ),
+        &json!({ "acme/prod/key": CANARY }),
+    );
+    let k = keyward(&s).await;
+    contained(
+        hostile(&k, "list-loop").await,
+        "the connector made more than 50 host calls in one render",
+    );
+    assert_eq!(
+        hostile(&k, "ok").await.expect("the next render works"),
+        "fine"
+    );
+}
+
+#[tokio::test]
+async fn the_wall_clock_deadline_bounds_time_waiting_on_the_backend() {
+    let s = Scratch::new(
+        &CONFIG.replace(
+            "render_timeout_ms = 100",
+            "render_timeout_ms = 100\nrender_wall_timeout_ms = 200",
+        ),
+        &json!({ "acme/prod/key": CANARY }),
+    );
+    let store = Arc::new(Slow(
+        FileStore::open(s.path().join("secrets.json")).expect("store"),
+    ));
+    let k =
+        Keyward::with_store(Config::load(&s.config()).expect("config"), store).expect("keyward");
+    contained(
+        hostile(&k, "ok").await,
+        "the render took longer than its 200 ms wall-clock deadline",
+    );
+}
+
+#[tokio::test]
+async fn invalidate_and_list_answer_the_same_for_denied_and_missing() {
+    let s = uncapped_scratch(&json!({
+        "acme/prod/key": CANARY,
+        "acme/prod/forbidden/x": "exists but denied",
+        "acme/prod/forbidden/y": "exists but denied",
+    }));
+    let k = keyward(&s).await;
+    assert_eq!(
+        hostile(&k, "invalidate-probe").await.expect("render"),
+        "true true false false",
+        "allowed-but-missing and denied: the same answers, rate limit included"
+    );
+    assert_eq!(
+        hostile(&k, "list").await.expect("render"),
+        "key",
+        "only allowed names that exist"
+    );
+    let audit = std::fs::read_to_string(s.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.contains("\"decision\":\"denied\"") && audit.contains("\"decision\":\"invalidated\""),
+        "the audit log tells them apart: {audit}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_a_connector_writes_forges_a_host_line() {
+    keyward_tests::captured_logs();
+    let s = scratch();
+    let k = keyward(&s).await;
+    let e = hostile(&k, "forge")
+        .await
+        .expect_err("render error")
+        .to_string();
+    for raw in ['\n', '\r', '\u{1b}', '\u{7}', '\u{9b}'] {
+        assert!(!e.contains(raw), "raw {raw:?} in the error line: {e:?}");
+    }
+    assert!(e.contains("field `mode\\n  db  ok`"), "{e}");
+    assert!(e.contains("fine\\nconnector x:"), "{e}");
+    let logs = keyward_tests::logs_text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("keyward::guest") && l.contains("ok\\n2026"))
+        .unwrap_or_else(|| panic!("the guest's line, escaped: {logs}"));
+    assert!(
+        line.contains("\\u{1b}]52;c;") && line.contains("\\r") && line.contains("\\u{9b}"),
+        "{line}"
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000Z")),
+        "no forged audit line"
+    );
+    for raw in ['\r', '\u{1b}', '\u{7}', '\u{9b}'] {
+        assert!(!logs.contains(raw), "raw {raw:?} reached the log");
+    }
+    let e = hostile(&k, "forge-output")
+        .await
+        .expect_err("bad output name")
+        .to_string();
+    assert!(
+        e.contains("output name `result\\n\\u{1b}[31mfake` contains a control character"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn components_are_regular_files_within_the_size_limit() {
+    let s = scratch();
+    let fifo = s.path().join("fifo.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let small = s.path().join("big.wasm");
+    std::fs::write(&small, vec![0u8; 2 << 20]).expect("write");
+    let config = CONFIG.replace(
+        "max_memory_mb = 64",
+        "max_memory_mb = 64\nmax_component_mb = 1",
+    ) + "\n[connectors.zero]\ncomponent = \"/dev/zero\"\n\n[connectors.fifo]\ncomponent = \"fifo.wasm\"\n\n[connectors.big]\ncomponent = \"big.wasm\"\n\n[connectors.dir]\ncomponent = \".\"\n";
+    std::fs::write(
+        s.config(),
+        config
+            .replace("{HOSTILE}", keyward_test_support::artifacts::HOSTILE)
+            .replace("{ECHO}", keyward_test_support::artifacts::ECHO),
+    )
+    .expect("config");
+    let k = keyward(&s).await;
+    for (id, expected) in [
+        (
+            "zero",
+            "the component must be a regular file; this is a device",
+        ),
+        (
+            "fifo",
+            "the component must be a regular file; this is a FIFO",
+        ),
+        (
+            "dir",
+            "the component must be a regular file; this is a directory",
+        ),
+        (
+            "big",
+            "the component is 2097152 bytes; at most 1048576 are allowed (sandbox.max_component_mb)",
+        ),
+    ] {
+        let e = tokio::time::timeout(Duration::from_secs(10), k.render(id))
+            .await
+            .expect("answers at once")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains(&format!("connector `{id}`")) && e.contains(expected),
+            "{e}"
+        );
+    }
+    echo_works(&k).await;
+}
+
+#[tokio::test]
+async fn connector_ids_sharing_a_component_share_one_compilation() {
+    let mut config = CONFIG.to_string();
+    for i in 0..200 {
+        config.push_str(&format!(
+            "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\nallow = [\"host\"]\n"
+        ));
+    }
+    let s = Scratch::new(&config, &json!({ "acme/prod/host": "db.internal" }));
+    let k = keyward(&s).await;
+    k.preload().await.expect("preload");
+    assert_eq!(
+        k.sandbox().compiled_components(),
+        2,
+        "202 connector ids, 2 distinct components"
+    );
+    let fields = [("a".to_string(), "{{ secrets.host }}".to_string())];
+    let rendered = k.render_fields("echo-199", &fields).await.expect("render");
+    assert_eq!(rendered.get("a"), Some("db.internal"));
+}
+
+#[tokio::test]
+async fn idle_warm_instances_give_their_pool_slots_to_another_connector() {
+    let config = CONFIG.replace(
+        "max_memory_mb = 64",
+        "max_memory_mb = 64\nmode = \"warm\"\npooled_instances = 2\nwarm_instances = 4",
+    );
+    let s = Scratch::new(
+        &config,
+        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
+    );
+    let k = keyward(&s).await;
+    assert_eq!(
+        k.prewarm("hostile", 2).await.expect("prewarm"),
+        2,
+        "two idle instances hold both pool slots"
+    );
+    echo_works(&k).await;
+    assert_eq!(
+        hostile(&k, "ok")
+            .await
+            .expect("the first connector still renders"),
+        "fine"
+    );
 }

@@ -87,6 +87,8 @@ pub fn captured_logs() -> &'static Mutex<Vec<u8>> {
         }
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
+            // No colour codes of its own: tests look for raw escapes.
+            .with_ansi(false)
             .with_writer(|| Sink)
             .finish();
         tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use keyward_guest::template::{Reference, Value};
 use keyward_guest::{
     Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
-    log,
+    invalidate, list_secrets, log,
 };
 
 struct Hostile;
@@ -19,6 +19,10 @@ impl Connector for Hostile {
             .field(Field::new(
                 "needle",
                 "Mode scan: the text to look for, reversed",
+            ))
+            .field(Field::new(
+                "address",
+                "Mode network: the host:port to connect to",
             ))
     }
 
@@ -70,10 +74,67 @@ impl Connector for Hostile {
                 std::env::vars().count(),
                 std::env::var("AWS_SECRET_ACCESS_KEY").ok()
             ),
-            "network" => match std::net::TcpStream::connect("169.254.169.254:80") {
-                Ok(_) => "connected".into(),
-                Err(e) => format!("denied: {e}"),
+            "network" => {
+                let address = fields.get("address").unwrap_or("169.254.169.254:80");
+                match std::net::TcpStream::connect(address) {
+                    Ok(_) => "connected".into(),
+                    Err(e) => format!("denied: {:?}: {e}", e.kind()),
+                }
+            }
+            "list" => list_secrets().join(","),
+            "list-loop" => loop {
+                black_box(list_secrets());
             },
+            "huge-stage-loop" => loop {
+                black_box(ask(Reference {
+                    version_stage: Some("S".repeat(4 << 20)),
+                    ..reference("key")
+                }));
+            },
+            "huge-path-loop" => loop {
+                black_box(ask(Reference {
+                    path: vec!["k".repeat(4 << 20)],
+                    ..reference("key")
+                }));
+            },
+            "denied-loop" => loop {
+                let refs: Vec<Reference> = (0..256)
+                    .map(|i| reference(&format!("forbidden/{i}")))
+                    .collect();
+                black_box(HostResolver.resolve_many(&refs));
+            },
+            "missing-loop" => {
+                for i in 0.. {
+                    black_box(ask(reference(&format!("missing/{i}"))));
+                }
+                "unreachable".into()
+            }
+            "invalidate-probe" => {
+                // An allowed name that does not exist, and a denied one,
+                // each twice: the answers must not tell them apart.
+                let allowed = reference("missing/x");
+                let denied = reference("forbidden/x");
+                format!(
+                    "{} {} {} {}",
+                    invalidate(&allowed),
+                    invalidate(&denied),
+                    invalidate(&allowed),
+                    invalidate(&denied)
+                )
+            }
+            "forge" => {
+                log(
+                    Level::Info,
+                    "ok\n2026-01-01T00:00:00.000Z  INFO keyward::audit: {\"decision\":\"allowed\"}\r\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J\u{9b}31m",
+                );
+                return Err(RenderError::field(
+                    "mode\n  db  ok",
+                    "fine\nconnector x:\n  {{ secrets.db }}  ok\u{1b}[31m",
+                ));
+            }
+            "forge-output" => {
+                return Ok(vec![Output::new("result\n\u{1b}[31mfake", "x")]);
+            }
             "log-flood" => {
                 for i in 0..100_000 {
                     log(Level::Info, &format!("hostile log line {i}"));
@@ -128,6 +189,15 @@ fn recurse(n: u64) -> u64 {
         0
     } else {
         1 + recurse(black_box(n - 1))
+    }
+}
+
+fn reference(name: &str) -> Reference {
+    Reference {
+        name: name.to_string(),
+        path: Vec::new(),
+        version_stage: None,
+        version_id: None,
     }
 }
 
