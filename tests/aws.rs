@@ -2,10 +2,12 @@
 //! Manager API server on loopback (moto), through a proxy that counts every
 //! upstream call and injects the faults moto cannot produce.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::primitives::Blob;
+use keyward_host::clock::ManualClock;
 use keyward_host::resolve::{Invalidation, ResolveError, SecretRequest};
 use keyward_host::value::SecretValue;
 use keyward_host::{Config, Error, Keyward, Rendered};
@@ -40,6 +42,10 @@ sslmode = "require"
 [connectors.echo]
 component = "{ECHO}"
 allow = ["db", "host", "cert", "plain", "api@AWSCURRENT,AWSPREVIOUS,AWSPENDING,version-id", "team/**"]
+
+[connectors.hostile]
+component = "{HOSTILE}"
+allow = ["missing/**", "key"]
 "#;
 
 /// A moto server, a counting proxy in front of it, an admin client that
@@ -51,24 +57,32 @@ struct Aws {
     admin: Client,
     _scratch: Scratch,
     keyward: Keyward,
+    /// The clock the host's cache and rate limits read.
+    clock: Arc<ManualClock>,
 }
 
 impl Aws {
     async fn start(ttl_ms: u64, attempts: u32) -> Self {
+        Self::start_with(CONFIG, ttl_ms, attempts).await
+    }
+
+    async fn start_with(config: &str, ttl_ms: u64, attempts: u32) -> Self {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.address()).await;
         let admin = Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-        let config = CONFIG
+        let config = config
             .replace("{PROXY}", &proxy.url())
             .replace("{TTL}", &ttl_ms.to_string())
             .replace("{ATTEMPTS}", &attempts.to_string());
-        let (scratch, keyward) = keyward_tests::keyward_on_aws(&config);
+        let clock = Arc::new(ManualClock::new());
+        let (scratch, keyward) = keyward_tests::keyward_on_aws_with_clock(&config, clock.clone());
         Self {
             _moto: moto,
             proxy,
             admin,
             _scratch: scratch,
             keyward,
+            clock,
         }
     }
 
@@ -363,7 +377,7 @@ async fn rotation_is_picked_up_after_the_ttl_and_at_once_after_invalidate() {
         "old",
         "within the TTL"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    aws.clock.advance(Duration::from_millis(400));
     assert_eq!(
         aws.echo("{{ secrets.db.password }}")
             .await
@@ -404,7 +418,8 @@ async fn rotation_is_picked_up_after_the_ttl_and_at_once_after_invalidate() {
             .invalidate("echo", &SecretRequest::name("forbidden"))
             .await
             .expect("connector"),
-        Invalidation::NotAllowed
+        Invalidation::NotAllowed,
+        "the platform is told; the connector would not be"
     );
 }
 
@@ -485,7 +500,7 @@ async fn deleted_secrets_are_unavailable_and_dropped_from_the_cache() {
         .send()
         .await
         .expect("delete");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    aws.clock.advance(Duration::from_millis(150));
     let e = aws
         .echo("{{ secrets.db }}")
         .await
@@ -521,7 +536,7 @@ async fn transient_faults_serve_the_stale_value_and_are_recorded() {
         aws.echo("{{ secrets.db }}").await.expect("warm"),
         "cached-value"
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    aws.clock.advance(Duration::from_millis(150));
     for (n, fault) in [Fault::Throttle, Fault::ServerError, Fault::Hang]
         .into_iter()
         .enumerate()
@@ -583,7 +598,7 @@ async fn access_denied_looks_like_not_found_and_revokes_the_cached_value() {
     let aws = Aws::start(100, 1).await;
     aws.create("acme/prod/db", CANARY).await;
     assert_eq!(aws.echo("{{ secrets.db }}").await.expect("warm"), CANARY);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    aws.clock.advance(Duration::from_millis(150));
     aws.proxy.set_fault(Some(Fault::AccessDenied));
     let e = aws
         .echo("{{ secrets.db }}")
@@ -622,47 +637,147 @@ async fn denied_and_invalid_references_make_no_upstream_request() {
 
 #[tokio::test]
 async fn refresh_ahead_refreshes_a_hot_secret_in_the_background() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.address()).await;
-    let admin = Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-    admin
-        .create_secret()
-        .name("acme/prod/db")
-        .secret_string("v1")
-        .send()
-        .await
-        .expect("create");
-    let config = CONFIG
-        .replace("{PROXY}", &proxy.url())
-        .replace("{TTL}", "400\nrefresh_ahead_ms = 300")
-        .replace("{ATTEMPTS}", "1");
-    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
-    let read = || async {
-        keyward
-            .resolve("echo", &[SecretRequest::name("db")])
-            .await
-            .expect("connector")
-            .pop()
-            .expect("one")
-    };
-    assert_eq!(text(read().await), "v1");
-    admin
+    let aws = Aws::start_with(
+        &CONFIG.replace("{TTL}", "400\nrefresh_ahead_ms = 300"),
+        400,
+        1,
+    )
+    .await;
+    aws.create("acme/prod/db", "v1").await;
+    assert_eq!(text(aws.read(SecretRequest::name("db")).await), "v1");
+    aws.admin
         .put_secret_value()
         .secret_id("acme/prod/db")
         .secret_string("v2")
         .send()
         .await
         .expect("put");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    // Within the refresh-ahead window: served from the cache, refresh started.
-    assert_eq!(text(read().await), "v1");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let calls = proxy.count("GetSecretValue");
-    assert_eq!(calls, 2, "one cold read, one background refresh");
+    // Within the refresh-ahead window (past 100 ms of the 400 ms TTL):
+    // served from the cache, and a background refresh starts.
+    aws.clock.advance(Duration::from_millis(150));
+    assert_eq!(text(aws.read(SecretRequest::name("db")).await), "v1");
+    // Wait for the refresh to land (reads meanwhile are cache hits that
+    // start nothing new), not for a guessed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if text(aws.read(SecretRequest::name("db")).await) == "v2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background refresh never landed"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(
-        text(read().await),
-        "v2",
-        "the refreshed value, without waiting"
+        aws.proxy.count("GetSecretValue"),
+        2,
+        "one cold read, one background refresh"
     );
-    assert_eq!(proxy.count("GetSecretValue"), 2);
+}
+
+#[tokio::test]
+async fn a_complete_arn_reads_only_the_secret_it_names() {
+    let aws = Aws::start(300_000, 1).await;
+    let old_arn = aws.create("acme/prod/db", "first-life").await;
+    let ecs = |arn: &str| format!("{{{{ {arn} }}}}");
+    assert_eq!(
+        aws.echo(&ecs(&old_arn)).await.expect("by ARN"),
+        "first-life"
+    );
+    aws.admin
+        .delete_secret()
+        .secret_id("acme/prod/db")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("delete");
+    let new_arn = aws.create("acme/prod/db", "second-life").await;
+    assert_ne!(old_arn, new_arn, "a new secret gets a new suffix");
+    aws.keyward
+        .invalidate("echo", &SecretRequest::name("db"))
+        .await
+        .expect("connector");
+    let e = aws
+        .echo(&ecs(&old_arn))
+        .await
+        .expect_err("the old ARN names a deleted secret")
+        .to_string();
+    assert!(e.contains("was not found or is not allowed"), "{e}");
+    assert_eq!(
+        aws.echo(&ecs(&new_arn)).await.expect("new ARN"),
+        "second-life"
+    );
+    assert_eq!(
+        aws.echo("{{ secrets.db }}").await.expect("by name"),
+        "second-life"
+    );
+}
+
+#[tokio::test]
+async fn path_style_names_resolve_by_arn_and_bracket_form() {
+    let aws = Aws::start_with(
+        &CONFIG
+            .replace("namespace = \"acme/prod/\"", "namespace = \"/app/\"")
+            .replace(
+                "allow = [\"db\", \"host\", \"cert\"",
+                "allow = [\"db\", \"x/y\", \"host\", \"cert\"",
+            ),
+        300_000,
+        1,
+    )
+    .await;
+    let arn = aws.create("/app/db", "slash-db").await;
+    aws.create("/app/x/y", "slash-xy").await;
+    assert_eq!(
+        aws.echo("{{ secrets.db }}").await.expect("dotted"),
+        "slash-db"
+    );
+    assert_eq!(
+        aws.echo("{{ secrets['x/y'] }}").await.expect("bracket"),
+        "slash-xy"
+    );
+    assert_eq!(
+        aws.echo(&format!("{{{{ {arn} }}}}")).await.expect("ARN"),
+        "slash-db"
+    );
+}
+
+#[tokio::test]
+async fn no_connector_exceeds_its_rate_limit_of_upstream_calls() {
+    let aws = Aws::start_with(
+        &CONFIG.replace(
+            "max_attempts = {ATTEMPTS}",
+            "max_attempts = {ATTEMPTS}\nconnector_fetch_rate = 0\nconnector_fetch_burst = 5\n\n[sandbox]\nrender_timeout_ms = 300\nmax_host_calls = 100000000",
+        ),
+        300_000,
+        1,
+    )
+    .await;
+    aws.create("acme/prod/key", CANARY).await;
+    for i in 0..30 {
+        aws.create(&format!("acme/prod/missing/other-{i}"), "v")
+            .await;
+    }
+    for mode in ["list-loop", "missing-loop", "list-loop", "missing-loop"] {
+        let fields = [
+            ("mode".to_string(), mode.to_string()),
+            ("secret".to_string(), "{{ secrets.key }}".to_string()),
+        ];
+        let e = aws
+            .keyward
+            .render_fields("hostile", &fields)
+            .await
+            .expect_err("the loop ends at the deadline")
+            .to_string();
+        assert!(e.contains("CPU deadline"), "{mode}: {e}");
+    }
+    let reads = aws.proxy.count("GetSecretValue") + aws.proxy.count("BatchGetSecretValue");
+    let lists = aws.proxy.count("ListSecrets");
+    assert!(
+        reads + lists <= 5,
+        "a burst of 5 upstream calls and no refill: {reads} reads, {lists} listings"
+    );
+    assert!(reads >= 2 && lists == 1, "{reads} reads, {lists} listings");
 }

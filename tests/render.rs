@@ -265,6 +265,74 @@ async fn stages_and_version_ids_need_grants() {
 }
 
 #[tokio::test]
+async fn a_version_id_grant_does_not_reach_the_pending_version() {
+    let s = scratch();
+    let k = keyward(&s).await;
+    // v3 carries AWSPENDING, which echo's rule does not grant.
+    let pending_by_id = format!("{{{{ {ARN_PREFIX}acme/prod/api:::v3 }}}}");
+    let e = error_text(echo_a(&k, &pending_by_id).await);
+    assert!(e.contains("was not found or is not allowed"), "{e}");
+    assert!(!e.contains("pending-token"), "{e}");
+    let audit = std::fs::read_to_string(s.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.contains("version v3 carries AWSPENDING, which the rule does not grant"),
+        "{audit}"
+    );
+    // A rule that grants AWSPENDING reaches it by id too.
+    let granted = CONFIG.replace(
+        "api@AWSCURRENT,AWSPREVIOUS,version-id",
+        "api@AWSCURRENT,AWSPENDING,version-id",
+    );
+    let s = Scratch::new(&granted, &secrets());
+    let k = keyward(&s).await;
+    assert_eq!(echo_a(&k, &pending_by_id).await.unwrap(), "pending-token");
+}
+
+#[tokio::test]
+async fn path_style_names_with_a_leading_slash_are_referenceable() {
+    let config = CONFIG
+        .replace("namespace = \"acme/prod/\"", "namespace = \"/app/\"")
+        .replace(
+            "allow = [\"db\", \"host\", \"plain\"",
+            "allow = [\"db\", \"host\", \"x/**\", \"plain\"",
+        );
+    let s = Scratch::new(
+        &config,
+        &json!({ "/app/db": "slash-db", "/app/x/y": "slash-xy", "/other/db": CANARY }),
+    );
+    let k = keyward(&s).await;
+    assert_eq!(echo_a(&k, "{{ secrets.db }}").await.unwrap(), "slash-db");
+    assert_eq!(
+        echo_a(&k, "{{ secrets['x/y'] }}").await.unwrap(),
+        "slash-xy"
+    );
+    let by_arn = format!("{{{{ {ARN_PREFIX}/app/db-AbC123 }}}}");
+    assert_eq!(echo_a(&k, &by_arn).await.unwrap(), "slash-db");
+    for outside in [
+        format!("{{{{ {ARN_PREFIX}/other/db }}}}"),
+        "{{ secrets['/app/db'] }}".to_string(),
+        "{{ secrets['../other/db'] }}".to_string(),
+    ] {
+        let e = error_text(echo_a(&k, &outside).await);
+        assert!(
+            !e.contains(CANARY) && !e.contains("slash-db"),
+            "{outside}: {e}"
+        );
+    }
+    // Without a namespace, the bracket form names it whole.
+    let none = CONFIG.replace("namespace = \"acme/prod/\"\n", "").replace(
+        "allow = [\"db\", \"host\", \"plain\"",
+        "allow = [\"/app/db\", \"plain\"",
+    );
+    let s = Scratch::new(&none, &json!({ "/app/db": "slash-db" }));
+    let k = keyward(&s).await;
+    assert_eq!(
+        echo_a(&k, "{{ secrets['/app/db'] }}").await.unwrap(),
+        "slash-db"
+    );
+}
+
+#[tokio::test]
 async fn parse_errors_name_the_field_and_column() {
     let s = scratch();
     let k = keyward(&s).await;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keyward_host::escape::json_for_terminal;
 use keyward_host::limits::SandboxConfig;
 use keyward_host::resolve::SecretRequest;
 use keyward_host::{Config, Keyward, Sandbox};
@@ -131,7 +132,8 @@ async fn run(command: Command) -> anyhow::Result<String> {
             reveal,
         } => {
             let keyward = Keyward::new(Config::load(&config)?).await?;
-            Ok(keyward.render(&connector).await?.to_json(reveal))
+            let json = keyward.render(&connector).await?.to_json(reveal);
+            Ok(json_for_terminal(&json).into_owned())
         }
         Command::Refs { config, connector } => {
             let keyward = Keyward::new(Config::load(&config)?).await?;
@@ -163,7 +165,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .describe()
                 .await
                 .with_context(|| component.display().to_string())?;
-            Ok(serde_json::to_string_pretty(&info)?)
+            Ok(json_for_terminal(&serde_json::to_string_pretty(&info)?).into_owned())
         }
         Command::New(New::Connector { name, dir, sdk }) => {
             let (dir, files) = scaffold::new_connector(&name, &dir, sdk.as_deref())?;

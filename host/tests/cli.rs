@@ -438,3 +438,43 @@ fn hostile_output_never_reaches_the_terminal() {
         stdout(&snooped)
     );
 }
+
+#[test]
+fn a_connector_cannot_forge_lines_or_escapes_on_the_terminal() {
+    let config = format!(
+        "[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\n\n\
+         [connectors.forger]\ncomponent = \"{}\"\nallow = [\"key\"]\n\
+         [connectors.forger.config]\nmode = \"forge\"\n",
+        artifacts::HOSTILE
+    );
+    let s = Scratch::new(&config, &json!({ "key": CANARY }));
+    let config = s.config();
+    let config = config.to_str().unwrap();
+    let rendered = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["render", "--config", config, "forger"])
+        .env("KEYWARD_LOG", "info")
+        .output()
+        .expect("run keyward");
+    let err = stderr(&rendered);
+    assert!(!rendered.status.success());
+    for raw in ['\r', '\u{1b}', '\u{7}', '\u{9b}'] {
+        assert!(!err.contains(raw), "raw {raw:?} on the terminal: {err:?}");
+    }
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "the guest's log line and the error line, nothing forged: {err}"
+    );
+    assert!(
+        err.lines()
+            .all(|l| !l.starts_with("2026-01-01") && !l.starts_with("  ")),
+        "{err}"
+    );
+    let checked = keyward(&["check", "--config", config]);
+    let out = stdout(&checked);
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("{{ secrets.db }}")),
+        "no forged check line: {out}"
+    );
+}

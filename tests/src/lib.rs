@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use keyward_host::clock::{Clock, SystemClock};
 use keyward_host::config::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
@@ -15,13 +16,18 @@ use keyward_test_support::{Scratch, sdk_builder};
 /// credentials). The scratch directory holds the configuration: keep it
 /// as long as the host.
 pub fn keyward_on_aws(config: &str) -> (Scratch, Keyward) {
+    keyward_on_aws_with_clock(config, Arc::new(SystemClock))
+}
+
+/// [`keyward_on_aws`] with cache freshness and rate limits on `clock`.
+pub fn keyward_on_aws_with_clock(config: &str, clock: Arc<dyn Clock>) -> (Scratch, Keyward) {
     let scratch = Scratch::new(config, &serde_json::json!({}));
     let config = Config::load(&scratch.config()).expect("config");
     let Backend::Aws(settings) = &config.secrets.backend else {
         panic!("the configuration must use backend = \"aws\"")
     };
     let store = Arc::new(AwsStore::from_config(sdk_builder(), settings));
-    let keyward = Keyward::with_store(config, store).expect("keyward");
+    let keyward = Keyward::with_store_and_clock(config, store, clock).expect("keyward");
     (scratch, keyward)
 }
 
