@@ -4,9 +4,11 @@
 //! after a rotation the next render after the TTL (or at once, after an
 //! invalidation) connects with the new password.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_host::Keyward;
+use keyward_host::clock::ManualClock;
 use keyward_host::resolve::{Invalidation, SecretRequest};
 use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
 use serde_json::json;
@@ -105,7 +107,10 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
     let config = CONFIG
         .replace("{MOTO}", &moto.url())
         .replace("{PORT}", &postgres.port().to_string());
-    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
+    // Cache time on a manual clock: "within the TTL" holds however slow
+    // the machine is, and "after the TTL" is one step of the clock.
+    let clock = Arc::new(ManualClock::new());
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws_with_clock(&config, clock.clone());
 
     assert_eq!(
         connect(&keyward)
@@ -170,6 +175,6 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
         .send()
         .await
         .expect("rotate");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     assert_eq!(connect(&keyward).await.expect("connects after the TTL"), 1);
 }

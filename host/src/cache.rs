@@ -178,6 +178,12 @@ impl SecretCache {
         &self.inner.store
     }
 
+    /// The current instant on the cache's clock (which the rate limits of
+    /// the same host read too).
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
     /// How many reads were served stale because the backend failed.
     pub fn stale_served(&self) -> u64 {
         self.inner.counters.stale_served.load(Ordering::Relaxed)

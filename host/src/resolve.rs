@@ -704,7 +704,7 @@ impl ConnectorSecrets {
             Err(Refused::Denied(name)) => (vec![name], false),
             Err(Refused::Invalid(_)) => return Invalidation::Invalid,
         };
-        let now = Instant::now();
+        let now = self.cache.now();
         {
             let mut last = self
                 .last_invalidated
@@ -712,14 +712,14 @@ impl ConnectorSecrets {
                 .unwrap_or_else(|p| p.into_inner());
             if names.iter().any(|n| {
                 last.get(n)
-                    .is_some_and(|at| now.duration_since(*at) < self.invalidate_interval)
+                    .is_some_and(|at| now.saturating_duration_since(*at) < self.invalidate_interval)
             }) {
                 self.write(budget, &self.record(request, Decision::RateLimited));
                 return Invalidation::RateLimited;
             }
             if last.len() >= MAX_REMEMBERED_INVALIDATIONS {
                 let interval = self.invalidate_interval;
-                last.retain(|_, at| now.duration_since(*at) < interval);
+                last.retain(|_, at| now.saturating_duration_since(*at) < interval);
             }
             for name in &names {
                 last.insert(name.clone(), now);
