@@ -33,17 +33,19 @@ pub fn escape_untrusted(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// JSON text for a terminal: serde_json leaves DEL, the C1 controls (such
-/// as CSI, U+009B) and the bidirectional overrides raw inside strings;
+/// JSON text for a terminal: serde_json escapes the C0 controls inside
+/// strings (so any left are the layout's own newlines) but leaves DEL, the
+/// C1 controls (such as CSI, U+009B) and the bidirectional overrides raw;
 /// they are written as `\uXXXX` escapes, which mean the same to a JSON
 /// reader.
 pub fn json_for_terminal(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(is_unsafe) {
+    let unsafe_in_json = |c: char| is_unsafe(c) && c >= ' ';
+    if !json.chars().any(unsafe_in_json) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if is_unsafe(c) {
+        if unsafe_in_json(c) {
             // Outside the BMP nothing is unsafe, so one escape suffices.
             out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
@@ -68,10 +70,15 @@ mod tests {
 
     #[test]
     fn json_escapes_are_json() {
-        let json = serde_json::to_string("x\u{9b}y\u{7f}z\u{202e}").unwrap();
+        let json = serde_json::to_string("x\u{9b}y\u{7f}z\u{202e}\n\u{1b}").unwrap();
         let safe = json_for_terminal(&json);
-        assert_eq!(safe, "\"x\\u009by\\u007fz\\u202e\"");
+        assert_eq!(safe, "\"x\\u009by\\u007fz\\u202e\\n\\u001b\"");
         let back: String = serde_json::from_str(&safe).unwrap();
-        assert_eq!(back, "x\u{9b}y\u{7f}z\u{202e}");
+        assert_eq!(back, "x\u{9b}y\u{7f}z\u{202e}\n\u{1b}");
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({"a": "\u{9b}"})).unwrap();
+        let safe = json_for_terminal(&pretty);
+        assert!(safe.contains('\n'), "the layout's newlines stay: {safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["a"], "\u{9b}");
     }
 }
