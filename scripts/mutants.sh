@@ -10,6 +10,7 @@ command -v cargo-mutants >/dev/null || cargo install --quiet --locked cargo-muta
 run() {
     local part="$1"; shift
     echo "==> cargo mutants: $part"
+    mkdir -p "target/mutants/$part"
     # Exit code 2 means some mutants were missed: reported, not fatal.
     cargo mutants --no-shuffle --output "target/mutants/$part" "$@" || [ $? -eq 2 ]
     local out="target/mutants/$part/mutants.out"

@@ -571,6 +571,33 @@ mod tests {
     }
 
     #[test]
+    fn names_selectors_and_bad_characters_display_as_written() {
+        let name = SecretName::new("acme/prod/db").unwrap();
+        assert_eq!(name.to_string(), "acme/prod/db");
+        assert_eq!(format!("{name:?}"), "SecretName(acme/prod/db)");
+        assert_eq!(
+            VersionSelector::Stage("AWSPREVIOUS".into()).to_string(),
+            "stage AWSPREVIOUS"
+        );
+        assert_eq!(VersionSelector::Id("v1".into()).to_string(), "version v1");
+        let e = validate_name("a\u{7}b").unwrap_err();
+        assert!(e.contains("the character U+0007"), "{e}");
+        let e = validate_name("a b").unwrap_err();
+        assert!(e.contains("the character U+0020"), "{e}");
+        let e = validate_name("a%b").unwrap_err();
+        assert!(e.contains("contains `%`"), "{e}");
+    }
+
+    #[test]
+    fn an_arn_of_exactly_2048_bytes_is_judged_by_its_name() {
+        let prefix = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
+        let at_limit = format!("{prefix}{}", "n".repeat(2048 - prefix.len()));
+        assert_eq!(at_limit.len(), 2048);
+        let e = canon(&at_limit).unwrap_err();
+        assert!(e.contains("the name is") && !e.contains("ARN is"), "{e}");
+    }
+
+    #[test]
     fn names_are_limited_to_512_bytes() {
         let ns = Namespace::default();
         let at_limit = "n".repeat(MAX_NAME_BYTES);

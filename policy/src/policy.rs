@@ -454,6 +454,16 @@ mod tests {
     }
 
     #[test]
+    fn names_tells_whether_any_rule_names_a_secret() {
+        let list = Allowlist::parse(&["db#user", "team/*@AWSCURRENT"]).unwrap();
+        assert!(list.names("db"));
+        assert!(list.names("team/a"));
+        assert!(!list.names("team/a/b"));
+        assert!(!list.names("other"));
+        assert_eq!(list.rules[1].to_string(), "team/*@AWSCURRENT");
+    }
+
+    #[test]
     fn keys_lists_what_key_rules_limit_a_secret_to() {
         let list =
             Allowlist::parse(&["db#user", "db#password", "db#user", "api", "api#x"]).unwrap();
