@@ -379,3 +379,60 @@ fn debug_output_never_shows_values() {
     let shown = format!("{:?}", Value::Text("canary-3f9a".into()));
     assert!(!shown.contains("canary"));
 }
+
+#[test]
+fn debug_and_display_never_show_a_value_and_name_the_column() {
+    assert_eq!(
+        format!("{:?}", Value::Text(CANARY_TEXT.into())),
+        "Text(****)"
+    );
+    assert_eq!(format!("{:?}", Value::Bytes(vec![1, 2])), "Bytes(****)");
+    let r = Reference {
+        name: "db".into(),
+        path: vec!["user".into()],
+        version_stage: Some("AWSPREVIOUS".into()),
+        version_id: None,
+    };
+    assert_eq!(format!("{r:?}"), "db[\"user\"] (stage AWSPREVIOUS)");
+    let e = error("{{ secrets }}");
+    assert_eq!(e.to_string(), format!("column {}: {}", e.column, e.message));
+    assert!(e.to_string().starts_with("column 4: "), "{e}");
+}
+
+const CANARY_TEXT: &str = "value-that-must-not-print";
+
+#[test]
+fn a_dotted_name_says_which_character_needs_the_bracket_form() {
+    let e = error("{{ secrets.@x }}");
+    assert!(
+        e.message
+            .contains("`@` cannot appear in a dotted secret name"),
+        "{e}"
+    );
+    assert_eq!(e.column, 12);
+    for empty in [
+        "{{ secrets. }}",
+        "{{ secrets.}}",
+        "{{ secrets.| urlencode }}",
+    ] {
+        let e = error(empty);
+        assert!(
+            e.message.contains("empty secret name after `.`"),
+            "{empty}: {e}"
+        );
+        assert_eq!(e.column, 11, "{empty}");
+    }
+    let e = error("{{ secrets.db.}}");
+    assert!(e.message.contains("empty key after `.`"), "{e}");
+}
+
+#[test]
+fn errors_inside_a_workato_arn_point_at_the_arn() {
+    // `{{workato:sm:` is 13 characters, `key:` 4 more: the ARN is at 18.
+    let e = error("{{workato:sm:key:arn:aws:s3:r:1:secret:x}}");
+    assert!(e.message.contains("service is `s3`"), "{e}");
+    assert_eq!(e.column, 18);
+    let e = error("{{workato:sm:k:arn:aws:secretsmanager:r:1:secret:x:a:b:c}}");
+    assert!(e.message.contains("Workato"), "{e}");
+    assert_eq!(e.column, 16);
+}
