@@ -88,9 +88,26 @@ impl Fixture {
         self.keyward_with_compile_cache(mode, &cache)
     }
 
+    /// Like [`Fixture::keyward`] ("fresh"), with `extra` more connector
+    /// ids (`echo-0`, ...) on the same component.
+    pub fn keyward_with_extra_ids(&mut self, extra: usize) -> Keyward {
+        let cache = self.compile_cache.path().to_path_buf();
+        let mut config = CONFIG.to_string();
+        for i in 0..extra {
+            config.push_str(&format!(
+                "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\nallow = [\"**\"]\n"
+            ));
+        }
+        self.keyward_from(&config, "fresh", &cache)
+    }
+
     /// Like [`Fixture::keyward`] with the compile cache in `dir`.
     pub fn keyward_with_compile_cache(&mut self, mode: &str, dir: &std::path::Path) -> Keyward {
-        let config = CONFIG
+        self.keyward_from(CONFIG, mode, dir)
+    }
+
+    fn keyward_from(&mut self, config: &str, mode: &str, dir: &std::path::Path) -> Keyward {
+        let config = config
             .replace("{PROXY}", &self.proxy.url())
             .replace("{MODE}", mode)
             .replace("{CACHE}", &dir.display().to_string());
