@@ -354,15 +354,13 @@ impl ConnectorSecrets {
     /// Ends a render: one record counting what was not written one by one.
     pub fn finish_render(&self, budget: &RenderBudget) {
         if let Some(summary) = budget.summary() {
-            let mut record = AuditRecord::new(
+            self.audit.write(&AuditRecord::new(
                 &self.connector,
                 String::new(),
                 Decision::Summarised(format!(
                     "more records than are written one by one in a render: {summary}"
                 )),
-            );
-            record.at = std::time::SystemTime::now();
-            self.audit.write(&record);
+            ));
         }
     }
 
@@ -720,6 +718,12 @@ impl ConnectorSecrets {
             if last.len() >= MAX_REMEMBERED_INVALIDATIONS {
                 let interval = self.invalidate_interval;
                 last.retain(|_, at| now.saturating_duration_since(*at) < interval);
+                if last.len() >= MAX_REMEMBERED_INVALIDATIONS {
+                    // Bounded memory over a perfect interval: a connector
+                    // that floods distinct names may invalidate one early,
+                    // at the price of thousands of host calls.
+                    last.clear();
+                }
             }
             for name in &names {
                 last.insert(name.clone(), now);
