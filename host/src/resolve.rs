@@ -15,6 +15,7 @@ use crate::audit::{AuditLog, AuditRecord, Decision};
 use crate::cache::{CacheKey, CacheRead, SecretCache};
 use crate::name::{
     BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize,
+    quote_untrusted,
 };
 use crate::policy::{Allowlist, Rule};
 use crate::ratelimit::TokenBucket;
@@ -38,15 +39,7 @@ const MAX_REMEMBERED_INVALIDATIONS: usize = 4096;
 /// Guest text for an error or audit record: control characters escaped,
 /// cut at [`MAX_QUOTED`] characters with its true length noted.
 pub fn bounded(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(MAX_QUOTED)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().nth(MAX_QUOTED).is_some() {
-        out.push_str(&format!("… ({} bytes)", text.len()));
-    }
-    out
+    quote_untrusted(text, MAX_QUOTED)
 }
 
 /// A reference's JSON keys for an audit record, each [`bounded`], at most

@@ -259,18 +259,25 @@ const MAX_ARN_BYTES: usize = 2048;
 /// The most characters of one ARN field quoted in an error.
 const MAX_QUOTED_FIELD: usize = 64;
 
-/// A field of a guest's ARN for an error message: control characters
-/// escaped (so it cannot forge a log line), and cut short.
-fn quoted(field: &str) -> String {
-    let mut out: String = field
+/// Text a guest wrote, for an error message or an audit record: control
+/// characters escaped (so it cannot forge a log line) and cut at
+/// `max_chars` characters with its true length noted. The one quoting rule
+/// for guest text, here and in the host.
+pub fn quote_untrusted(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
         .chars()
-        .take(MAX_QUOTED_FIELD)
+        .take(max_chars)
         .flat_map(char::escape_debug)
         .collect();
-    if field.chars().nth(MAX_QUOTED_FIELD).is_some() {
-        out.push('…');
+    if text.chars().nth(max_chars).is_some() {
+        out.push_str(&format!("… ({} bytes)", text.len()));
     }
     out
+}
+
+/// A field of a guest's ARN, quoted.
+fn quoted(field: &str) -> String {
+    quote_untrusted(field, MAX_QUOTED_FIELD)
 }
 
 /// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:RESOURCE` to RESOURCE,
