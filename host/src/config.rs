@@ -559,6 +559,34 @@ host = "{{ secrets.host }}"
     }
 
     #[test]
+    fn render_bounds_are_checked() {
+        let with = |sandbox: &str| {
+            Config::parse(&format!("{GOOD}\n[sandbox]\n{sandbox}\n"), Path::new("."))
+        };
+        let c = with("render_timeout_ms = 50\nmax_host_calls = 7\nmax_component_mb = 2").unwrap();
+        assert_eq!(c.sandbox.render_wall_timeout, Duration::from_secs(30));
+        assert_eq!(c.sandbox.max_host_calls, 7);
+        assert_eq!(c.sandbox.max_component_bytes, 2 << 20);
+        for (bad, expected) in [
+            (
+                "render_timeout_ms = 500\nrender_wall_timeout_ms = 100",
+                "sandbox.render_wall_timeout_ms: must be at least render_timeout_ms",
+            ),
+            (
+                "max_host_calls = 0",
+                "sandbox.max_host_calls: must be at least 1",
+            ),
+            (
+                "max_component_mb = 0",
+                "sandbox.max_component_mb: must be from 1 to 4096",
+            ),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(expected), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn toml_errors_do_not_quote_lines() {
         let text = GOOD.replace(
             "host = \"{{ secrets.host }}\"",
