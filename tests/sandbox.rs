@@ -32,8 +32,16 @@ allow = ["**"]
 "#;
 
 fn scratch() -> Scratch {
+    scratch_with("")
+}
+
+/// The usual secrets, with `settings` added to `[sandbox]`.
+fn scratch_with(settings: &str) -> Scratch {
     Scratch::new(
-        CONFIG,
+        &CONFIG.replace(
+            "max_memory_mb = 64",
+            &format!("max_memory_mb = 64\n{settings}"),
+        ),
         &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
     )
 }
@@ -255,14 +263,7 @@ async fn time_waiting_on_the_backend_does_not_count_against_the_deadline() {
 
 #[tokio::test]
 async fn warm_instances_are_reused_but_never_after_a_trap() {
-    let config = CONFIG.replace(
-        "max_memory_mb = 64",
-        "max_memory_mb = 64\nmode = \"warm\"\ncompile_cache = \"cache\"",
-    );
-    let s = Scratch::new(
-        &config,
-        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
-    );
+    let s = scratch_with("mode = \"warm\"\ncompile_cache = \"cache\"");
     let k = keyward(&s).await;
     let renders = |fields: [(&str, &str); 2]| fields.map(|(a, b)| (a.to_string(), b.to_string()));
     let mut seen = Vec::new();
@@ -427,13 +428,7 @@ async fn host_work_counts_against_the_deadline() {
 
 #[tokio::test]
 async fn host_calls_per_render_are_capped() {
-    let s = Scratch::new(
-        &CONFIG.replace(
-            "max_memory_mb = 64",
-            "max_memory_mb = 64\nmax_host_calls = 50",
-        ),
-        &json!({ "acme/prod/key": CANARY }),
-    );
+    let s = scratch_with("max_host_calls = 50");
     let k = keyward(&s).await;
     contained(
         hostile(&k, "list-loop").await,
@@ -447,13 +442,7 @@ async fn host_calls_per_render_are_capped() {
 
 #[tokio::test]
 async fn the_wall_clock_deadline_bounds_time_waiting_on_the_backend() {
-    let s = Scratch::new(
-        &CONFIG.replace(
-            "render_timeout_ms = 100",
-            "render_timeout_ms = 100\nrender_wall_timeout_ms = 200",
-        ),
-        &json!({ "acme/prod/key": CANARY }),
-    );
+    let s = scratch_with("render_wall_timeout_ms = 200");
     let store = Arc::new(Slow(
         FileStore::open(s.path().join("secrets.json")).expect("store"),
     ));
@@ -609,14 +598,7 @@ async fn connector_ids_sharing_a_component_share_one_compilation() {
 
 #[tokio::test]
 async fn idle_warm_instances_give_their_pool_slots_to_another_connector() {
-    let config = CONFIG.replace(
-        "max_memory_mb = 64",
-        "max_memory_mb = 64\nmode = \"warm\"\npooled_instances = 2\nwarm_instances = 4",
-    );
-    let s = Scratch::new(
-        &config,
-        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
-    );
+    let s = scratch_with("mode = \"warm\"\npooled_instances = 2\nwarm_instances = 4");
     let k = keyward(&s).await;
     assert_eq!(
         k.prewarm("hostile", 2).await.expect("prewarm"),

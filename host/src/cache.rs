@@ -260,18 +260,9 @@ impl SecretCache {
         entry: Option<Arc<CachedVersion>>,
         result: FetchResult,
     ) -> CacheRead {
-        let policy = &self.inner.policy;
         match (result, entry) {
             (Ok(fresh), _) => Ok((fresh, CacheStatus::Miss)),
-            (Err(e), Some(stale))
-                if e.is_transient()
-                    && self
-                        .inner
-                        .clock
-                        .now()
-                        .saturating_duration_since(stale.fetched_at)
-                        < policy.ttl + policy.max_stale =>
-            {
+            (Err(e), Some(stale)) if e.is_transient() && self.may_serve_stale(stale.fetched_at) => {
                 self.inner
                     .counters
                     .stale_served
@@ -286,6 +277,13 @@ impl SecretCache {
                 Err(e)
             }
         }
+    }
+
+    /// Whether something fetched at `fetched_at` may still stand in for a
+    /// refresh that failed transiently: up to `max_stale` past its TTL.
+    fn may_serve_stale(&self, fetched_at: Instant) -> bool {
+        let policy = &self.inner.policy;
+        self.inner.clock.now().saturating_duration_since(fetched_at) < policy.ttl + policy.max_stale
     }
 
     /// Joins fetches under way and starts one (batched) fetch for the rest,
@@ -397,13 +395,13 @@ impl SecretCache {
         budget: &dyn FetchBudget,
         waited: &mut Duration,
     ) -> Result<Arc<Vec<String>>, StoreError> {
-        let policy = &self.inner.policy;
         let started = Instant::now();
         let mut listings = self.inner.listings.lock().await;
         *waited += started.elapsed();
         let now = self.inner.clock.now();
-        let age = |l: &Listing| now.saturating_duration_since(l.fetched_at);
-        if let Some(listing) = listings.get(prefix).filter(|l| age(l) < policy.ttl) {
+        let fresh =
+            |l: &&Listing| now.saturating_duration_since(l.fetched_at) < self.inner.policy.ttl;
+        if let Some(listing) = listings.get(prefix).filter(fresh) {
             return Ok(listing.names.clone());
         }
         let result = if budget.try_acquire() {
@@ -427,9 +425,7 @@ impl SecretCache {
                 Ok(names)
             }
             Err(e) if e.is_transient() => match listings.get(prefix) {
-                Some(stale) if age(stale) < policy.ttl + policy.max_stale => {
-                    Ok(stale.names.clone())
-                }
+                Some(stale) if self.may_serve_stale(stale.fetched_at) => Ok(stale.names.clone()),
                 _ => Err(e),
             },
             Err(e) => {

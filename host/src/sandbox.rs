@@ -304,10 +304,7 @@ impl HostState {
                 limits.render_timeout.as_millis()
             ))
         } else if elapsed > limits.render_wall_timeout {
-            Some(format!(
-                "the render took longer than its {} ms wall-clock deadline",
-                limits.render_wall_timeout.as_millis()
-            ))
+            Some(wall_deadline_passed(limits.render_wall_timeout))
         } else {
             None
         }
@@ -343,12 +340,7 @@ impl HostState {
         }
         tokio::time::timeout_at(deadline.into(), work)
             .await
-            .map_err(|_| {
-                wasmtime::format_err!(
-                    "the render took longer than its {} ms wall-clock deadline",
-                    limit.as_millis()
-                )
-            })
+            .map_err(|_| wasmtime::Error::msg(wall_deadline_passed(limit)))
     }
 
     async fn resolve(
@@ -446,6 +438,14 @@ impl HostState {
     fn sanitize(&self, text: &str) -> String {
         escape_untrusted(&self.mask(text)).into_owned()
     }
+}
+
+/// Why a render past its wall-clock deadline was stopped.
+fn wall_deadline_passed(limit: Duration) -> String {
+    format!(
+        "the render took longer than its {} ms wall-clock deadline",
+        limit.as_millis()
+    )
 }
 
 /// The one conversion from domain errors to the WIT variant.
@@ -802,8 +802,8 @@ fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
         };
         format!("the component must be a regular file; this is {kind}")
     };
-    let metadata =
-        std::fs::metadata(path).map_err(|e| format!("cannot read the component: {e}"))?;
+    let unreadable = |e: std::io::Error| format!("cannot read the component: {e}");
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
     if !metadata.is_file() {
         return Err(not_regular(&metadata));
     }
@@ -816,17 +816,15 @@ fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot read the component: {e}"))?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| format!("cannot read the component: {e}"))?;
+        .map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
     if !metadata.is_file() {
         return Err(not_regular(&metadata));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the component: {e}"))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64));
     }
