@@ -1,18 +1,21 @@
-//! The glue between the SDK's plain Rust types and the generated bindings:
-//! the host-backed [`Resolver`] and the exported functions' bodies.
+//! The glue between the SDK's Rust types and the generated bindings: the
+//! host's `secrets` and `log` imports, and the exported functions' bodies.
 
-use crate::bindings::keyward::connector::{log as wit_log, secrets, types};
-use crate::connector::{self, Connector, RenderError, ResolveError, Resolver};
-use crate::template::{Reference, Value};
+#[cfg(target_family = "wasm")]
+use crate::bindings::keyward::connector::secrets;
+use crate::bindings::keyward::connector::{log as wit_log, types};
+use crate::connector::{Connector, Fields, RenderError};
+use crate::text::Text;
+use keyward_template::compose::{self, Node};
+use keyward_template::encode::Encoding;
 
 pub use wit_log::Level;
 
 // Outside a component (a connector's native unit tests) there is no host:
 // the imports below would trap, so each has a native stand-in.
 
-/// Writes a line to the host's log. The host masks secret values this
-/// connector received, but do not log them on purpose. Natively (in unit
-/// tests) the line goes to stderr.
+/// Writes a line to the host's log (escaped; revealed values masked).
+/// Natively (in unit tests) the line goes to stderr.
 pub fn log(level: Level, message: &str) {
     #[cfg(target_family = "wasm")]
     wit_log::log(level, message);
@@ -30,11 +33,11 @@ pub fn list_secrets() -> Vec<String> {
 }
 
 /// Asks the host to drop its cached copy of a secret whose credentials were
-/// rejected. Returns whether anything was dropped (the host rate-limits);
-/// natively, nothing is.
-pub fn invalidate(reference: &Reference) -> bool {
+/// rejected; `reference` is written as in a template (`{{ secrets.db }}`).
+/// Returns whether the host took it (it rate-limits); natively, never.
+pub fn invalidate(reference: &str) -> bool {
     #[cfg(target_family = "wasm")]
-    return secrets::invalidate(&to_wit_ref(reference));
+    return secrets::invalidate(reference);
     #[cfg(not(target_family = "wasm"))]
     {
         let _ = reference;
@@ -42,50 +45,67 @@ pub fn invalidate(reference: &Reference) -> bool {
     }
 }
 
-fn to_wit_ref(r: &Reference) -> secrets::SecretRef {
-    secrets::SecretRef {
-        name: r.name.clone(),
-        path: r.path.clone(),
-        version_stage: r.version_stage.clone(),
-        version_id: r.version_id.clone(),
+/// The plaintext of `text`, for a connector that must compute over a
+/// secret (sign a request, derive a token). The operator must have granted
+/// `reveal` for every secret in it; the host audits it, marks every output
+/// of the render sensitive, and masks the value in this connector's logs
+/// and errors. Compose instead wherever you can.
+pub fn reveal(text: &Text) -> Result<String, RenderError> {
+    let nodes = text.to_nodes();
+    let mut revealed: Vec<(u64, String)> = Vec::new();
+    for node in &nodes {
+        if let Node::Sealed(handle) = node
+            && !revealed.iter().any(|(h, _)| h == handle)
+        {
+            revealed.push((*handle, reveal_handle(*handle).map_err(RenderError::new)?));
+        }
+    }
+    let value = compose::evaluate(&nodes, usize::MAX / 8, |handle| {
+        revealed
+            .iter()
+            .find(|(h, _)| *h == handle)
+            .map(|(_, text)| text.as_str())
+            .ok_or_else(|| "not revealed".to_string())
+    })
+    .map_err(|e| RenderError::new(e.to_string()));
+    for (_, text) in &mut revealed {
+        compose::wipe(text);
+    }
+    value
+}
+
+fn reveal_handle(handle: u64) -> Result<String, String> {
+    #[cfg(target_family = "wasm")]
+    return secrets::reveal(handle);
+    #[cfg(not(target_family = "wasm"))]
+    crate::testing::reveal(handle)
+}
+
+fn to_wit_encoding(encoding: Encoding) -> types::Encoding {
+    match encoding {
+        Encoding::Percent => types::Encoding::Percent,
+        Encoding::Form => types::Encoding::Form,
+        Encoding::JsonString => types::Encoding::JsonString,
+        Encoding::Base64 => types::Encoding::Base64,
+        Encoding::Base64Url => types::Encoding::Base64url,
+        Encoding::UriHost => types::Encoding::UriHost,
     }
 }
 
-/// Resolves references through the host's `secrets.get-many`.
-#[derive(Debug, Default)]
-pub struct HostResolver;
-
-impl Resolver for HostResolver {
-    fn resolve_many(&mut self, references: &[Reference]) -> Vec<Result<Value, ResolveError>> {
-        let refs: Vec<secrets::SecretRef> = references.iter().map(to_wit_ref).collect();
-        secrets::get_many(&refs)
+fn to_wit_composition(text: &Text) -> types::Composition {
+    types::Composition {
+        nodes: text
+            .to_nodes()
             .into_iter()
-            .map(|result| match result {
-                Ok(secrets::SecretValue::Text(text)) => Ok(Value::Text(text)),
-                Ok(secrets::SecretValue::Bytes(bytes)) => Ok(Value::Bytes(bytes)),
-                Err(e) => Err(ResolveError {
-                    message: describe_error(&e),
-                }),
+            .map(|node| match node {
+                Node::Plain(text) => types::Node::Plain(text),
+                Node::Sealed(handle) => types::Node::Sealed(handle),
+                Node::Concat(parts) => types::Node::Concat(parts),
+                Node::Encode(encoding, part) => {
+                    types::Node::Encode((to_wit_encoding(encoding), part))
+                }
             })
-            .collect()
-    }
-}
-
-/// One sentence per case; details come from the host and hold no values.
-fn describe_error(error: &secrets::SecretError) -> String {
-    use secrets::SecretError as E;
-    match error {
-        E::NotFound(reference) => {
-            format!("secret `{reference}` was not found or is not allowed for this connector")
-        }
-        E::InvalidReference(d) => {
-            format!("invalid secret reference `{}`: {}", d.reference, d.detail)
-        }
-        E::NotJson(reference) => {
-            format!("secret `{reference}` is not a JSON object, so it has no keys")
-        }
-        E::MissingKey(d) => format!("secret `{}` has no key {}", d.reference, d.detail),
-        E::Unavailable(d) => format!("secret `{}` is unavailable: {}", d.reference, d.detail),
+            .collect(),
     }
 }
 
@@ -111,17 +131,22 @@ pub fn describe<C: Connector>() -> types::ConnectorInfo {
 }
 
 pub fn render_exported<C: Connector>(
-    fields: Vec<types::FieldValue>,
-) -> Result<Vec<types::RenderedValue>, types::RenderError> {
-    let configured: Vec<(String, String)> =
-        fields.into_iter().map(|f| (f.name, f.template)).collect();
-    connector::render::<C>(&configured, &mut HostResolver)
+    fields: Vec<types::Field>,
+) -> Result<Vec<types::Output>, types::RenderError> {
+    let fields = Fields::new(fields.into_iter().map(|field| {
+        let value = match field.value {
+            types::Text::Plain(text) => Text::plain(text),
+            types::Text::Sealed(handle) => Text::sealed(handle),
+        };
+        (field.name, value)
+    }));
+    C::render(&fields)
         .map(|outputs| {
             outputs
-                .into_iter()
-                .map(|o| types::RenderedValue {
-                    name: o.name,
-                    value: o.value,
+                .iter()
+                .map(|o| types::Output {
+                    name: o.name.clone(),
+                    value: to_wit_composition(&o.value),
                     sensitive: o.sensitive,
                 })
                 .collect()

@@ -9,13 +9,15 @@
 //! - Workato: `{{workato:sm:KEY_NAME:SECRET_ARN}}`
 //! - ECS `valueFrom`: `{{ arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME:JSON_KEY:STAGE:ID }}`
 //!
-//! with the filters `| urlencode`, `| json` and `| base64`. The SDK parses the
-//! templates, resolves every reference of a render in one call to the host
-//! (which applies namespace, allowlist and audit), and hands the author plain
-//! values:
+//! with the filters `| urlencode`, `| json` and `| base64`. The host expands
+//! them under policy before the connector runs; the connector never holds a
+//! secret value. A field with secret parts arrives **sealed**: a [`Text`]
+//! the connector can concatenate with plain text and encode (the host
+//! applies the encodings) but not read. Outputs holding secret material are
+//! sensitive whatever the connector says.
 //!
 //! ```
-//! use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+//! use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError, compose};
 //!
 //! struct Api;
 //!
@@ -29,7 +31,7 @@
 //!     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
 //!         Ok(vec![
 //!             Output::new("url", fields.require("url")?),
-//!             Output::secret("authorization", format!("Bearer {}", fields.require("token")?)),
+//!             Output::secret("authorization", compose!["Bearer ", fields.require("token")?]),
 //!         ])
 //!     }
 //! }
@@ -39,19 +41,16 @@
 //! ```
 
 mod connector;
-pub mod encode;
 mod fxhash;
 mod host;
-pub mod template;
 pub mod testing;
+mod text;
 
-pub use connector::{
-    Connector, ConnectorInfo, Field, Fields, Output, RenderError, ResolveError, Resolver, render,
-};
-pub use host::{HostResolver, Level, invalidate, list_secrets, log};
+pub use connector::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+pub use host::{Level, invalidate, list_secrets, log, reveal};
+pub use keyward_template::encode::Encoding;
+pub use text::Text;
 
-/// Bindings generated from `wit/connector.wit`; connector authors do not
-/// need them.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -82,9 +81,9 @@ macro_rules! export_connector {
                 }
 
                 fn render(
-                    fields: ::std::vec::Vec<$crate::bindings::keyward::connector::types::FieldValue>,
+                    fields: ::std::vec::Vec<$crate::bindings::keyward::connector::types::Field>,
                 ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::bindings::keyward::connector::types::RenderedValue>,
+                    ::std::vec::Vec<$crate::bindings::keyward::connector::types::Output>,
                     $crate::bindings::keyward::connector::types::RenderError,
                 > {
                     $crate::__private::render_exported::<$connector>(fields)

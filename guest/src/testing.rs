@@ -1,16 +1,18 @@
-//! Unit-testing a connector natively, without a host: an in-memory
-//! [`Resolver`] that answers the way the host does, and a one-call render.
+//! Unit-testing a connector natively, without a host: secrets in memory,
+//! expanded and sealed the way the host does it, outputs evaluated and
+//! marked sensitive the way the host does it. Only here can a test read
+//! what a sealed output turned into.
 //!
 //! ```
 //! use keyward_guest::testing::TestSecrets;
-//! # use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+//! # use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError, compose};
 //! # struct Api;
 //! # impl Connector for Api {
 //! #     fn info() -> ConnectorInfo {
-//! #         ConnectorInfo::new("api", "0.1.0", "An API").field(Field::new("token", "Token").required().sensitive())
+//! #         ConnectorInfo::new("api", "0.1.0", "An API").field(Field::new("token", "Token").required())
 //! #     }
 //! #     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
-//! #         Ok(vec![Output::secret("authorization", format!("Bearer {}", fields.require("token")?))])
+//! #         Ok(vec![Output::new("authorization", compose!["Bearer ", fields.require("token")?])])
 //! #     }
 //! # }
 //!
@@ -19,13 +21,44 @@
 //!     .render::<Api>(&[("token", "{{ secrets.api.token }}")])
 //!     .unwrap();
 //! assert_eq!(outputs[0].value, "Bearer t0k3n");
+//! assert!(outputs[0].sensitive, "it holds a secret, so the host masks it");
 //! assert_eq!(secrets.calls(), 1);
 //! ```
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
-use crate::connector::{self, Connector, Output, RenderError, ResolveError, Resolver};
-use crate::template::{Reference, Value};
+use keyward_template::compose;
+use keyward_template::expand::{self, FieldDecl};
+use keyward_template::{Reference, Value};
+
+use crate::connector::{Connector, Fields, RenderError};
+use crate::text::Text;
+
+/// The most bytes of one output, as the host's default.
+const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// One output as the host would hand it to the platform.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Output name.
+    pub name: String,
+    /// The evaluated text.
+    pub value: String,
+    /// Whether the host would mask it.
+    pub sensitive: bool,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.sensitive { "****" } else { &self.value };
+        f.debug_struct("Rendered")
+            .field("name", &self.name)
+            .field("value", &value)
+            .field("sensitive", &self.sensitive)
+            .finish()
+    }
+}
 
 /// Secrets held in memory, keyed by name, JSON path and staging label.
 ///
@@ -36,6 +69,8 @@ use crate::template::{Reference, Value};
 #[derive(Default)]
 pub struct TestSecrets {
     values: HashMap<(String, Vec<String>, String), Value>,
+    public: HashSet<String>,
+    reveal: bool,
     calls: usize,
 }
 
@@ -49,6 +84,33 @@ impl std::fmt::Debug for TestSecrets {
 }
 
 const CURRENT: &str = "AWSCURRENT";
+
+/// The sealed texts of the render under way, by handle (natively).
+#[derive(Default)]
+struct Sealed {
+    texts: Vec<String>,
+    reveal: bool,
+    revealed: bool,
+}
+
+thread_local! {
+    static SEALED: RefCell<Sealed> = RefCell::default();
+}
+
+/// `reveal` natively: the sealed text, if the test granted reveal.
+pub(crate) fn reveal(handle: u64) -> Result<String, String> {
+    SEALED.with(|sealed| {
+        let mut sealed = sealed.borrow_mut();
+        if !sealed.reveal {
+            return Err("reveal is not granted to this connector".into());
+        }
+        sealed.revealed = true;
+        usize::try_from(handle)
+            .ok()
+            .and_then(|i| sealed.texts.get(i).cloned())
+            .ok_or_else(|| format!("sealed value {handle} is not from this render"))
+    })
+}
 
 impl TestSecrets {
     /// No secrets yet.
@@ -76,47 +138,117 @@ impl TestSecrets {
         self.at(name, &[key], stage, Value::Text(value.into()))
     }
 
+    /// Marks a secret public, as an operator's policy would: fields using
+    /// only public secrets arrive in plain text.
+    pub fn public(mut self, name: &str) -> Self {
+        self.public.insert(name.into());
+        self
+    }
+
+    /// Grants `reveal`, as an operator's policy would.
+    pub fn with_reveal(mut self) -> Self {
+        self.reveal = true;
+        self
+    }
+
     fn at(mut self, name: &str, path: &[&str], stage: &str, value: Value) -> Self {
         let path = path.iter().map(|k| k.to_string()).collect();
         self.values.insert((name.into(), path, stage.into()), value);
         self
     }
 
-    /// How many resolve calls renders made (the SDK makes one per render).
+    /// How many times renders resolved references (the host does it once
+    /// per render, for all fields).
     pub fn calls(&self) -> usize {
         self.calls
     }
 
-    /// Renders connector `C` from `(field, template)` pairs, exactly as the
-    /// component would inside the host.
+    fn lookup(&self, reference: &Reference) -> Result<&Value, String> {
+        let stage = reference.version_stage.as_deref().unwrap_or(CURRENT);
+        let key = (
+            reference.name.clone(),
+            reference.path.clone(),
+            stage.to_string(),
+        );
+        self.values.get(&key).ok_or_else(|| {
+            format!("secret `{reference}` was not found or is not allowed for this connector")
+        })
+    }
+
+    /// Renders connector `C` from `(field, template)` pairs, as the host
+    /// would: fields checked, expanded and sealed, the connector run, its
+    /// outputs evaluated and marked sensitive where they hold secrets.
     pub fn render<C: Connector>(
         &mut self,
         fields: &[(&str, &str)],
-    ) -> Result<Vec<Output>, RenderError> {
+    ) -> Result<Vec<Rendered>, RenderError> {
+        let info = C::info();
+        let decls: Vec<FieldDecl<'_>> = info
+            .fields
+            .iter()
+            .map(|f| FieldDecl {
+                name: &f.name,
+                required: f.required,
+                default: f.default.as_deref(),
+                secret_reference: f.secret_reference,
+            })
+            .collect();
         let configured: Vec<(String, String)> = fields
             .iter()
             .map(|(name, template)| (name.to_string(), template.to_string()))
             .collect();
-        connector::render::<C>(&configured, self)
-    }
-}
-
-impl Resolver for TestSecrets {
-    fn resolve_many(&mut self, references: &[Reference]) -> Vec<Result<Value, ResolveError>> {
-        self.calls += 1;
-        references
-            .iter()
-            .map(|reference| {
-                let stage = reference.version_stage.as_deref().unwrap_or(CURRENT);
-                let key = (
-                    reference.name.clone(),
-                    reference.path.clone(),
-                    stage.to_string(),
-                );
-                self.values.get(&key).cloned().ok_or_else(|| ResolveError {
-                    message: format!(
-                        "secret `{reference}` was not found or is not allowed for this connector"
-                    ),
+        let field_error = |e: expand::FieldError| RenderError {
+            field: Some(e.field),
+            column: e.column,
+            message: e.message,
+        };
+        let plan = expand::plan(&info.name, &decls, &configured).map_err(field_error)?;
+        if !plan.references().is_empty() {
+            self.calls += 1;
+        }
+        let expanded = plan
+            .expand(|i| self.lookup(&plan.references()[i]).map(Value::as_ref))
+            .map_err(field_error)?;
+        let mut sealed = Sealed {
+            reveal: self.reveal,
+            ..Sealed::default()
+        };
+        let mut given = Vec::with_capacity(expanded.len());
+        for field in expanded {
+            let public = field
+                .references
+                .iter()
+                .all(|&i| self.public.contains(&plan.references()[i].name));
+            let text = if public {
+                Text::plain(field.text)
+            } else {
+                sealed.texts.push(field.text);
+                Text::sealed(sealed.texts.len() as u64 - 1)
+            };
+            given.push((field.name, text));
+        }
+        SEALED.with(|s| *s.borrow_mut() = sealed);
+        let outputs = C::render(&Fields::new(given));
+        let sealed = SEALED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        outputs?
+            .into_iter()
+            .map(|output| {
+                let nodes = output.value.to_nodes();
+                let holds_secret = nodes
+                    .iter()
+                    .any(|n| matches!(n, compose::Node::Sealed(_)));
+                let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
+                    usize::try_from(handle)
+                        .ok()
+                        .and_then(|i| sealed.texts.get(i))
+                        .map(String::as_str)
+                        .ok_or_else(|| format!("sealed value {handle} is not from this render"))
+                })
+                .map_err(|e| RenderError::new(format!("output `{}`: {e}", output.name)))?;
+                Ok(Rendered {
+                    name: output.name,
+                    value,
+                    sensitive: output.sensitive || holds_secret || sealed.revealed,
                 })
             })
             .collect()
@@ -126,7 +258,7 @@ impl Resolver for TestSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConnectorInfo, Field, Fields};
+    use crate::{ConnectorInfo, Field, Output, compose};
 
     struct Dsn;
 
@@ -140,14 +272,11 @@ mod tests {
         }
 
         fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
-            Ok(vec![Output::secret(
-                "dsn",
-                format!(
-                    "{}:{}",
-                    fields.require("user")?,
-                    fields.require("password")?
-                ),
-            )])
+            let user = fields.require("user")?;
+            Ok(vec![
+                Output::new("dsn", compose![user, ":", fields.require("password")?]),
+                Output::new("user", user),
+            ])
         }
     }
 
@@ -164,9 +293,10 @@ mod tests {
             ])
             .expect("render");
         assert_eq!(out[0].value, "app:p%40ss");
+        assert!(out[0].sensitive && out[1].sensitive, "both hold secrets");
         let out = secrets
             .render::<Dsn>(&[
-                ("user", "{{ secrets.db.user }}"),
+                ("user", "app"),
                 (
                     "password",
                     &format!("{{{{ {ARN}:password:AWSPREVIOUS: }}}}"),
@@ -174,7 +304,20 @@ mod tests {
             ])
             .expect("render at AWSPREVIOUS");
         assert_eq!(out[0].value, "app:old");
+        assert!(!out[1].sensitive, "a literal field stays plain");
         assert_eq!(secrets.calls(), 2);
+        assert!(!format!("{out:?}").contains("old"));
+    }
+
+    #[test]
+    fn public_secrets_arrive_plain() {
+        let out = TestSecrets::new()
+            .key("db", "user", "app")
+            .key("db", "password", "pw")
+            .public("db")
+            .render::<Dsn>(&[("user", "{{ secrets.db.user }}"), ("password", "x")])
+            .expect("render");
+        assert_eq!((out[1].value.as_str(), out[1].sensitive), ("app", false));
     }
 
     #[test]
@@ -189,5 +332,33 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("password"));
         assert_eq!(err.column, Some(2));
         assert!(err.message.contains("db[\"pasword\"]"), "{}", err.message);
+    }
+
+    struct Signer;
+
+    impl Connector for Signer {
+        fn info() -> ConnectorInfo {
+            ConnectorInfo::new("signer", "0", "test").field(Field::new("key", "key").required())
+        }
+
+        fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
+            let key = crate::reveal(fields.require("key")?)?;
+            Ok(vec![Output::new("length", key.len().to_string())])
+        }
+    }
+
+    #[test]
+    fn reveal_needs_the_grant_and_makes_every_output_sensitive() {
+        let mut secrets = TestSecrets::new().text("k", "12345");
+        let e = secrets
+            .render::<Signer>(&[("key", "{{ secrets.k }}")])
+            .unwrap_err();
+        assert_eq!(e.message, "reveal is not granted to this connector");
+        let out = TestSecrets::new()
+            .text("k", "12345")
+            .with_reveal()
+            .render::<Signer>(&[("key", "{{ secrets.k }}")])
+            .unwrap();
+        assert_eq!((out[0].value.as_str(), out[0].sensitive), ("5", true));
     }
 }

@@ -32,7 +32,7 @@ fn render_with(text: &str, values: &[(&str, Value)]) -> String {
         .render(|p| {
             values
                 .get(p.reference.to_string().as_str())
-                .map(|v| (*v).clone())
+                .map(|v| v.as_ref())
                 .ok_or(format!("no value for {}", p.reference))
         })
         .unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -47,7 +47,7 @@ fn literal_text_has_no_placeholders() {
     let t = Template::parse("host=db port=5432 {single} }} brace").unwrap();
     assert_eq!(t.placeholders().count(), 0);
     assert_eq!(
-        t.render(|_| Err::<Value, ()>(())).unwrap(),
+        t.render(|_| Err::<ValueRef, ()>(())).unwrap(),
         "host=db port=5432 {single} }} brace"
     );
 }

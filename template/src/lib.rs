@@ -1,12 +1,28 @@
-//! Connector field templates: parsing the three reference syntaxes and
-//! rendering them with resolved values.
+//! # keyward-template: the one implementation of keyward's template grammar
 //!
-//! The engine knows nothing of WebAssembly: it resolves through the
-//! [`Resolver`] trait, so it is unit-tested natively with an in-memory
-//! resolver and driven by the host's `secrets.get-many` inside a component.
+//! Connector field templates reference secrets in three syntaxes (see
+//! `docs/policy.md`): Retool's `{{ secrets.db.password }}`, Workato's
+//! `{{workato:sm:KEY:ARN}}` and ECS `valueFrom` ARNs, with the filters
+//! `| urlencode`, `| json` and `| base64`.
+//!
+//! The host parses, validates and expands templates with this crate (so a
+//! connector in any language needs no parser of its own), and the Rust SDK
+//! uses it to run connectors natively in unit tests. It has no dependencies
+//! and knows nothing of WebAssembly or of where values come from:
+//!
+//! - [`Template`]: one parsed template, errors with 1-based columns;
+//! - [`expand`]: a connector's configured fields checked against its
+//!   declaration, parsed, and expanded once their references are resolved;
+//! - [`compose`]: the compositions a connector returns (plain and sealed
+//!   pieces, concatenated and encoded), evaluated within a size bound;
+//! - [`encode`]: the encodings filters and compositions apply.
 
-use crate::encode;
+pub mod compose;
+pub mod encode;
+pub mod expand;
 mod parse;
+
+use encode::Encoding;
 
 use std::fmt;
 
@@ -58,6 +74,15 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// The encoding the filter applies.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Self::UrlEncode => Encoding::Percent,
+            Self::Json => Encoding::JsonString,
+            Self::Base64 => Encoding::Base64,
+        }
+    }
+
     fn from_name(name: &str) -> Option<Self> {
         match name {
             "urlencode" => Some(Self::UrlEncode),
@@ -128,11 +153,16 @@ impl Template {
         })
     }
 
+    /// Whether the template holds no placeholder (its text is a literal).
+    pub fn is_literal(&self) -> bool {
+        self.placeholders().next().is_none()
+    }
+
     /// Builds the text, taking each placeholder's value from `value_of`.
     /// Values are inserted as they are: a value is never parsed again.
-    pub fn render<V: std::borrow::Borrow<Value>, E>(
+    pub fn render<'v, E>(
         &self,
-        mut value_of: impl FnMut(&Placeholder) -> Result<V, E>,
+        mut value_of: impl FnMut(&Placeholder) -> Result<ValueRef<'v>, E>,
     ) -> Result<String, E> {
         let mut out = String::new();
         for segment in &self.segments {
@@ -140,7 +170,7 @@ impl Template {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Secret(placeholder) => {
                     let value = value_of(placeholder)?;
-                    push_filtered(&mut out, value.borrow(), &placeholder.filters);
+                    push_filtered(&mut out, value, &placeholder.filters);
                 }
             }
         }
@@ -148,13 +178,24 @@ impl Template {
     }
 }
 
-/// A resolved secret value.
+/// A resolved secret value, owned (the SDK's test secrets; the host keeps
+/// its own zeroizing type and lends a [`ValueRef`]).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Value {
     /// A `SecretString`, or the JSON leaf a path selected.
     Text(String),
     /// A `SecretBinary`.
     Bytes(Vec<u8>),
+}
+
+impl Value {
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Text(text) => ValueRef::Text(text),
+            Value::Bytes(bytes) => ValueRef::Bytes(bytes),
+        }
+    }
 }
 
 impl fmt::Debug for Value {
@@ -166,43 +207,39 @@ impl fmt::Debug for Value {
     }
 }
 
-/// Appends a value with its filters applied; unfiltered text is copied
-/// straight into the output.
-fn push_filtered(out: &mut String, value: &Value, filters: &[Filter]) {
-    match (value, filters) {
-        (Value::Text(text), []) => out.push_str(text),
-        _ => out.push_str(&apply_filters(value, filters)),
+/// A resolved secret value, borrowed from wherever it is kept.
+#[derive(Clone, Copy)]
+pub enum ValueRef<'a> {
+    /// Text.
+    Text(&'a str),
+    /// Bytes.
+    Bytes(&'a [u8]),
+}
+
+impl fmt::Debug for ValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueRef::Text(_) => f.write_str("Text(****)"),
+            ValueRef::Bytes(_) => f.write_str("Bytes(****)"),
+        }
     }
 }
 
-/// Without filters text renders as is and bytes as base64. Each filter
-/// encodes the bytes of what came before it.
-fn apply_filters(value: &Value, filters: &[Filter]) -> String {
-    let bytes = match value {
-        Value::Text(text) => text.as_bytes(),
-        Value::Bytes(bytes) => bytes,
+/// Appends a value with its filters applied: without filters text goes in
+/// as it is and bytes as base64; each filter encodes the bytes of what came
+/// before it.
+fn push_filtered(out: &mut String, value: ValueRef<'_>, filters: &[Filter]) {
+    let bytes = match (value, filters) {
+        (ValueRef::Text(text), []) => return out.push_str(text),
+        (ValueRef::Bytes(bytes), []) => return out.push_str(&encode::base64(bytes)),
+        (ValueRef::Text(text), _) => text.as_bytes(),
+        (ValueRef::Bytes(bytes), _) => bytes,
     };
-    let Some((first, rest)) = filters.split_first() else {
-        return match value {
-            Value::Text(text) => text.clone(),
-            Value::Bytes(bytes) => encode::base64(bytes),
-        };
-    };
-    rest.iter()
-        .fold(apply_filter(*first, bytes), |text, filter| {
-            apply_filter(*filter, text.as_bytes())
-        })
-}
-
-fn apply_filter(filter: Filter, bytes: &[u8]) -> String {
-    match filter {
-        Filter::UrlEncode => encode::percent(bytes),
-        Filter::Base64 => encode::base64(bytes),
-        Filter::Json => match std::str::from_utf8(bytes) {
-            Ok(text) => encode::json_string(text),
-            Err(_) => encode::json_string(&encode::base64(bytes)),
-        },
+    let mut encoded = filters[0].encoding().apply(bytes);
+    for filter in &filters[1..] {
+        encoded = filter.encoding().apply(encoded.as_bytes());
     }
+    out.push_str(&encoded);
 }
 
 #[cfg(test)]

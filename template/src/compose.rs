@@ -1,0 +1,187 @@
+//! Compositions: text a connector builds from plain pieces and sealed
+//! pieces it cannot read, evaluated where the sealed pieces are (the host).
+//!
+//! A composition is a list of nodes; a node refers to earlier nodes by
+//! index, so a tree (or a DAG) travels as one flat list and the last node
+//! is the value. Sizes are bounded before anything is built: a composition
+//! that would double itself forty times is refused, not attempted.
+
+use std::fmt;
+
+use crate::encode::Encoding;
+
+/// One node of a composition. `S` names a sealed piece (a handle).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Node<S> {
+    /// Text the connector wrote.
+    Plain(String),
+    /// A sealed piece.
+    Sealed(S),
+    /// The nodes at these (earlier) indices, one after another.
+    Concat(Vec<u32>),
+    /// The node at this (earlier) index, encoded.
+    Encode(Encoding, u32),
+}
+
+impl<S: fmt::Debug> fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Plain(text) => write!(f, "Plain({} bytes)", text.len()),
+            Node::Sealed(handle) => f.debug_tuple("Sealed").field(handle).finish(),
+            Node::Concat(parts) => f.debug_tuple("Concat").field(parts).finish(),
+            Node::Encode(encoding, part) => {
+                f.debug_tuple("Encode").field(encoding).field(part).finish()
+            }
+        }
+    }
+}
+
+/// Why a composition could not be evaluated; names nodes, never text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeError(pub String);
+
+impl fmt::Display for ComposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ComposeError {}
+
+/// Builds a composition's text. `sealed` gives a sealed piece's text (or
+/// why it has none); it is asked once per sealed node. The value may be at
+/// most `max_bytes`, and everything built on the way at most eight times
+/// that.
+pub fn evaluate<'s, S: Copy>(
+    nodes: &[Node<S>],
+    max_bytes: usize,
+    mut sealed: impl FnMut(S) -> Result<&'s str, String>,
+) -> Result<String, ComposeError> {
+    if nodes.is_empty() {
+        return Ok(String::new());
+    }
+    let earlier = |at: usize, index: u32| -> Result<usize, ComposeError> {
+        let index = index as usize;
+        if index < at {
+            Ok(index)
+        } else {
+            Err(ComposeError(format!(
+                "node {at} refers to node {index}, which does not come before it"
+            )))
+        }
+    };
+    // First the bound of every node's length, so that nothing too large is
+    // ever built; then the text, node by node.
+    let mut bounds: Vec<usize> = Vec::with_capacity(nodes.len());
+    let mut pieces: Vec<Option<&'s str>> = Vec::with_capacity(nodes.len());
+    let mut total = 0usize;
+    for (at, node) in nodes.iter().enumerate() {
+        let (bound, piece) = match node {
+            Node::Plain(text) => (text.len(), None),
+            Node::Sealed(handle) => {
+                let text = sealed(*handle).map_err(|why| ComposeError(format!("node {at}: {why}")))?;
+                (text.len(), Some(text))
+            }
+            Node::Concat(parts) => {
+                let mut sum = 0usize;
+                for &part in parts {
+                    sum = sum.saturating_add(bounds[earlier(at, part)?]);
+                }
+                (sum, None)
+            }
+            Node::Encode(encoding, part) => (encoding.max_len(bounds[earlier(at, *part)?]), None),
+        };
+        total = total.saturating_add(bound);
+        if bound > max_bytes || total > max_bytes.saturating_mul(8) {
+            return Err(ComposeError(format!(
+                "the value would be larger than {max_bytes} bytes"
+            )));
+        }
+        bounds.push(bound);
+        pieces.push(piece);
+    }
+    let mut built: Vec<String> = Vec::with_capacity(nodes.len());
+    for (at, node) in nodes.iter().enumerate() {
+        let text = match node {
+            Node::Plain(text) => text.clone(),
+            Node::Sealed(_) => pieces[at].unwrap_or_default().to_string(),
+            Node::Concat(parts) => {
+                let mut text = String::with_capacity(bounds[at]);
+                for &part in parts {
+                    text.push_str(&built[part as usize]);
+                }
+                text
+            }
+            Node::Encode(encoding, part) => encoding.apply(built[*part as usize].as_bytes()),
+        };
+        built.push(text);
+    }
+    let value = built.pop().unwrap_or_default();
+    built.iter_mut().for_each(wipe);
+    Ok(value)
+}
+
+/// Overwrites a string's buffer before it is freed, so that intermediate
+/// text with secret parts does not linger in freed memory.
+pub fn wipe(text: &mut String) {
+    let capacity = text.capacity();
+    text.clear();
+    text.extend(std::iter::repeat_n('\0', capacity));
+    std::hint::black_box(&*text);
+    text.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(nodes: &[Node<usize>]) -> Result<String, ComposeError> {
+        let sealed = ["s3cr3t", "us er"];
+        evaluate(nodes, 1 << 10, |h| {
+            sealed.get(h).copied().ok_or_else(|| format!("no sealed value {h}"))
+        })
+    }
+
+    #[test]
+    fn a_basic_header_from_sealed_pieces() {
+        let nodes = [
+            Node::Plain("Basic ".into()),
+            Node::Sealed(1),
+            Node::Plain(":".into()),
+            Node::Sealed(0),
+            Node::Concat(vec![1, 2, 3]),
+            Node::Encode(Encoding::Base64, 4),
+            Node::Concat(vec![0, 5]),
+        ];
+        assert_eq!(eval(&nodes).unwrap(), "Basic dXMgZXI6czNjcjN0");
+        assert!(!format!("{nodes:?}").contains("Basic"));
+    }
+
+    #[test]
+    fn forward_references_and_unknown_handles_are_errors() {
+        let e = eval(&[Node::Concat(vec![0])]).unwrap_err();
+        assert_eq!(e.0, "node 0 refers to node 0, which does not come before it");
+        let e = eval(&[Node::Plain("a".into()), Node::Encode(Encoding::Percent, 7)]).unwrap_err();
+        assert!(e.0.starts_with("node 1 refers to node 7"), "{e}");
+        let e = eval(&[Node::Sealed(9)]).unwrap_err();
+        assert_eq!(e.0, "node 0: no sealed value 9");
+        assert_eq!(eval(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn doubling_is_refused_before_it_is_built() {
+        let mut nodes = vec![Node::Plain("x".repeat(100))];
+        for i in 0..40 {
+            nodes.push(Node::Concat(vec![i, i]));
+        }
+        let e = eval(&nodes).unwrap_err();
+        assert_eq!(e.0, "the value would be larger than 1024 bytes");
+        // Many small nodes whose sum is large are refused too.
+        let mut nodes = vec![Node::Plain("x".repeat(1000))];
+        for i in 0..20 {
+            nodes.push(Node::Encode(Encoding::Percent, i).clone());
+            nodes.push(Node::Plain("x".repeat(1000)));
+        }
+        assert!(eval(&nodes).is_err());
+    }
+}
