@@ -35,6 +35,9 @@ pub enum Decision {
     Invalidated,
     /// An invalidation refused by the rate limit.
     RateLimited,
+    /// The connector was given the plaintext of sealed text holding this
+    /// secret; the detail is the reveal rule.
+    Revealed(String),
     /// The render made more records than are written one by one; the
     /// detail counts the rest by decision.
     Summarised(String),
@@ -53,6 +56,7 @@ impl Decision {
             Decision::Unavailable(_) => "unavailable",
             Decision::Invalidated => "invalidated",
             Decision::RateLimited => "rate_limited",
+            Decision::Revealed(_) => "revealed",
             Decision::Summarised(_) => "summarised",
         }
     }

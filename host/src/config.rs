@@ -27,6 +27,9 @@ use serde::Deserialize;
 use crate::limits::{ExecutionMode, SandboxConfig};
 use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
+use crate::resolve::ConnectorPolicy;
+use crate::sealed::request_of;
+use keyward_template::Template;
 
 /// Default time a fetched secret is served from the cache (5 minutes).
 const DEFAULT_CACHE_TTL_MS: u64 = 300_000;
@@ -113,6 +116,10 @@ struct RawConnector {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
+    public: Vec<String>,
+    #[serde(default)]
+    reveal: Vec<String>,
+    #[serde(default)]
     config: BTreeMap<String, String>,
 }
 
@@ -180,8 +187,49 @@ pub struct ConnectorConfig {
     pub component: PathBuf,
     /// What it may read.
     pub allow: Allowlist,
+    /// Secrets it may read in plain text (the operator marks them public:
+    /// outputs built only from them are not sensitive).
+    pub public: Allowlist,
+    /// Secrets it may `reveal` (compute over in plain text).
+    pub reveal: Allowlist,
     /// Field templates, by field name.
     pub fields: BTreeMap<String, String>,
+}
+
+/// A reference in a configured template that the connector's policy refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedReference {
+    /// The connector id.
+    pub connector: String,
+    /// The field whose template holds it.
+    pub field: String,
+    /// 1-based character column of its placeholder.
+    pub column: u32,
+    /// Why it is refused.
+    pub why: String,
+}
+
+impl std::fmt::Display for RefusedReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connectors.{}.config.{}, column {}: {}",
+            self.connector, self.field, self.column, self.why
+        )
+    }
+}
+
+impl ConnectorConfig {
+    /// The connector's policy under the host's namespace and identity.
+    pub fn policy(&self, secrets: &SecretsConfig) -> ConnectorPolicy {
+        ConnectorPolicy {
+            allow: self.allow.clone(),
+            public: self.public.clone(),
+            reveal: self.reveal.clone(),
+            namespace: secrets.namespace.clone(),
+            identity: secrets.identity.clone(),
+        }
+    }
 }
 
 /// The `[audit]` table, checked.
@@ -235,14 +283,30 @@ impl Config {
         let secrets = check_secrets(raw.secrets, base)?;
         let mut connectors = BTreeMap::new();
         for (id, raw) in raw.connectors {
-            let allow =
-                Allowlist::parse(&raw.allow).map_err(|e| format!("connectors.{id}.allow: {e}"))?;
+            let rules = |list: &[String], key: &str| {
+                Allowlist::parse(list).map_err(|e| format!("connectors.{id}.{key}: {e}"))
+            };
+            let (allow, public, reveal) = (
+                rules(&raw.allow, "allow")?,
+                rules(&raw.public, "public")?,
+                rules(&raw.reveal, "reveal")?,
+            );
+            for (field, template) in &raw.config {
+                Template::parse(template).map_err(|e| {
+                    format!(
+                        "connectors.{id}.config.{field}, column {}: {}",
+                        e.column, e.message
+                    )
+                })?;
+            }
             connectors.insert(
                 id.clone(),
                 ConnectorConfig {
                     id,
                     component: base.join(raw.component),
                     allow,
+                    public,
+                    reveal,
                     fields: raw.config,
                 },
             );
@@ -258,6 +322,35 @@ impl Config {
             sandbox,
             connectors,
         })
+    }
+
+    /// References in configured templates that the connector's policy
+    /// refuses (malformed, or not allowed), one line each, naming
+    /// connector, field and column. Rendering such a field fails, and the
+    /// connector cannot tell a refused secret from a missing one: this is
+    /// how the operator hears of it, at load and from `keyward check`.
+    pub fn refused_references(&self) -> Vec<RefusedReference> {
+        let mut refused = Vec::new();
+        for (id, connector) in &self.connectors {
+            let policy = connector.policy(&self.secrets);
+            for (field, template) in &connector.fields {
+                let Ok(template) = Template::parse(template) else {
+                    continue;
+                };
+                for placeholder in template.placeholders() {
+                    let request = request_of(&placeholder.reference);
+                    if let Some(why) = policy.refusal(&request) {
+                        refused.push(RefusedReference {
+                            connector: id.clone(),
+                            field: field.clone(),
+                            column: placeholder.column,
+                            why,
+                        });
+                    }
+                }
+            }
+        }
+        refused
     }
 
     /// The connector with this id, or an error listing the ids there are.

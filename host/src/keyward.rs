@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{
-    ConnectorPolicy, ConnectorSecrets, Invalidation, ResolveError, SecretRequest,
+    ConnectorSecrets, Invalidation, ResolveError, SecretRequest,
 };
 use crate::sandbox::{LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
 use crate::store::SecretStore;
@@ -198,28 +198,34 @@ impl Keyward {
     }
 
     fn swap_slots(&self, config: &Config) {
+        for refused in config.refused_references() {
+            tracing::warn!("{refused}");
+        }
         let current = self.current();
-        let policy_of = |c: &ConnectorConfig| {
-            Arc::new(ConnectorPolicy {
-                allow: c.allow.clone(),
-                namespace: config.secrets.namespace.clone(),
-                identity: config.secrets.identity.clone(),
-            })
-        };
+        let policy_of = |c: &ConnectorConfig| Arc::new(c.policy(&config.secrets));
         let slots: BTreeMap<String, Arc<Slot>> = config
             .connectors
             .iter()
             .map(|(id, c)| {
                 let slot = match current.get(id) {
-                    Some(old) => Slot {
-                        config: c.clone(),
-                        secrets: Arc::new(old.secrets.with_policy(policy_of(c))),
-                        loaded: if old.config.component == c.component {
+                    Some(old) => {
+                        let secrets = Arc::new(old.secrets.with_policy(policy_of(c)));
+                        let loaded = if old.config.component == c.component {
+                            // Idle instances that revealed what the new
+                            // policy no longer grants are dropped now.
+                            if let Some(loaded) = old.loaded.get() {
+                                loaded.discard_revoked(&secrets);
+                            }
                             old.loaded.clone()
                         } else {
                             Arc::default()
-                        },
-                    },
+                        };
+                        Slot {
+                            config: c.clone(),
+                            secrets,
+                            loaded,
+                        }
+                    }
                     None => Slot {
                         config: c.clone(),
                         secrets: Arc::new(ConnectorSecrets::new(

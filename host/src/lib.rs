@@ -2,9 +2,12 @@
 //!
 //! keyward runs each connector as a sandboxed WebAssembly component. A
 //! connector renders its connection from configured field templates that
-//! reference secrets; it reads them only through the host's `secrets`
-//! interface, which applies the namespace and the connector's allowlist,
-//! serves values from a cache in front of the backend, and audits every read.
+//! reference secrets. The host expands the templates under policy (the
+//! namespace, the connector's allowlist, values from a cache in front of
+//! the backend, every read audited) into **sealed text** the connector can
+//! compose but not read, and evaluates the connector's outputs after it
+//! returns: an output holding secret material is sensitive. Only an
+//! operator's `reveal` grant gives a connector plaintext.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), keyward_host::Error> {
@@ -27,12 +30,14 @@ pub mod limits;
 pub mod ratelimit;
 pub mod resolve;
 pub mod sandbox;
+pub mod sealed;
 pub mod store;
 pub mod value;
 
 mod keyward;
 
 pub use keyward_policy::{name, policy};
+pub use keyward_template as template;
 
 pub use config::Config;
 pub use keyward::{Error, Keyward, Rendered};

@@ -183,7 +183,9 @@ async fn run(command: Command) -> anyhow::Result<String> {
 
 /// The report of `keyward check`; an error if any line failed.
 async fn check(config: &std::path::Path) -> anyhow::Result<String> {
-    let keyward = Keyward::new(Config::load(config)?).await?;
+    let config = Config::load(config)?;
+    let refused = config.refused_references();
+    let keyward = Keyward::new(config).await?;
     let mut report = Vec::new();
     let mut failures = 0;
     match keyward.check_backend().await {
@@ -193,6 +195,13 @@ async fn check(config: &std::path::Path) -> anyhow::Result<String> {
     let ids = keyward.connector_ids();
     for id in ids {
         report.push(format!("connector {id}:"));
+        for refused in refused.iter().filter(|r| r.connector == id) {
+            failures += 1;
+            report.push(format!(
+                "  field `{}`, column {}: FAILED: {}",
+                refused.field, refused.column, refused.why
+            ));
+        }
         let requests = keyward.allowed_references(&id).await?;
         if requests.is_empty() {
             report.push("  no allowed secret exists in the backend".into());

@@ -163,6 +163,11 @@ pub enum ResolveError {
 pub struct ConnectorPolicy {
     /// Its allowlist.
     pub allow: Allowlist,
+    /// Secrets the operator marks public: the connector may read them in
+    /// plain text, and outputs built only from them are not sensitive.
+    pub public: Allowlist,
+    /// Secrets the connector may `reveal` (compute over in plain text).
+    pub reveal: Allowlist,
     /// The host's namespace.
     pub namespace: Namespace,
     /// Where ARNs must point.
@@ -255,6 +260,16 @@ pub struct ConnectorSecrets {
     decisions: Arc<Mutex<HashMap<SecretRequest, Allowed>>>,
 }
 
+/// What the operator grants a connector over one secret beyond composing
+/// it into sealed text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The secret is public: the connector may read it in plain text.
+    pub public: bool,
+    /// The connector may reveal it.
+    pub reveal: bool,
+}
+
 /// One policy reading of a reference that the allowlist allows.
 #[derive(Debug)]
 struct Reading {
@@ -263,6 +278,8 @@ struct Reading {
     key: CacheKey,
     /// The rule that allows it.
     rule: Rule,
+    /// What else the policy grants over it.
+    grants: Grants,
 }
 
 /// The readings a reference may resolve to, in order of preference (see
@@ -275,7 +292,88 @@ type Allowed = Arc<Vec<Reading>>;
 const MAX_KEPT_DECISIONS: usize = 1024;
 const MAX_KEPT_REQUEST_BYTES: usize = 1024;
 
+impl ConnectorPolicy {
+    /// What this policy grants over an allowed reading.
+    fn grants(&self, reading: &CanonicalRef) -> Grants {
+        Grants {
+            public: self.public.check(reading).is_ok(),
+            reveal: self.reveal.check(reading).is_ok(),
+        }
+    }
+
+    /// Whether the connector may reveal what `request` names: allowed,
+    /// and granted reveal, on every reading. Audits nothing.
+    pub fn may_reveal(&self, request: &SecretRequest) -> bool {
+        let Ok(mut canonical) = canonicalize(
+            &request.name,
+            &request.path,
+            request.version_stage.as_deref(),
+            request.version_id.as_deref(),
+            &self.namespace,
+            &self.identity,
+        ) else {
+            return false;
+        };
+        let alternate = canonical.alternate.take();
+        std::iter::once(canonical)
+            .chain(alternate.map(|a| *a))
+            .all(|reading| self.allow.check(&reading).is_ok() && self.grants(&reading).reveal)
+    }
+
+    /// Why a template's reference would be refused, if it would: malformed,
+    /// or not allowed. For the operator (at load and by `keyward check`);
+    /// the connector still cannot tell denied from missing.
+    pub fn refusal(&self, request: &SecretRequest) -> Option<String> {
+        let canonical = match canonicalize(
+            &request.name,
+            &request.path,
+            request.version_stage.as_deref(),
+            request.version_id.as_deref(),
+            &self.namespace,
+            &self.identity,
+        ) {
+            Ok(canonical) => canonical,
+            Err(detail) => return Some(format!("invalid reference `{request}`: {detail}")),
+        };
+        let alternate = canonical.alternate.as_deref();
+        match self.allow.check(&canonical) {
+            Ok(_) => None,
+            Err(_) if alternate.is_some_and(|a| self.allow.check(a).is_ok()) => None,
+            Err(denial) => Some(format!(
+                "`{request}` ({}) is not allowed: {denial}",
+                canonical.name
+            )),
+        }
+    }
+}
+
 impl ConnectorSecrets {
+    /// The connector's policy.
+    pub fn policy(&self) -> &ConnectorPolicy {
+        &self.policy
+    }
+
+    /// Records that the connector was given the plaintext of `request`,
+    /// with the reveal rule that grants it.
+    pub fn audit_reveal(&self, request: &SecretRequest, budget: &mut RenderBudget) {
+        let policy = &self.policy;
+        let canonical = canonicalize(
+            &request.name,
+            &request.path,
+            request.version_stage.as_deref(),
+            request.version_id.as_deref(),
+            &policy.namespace,
+            &policy.identity,
+        );
+        let rule = canonical
+            .ok()
+            .and_then(|c| policy.reveal.check(&c).ok().map(Rule::to_string))
+            .unwrap_or_default();
+        let mut record = self.record(request, Decision::Revealed(rule));
+        record.canonical = None;
+        self.write(budget, &record);
+    }
+
     /// Binds a connector's policy to the host's cache and audit log.
     pub fn new(
         connector: &str,
@@ -373,6 +471,20 @@ impl ConnectorSecrets {
         requests: &[SecretRequest],
         budget: &mut RenderBudget,
     ) -> Vec<Result<SecretValue, ResolveError>> {
+        self.resolve_with_grants(requests, budget)
+            .await
+            .into_iter()
+            .map(|result| result.map(|(value, _)| value))
+            .collect()
+    }
+
+    /// Resolves references of one render, within its budget, each value
+    /// with what the policy grants over it.
+    pub async fn resolve_with_grants(
+        &self,
+        requests: &[SecretRequest],
+        budget: &mut RenderBudget,
+    ) -> Vec<Result<(SecretValue, Grants), ResolveError>> {
         // Latency is only for the audit record; reading the clock is not free.
         let started = self.audit.is_active().then(Instant::now);
         // Decisions already taken, under one lock for the whole render.
@@ -442,7 +554,9 @@ impl ConnectorSecrets {
                     record.latency_us = latency_us;
                 }
                 let result = match reads.get(&reading.key) {
-                    Some(read) => self.outcome(request, reading, read, &mut record),
+                    Some(read) => self
+                        .outcome(request, reading, read, &mut record)
+                        .map(|value| (value, reading.grants)),
                     None => Err(ResolveError::Unavailable {
                         reference: request.to_string(),
                         detail: "no result".into(),
@@ -607,6 +721,7 @@ impl ConnectorSecrets {
                 Ok(rule) => allowed.push(Reading {
                     key: key(&reading),
                     rule: rule.clone(),
+                    grants: policy.grants(&reading),
                     canonical: reading,
                 }),
                 Err(d) => {

@@ -1,0 +1,457 @@
+//! keyward's imports (`secrets`, `log`), shaped like wasmtime's WASI
+//! interface crates: an owned [`KeywardCtx`] kept in the embedder's store
+//! state, a borrowed [`KeywardView`] that implements the generated host
+//! traits, and one [`add_to_linker`] that works in any `Linker<T>`, so a
+//! platform that already embeds wasmtime links keyward beside its own
+//! interfaces.
+//!
+//! The ctx also does the host's half of a render: it expands the
+//! configured fields into plain and sealed text before the connector runs
+//! ([`KeywardCtx::expand`]) and evaluates the compositions it returns
+//! ([`KeywardCtx::outputs`]). What a render may cost is bounded here: the
+//! CPU deadline counts guest code and the host's work in its calls (not
+//! time waiting on the backend), a wall-clock deadline counts everything,
+//! host calls per render are capped, and a host call traps — never panics
+//! — when a bound is passed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward_template::ValueRef;
+use keyward_template::compose::{self, Node};
+use keyward_template::encode::Encoding;
+use wasmtime::component::{HasData, Linker};
+use zeroize::Zeroizing;
+
+use super::types::{RenderError, RenderedValue};
+use crate::escape::escape_untrusted;
+use crate::limits::SandboxConfig;
+use crate::resolve::{ConnectorSecrets, RenderBudget};
+use crate::sealed::{MAX_OUTPUT_BYTES, PreparedFields, Revealed, SealedTable, single_reference};
+use crate::value::SecretValue;
+
+/// Bindings generated from `wit/connector.wit`, for embedders that call a
+/// connector's exports themselves.
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "connector",
+        path: "../wit",
+        // Host calls return `wasmtime::Result`: a call past a render's
+        // bounds traps the guest instead of answering it.
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::keyward::connector::{log as wit_log, secrets as wit_secrets, types as wit_types};
+
+/// The state keyward's imports need, one per store.
+pub struct KeywardCtx {
+    connector: Arc<str>,
+    secrets: Option<Arc<ConnectorSecrets>>,
+    limits: Arc<SandboxConfig>,
+    started: Instant,
+    budget: RenderBudget,
+    host_calls: usize,
+    log_lines: usize,
+    sealed: SealedTable,
+    revealed: Revealed,
+}
+
+impl std::fmt::Debug for KeywardCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeywardCtx")
+            .field("connector", &self.connector)
+            .field("sealed", &self.sealed)
+            .field("revealed", &self.revealed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A borrowed view of a [`KeywardCtx`]: what the host traits are
+/// implemented on.
+#[derive(Debug)]
+pub struct KeywardView<'a> {
+    ctx: &'a mut KeywardCtx,
+}
+
+impl<'a> KeywardView<'a> {
+    /// Views a ctx.
+    pub fn new(ctx: &'a mut KeywardCtx) -> Self {
+        Self { ctx }
+    }
+}
+
+struct HasKeyward;
+
+impl HasData for HasKeyward {
+    type Data<'a> = KeywardView<'a>;
+}
+
+/// Adds keyward's `secrets` and `log` imports to a linker whose store state
+/// `T` holds a [`KeywardCtx`]; `view` borrows it.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KeywardView<'_>,
+) -> wasmtime::Result<()> {
+    wit_types::add_to_linker::<T, HasKeyward>(linker, view)?;
+    wit_secrets::add_to_linker::<T, HasKeyward>(linker, view)?;
+    wit_log::add_to_linker::<T, HasKeyward>(linker, view)?;
+    Ok(())
+}
+
+impl KeywardCtx {
+    /// A ctx with no render under way (`describe`, an idle instance).
+    pub fn new(connector: Arc<str>, limits: Arc<SandboxConfig>) -> Self {
+        Self {
+            connector,
+            secrets: None,
+            limits,
+            started: Instant::now(),
+            budget: RenderBudget::for_render(),
+            host_calls: 0,
+            log_lines: 0,
+            sealed: SealedTable::default(),
+            revealed: Revealed::default(),
+        }
+    }
+
+    /// Readies the ctx for a render under `secrets` (its policy and view).
+    pub fn begin_render(&mut self, secrets: Arc<ConnectorSecrets>) {
+        self.connector = secrets.connector_id();
+        self.secrets = Some(secrets);
+        self.sealed.begin();
+        self.started = Instant::now();
+        self.budget = RenderBudget::for_render();
+        self.host_calls = 0;
+        self.log_lines = 0;
+    }
+
+    /// Ends a render, trapped or not: writes the audit summary of what was
+    /// counted rather than written.
+    pub fn finish_render(&mut self) {
+        if let Some(secrets) = &self.secrets {
+            secrets.finish_render(&self.budget);
+        }
+        self.budget = RenderBudget::for_render();
+    }
+
+    /// Forgets the render's secrets view and its sealed texts (zeroed).
+    pub fn end_render(&mut self) {
+        self.secrets = None;
+        self.sealed.clear();
+    }
+
+    /// The bounds of a render.
+    pub fn limits(&self) -> &SandboxConfig {
+        &self.limits
+    }
+
+    /// What the instance revealed in its life.
+    pub fn revealed(&self) -> &Revealed {
+        &self.revealed
+    }
+
+    /// Why the render must stop now, if it must: past the CPU deadline
+    /// (everything since it started except waiting on the backend), or
+    /// past the wall-clock one. One clock read.
+    pub fn over_deadline(&self) -> Option<String> {
+        let limits = &self.limits;
+        let elapsed = self.started.elapsed();
+        if elapsed.saturating_sub(self.budget.upstream_wait) > limits.render_timeout {
+            Some(format!(
+                "the connector ran longer than its {} ms CPU deadline",
+                limits.render_timeout.as_millis()
+            ))
+        } else if elapsed > limits.render_wall_timeout {
+            Some(wall_deadline_passed(limits.render_wall_timeout))
+        } else {
+            None
+        }
+    }
+
+    /// Counts a host call and traps past the render's bounds.
+    fn enter_host_call(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.limits.max_host_calls {
+            wasmtime::bail!(
+                "the connector made more than {} host calls in one render",
+                self.limits.max_host_calls
+            );
+        }
+        if let Some(why) = self.over_deadline() {
+            wasmtime::bail!("{why}");
+        }
+        Ok(())
+    }
+
+    /// Awaits host work that may wait on the backend, within the render's
+    /// wall-clock deadline.
+    async fn within_wall_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> wasmtime::Result<T> {
+        // Most host calls are cache hits, ready at the first poll: they
+        // need no timer.
+        let mut work = std::pin::pin!(work);
+        if let std::task::Poll::Ready(done) = futures::poll!(work.as_mut()) {
+            return Ok(done);
+        }
+        let limit = self.limits.render_wall_timeout;
+        tokio::time::timeout_at((self.started + limit).into(), work)
+            .await
+            .map_err(|_| wasmtime::Error::msg(wall_deadline_passed(limit)))
+    }
+
+    /// A guest's text for a log or error line: revealed values masked,
+    /// control characters escaped.
+    pub fn sanitize(&self, text: &str) -> String {
+        escape_untrusted(&self.revealed.mask(text)).into_owned()
+    }
+
+    /// Expands the prepared fields under the render's policy: all
+    /// references resolved in one pass, each field plain (no secret, or
+    /// only public ones) or sealed. The outer error is a trap (the
+    /// wall-clock deadline passed while waiting on the backend).
+    pub async fn expand(
+        &mut self,
+        prepared: &PreparedFields,
+    ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RenderError>> {
+        let requests = prepared.requests();
+        let resolved = match (&self.secrets, requests.is_empty()) {
+            (_, true) | (None, _) => Vec::new(),
+            (Some(secrets), false) => {
+                let secrets = secrets.clone();
+                let mut budget = std::mem::take(&mut self.budget);
+                let resolved = self
+                    .within_wall_deadline(secrets.resolve_with_grants(requests, &mut budget))
+                    .await;
+                self.budget = budget;
+                resolved?
+            }
+        };
+        let expanded = prepared.plan().expand(|i| match resolved.get(i) {
+            Some(Ok((SecretValue::Text(text), _))) => Ok(ValueRef::Text(text)),
+            Some(Ok((SecretValue::Bytes(bytes), _))) => Ok(ValueRef::Bytes(bytes)),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err(format!(
+                "secret `{}` was not found or is not allowed",
+                requests[i]
+            )),
+        });
+        let expanded = match expanded {
+            Ok(expanded) => expanded,
+            Err(e) => return Ok(Err(crate::sealed::render_error(e))),
+        };
+        let grants = |i: usize| match resolved.get(i) {
+            Some(Ok((_, grants))) => *grants,
+            _ => Default::default(),
+        };
+        let fields = expanded
+            .into_iter()
+            .map(|field| {
+                let public = field.references.iter().all(|&i| grants(i).public);
+                let value = if public {
+                    wit_types::Text::Plain(field.text)
+                } else {
+                    let revealable = field.references.iter().all(|&i| grants(i).reveal);
+                    let references = field
+                        .references
+                        .iter()
+                        .map(|&i| requests[i].clone())
+                        .collect();
+                    wit_types::Text::Sealed(self.sealed.seal(field.text, references, revealable))
+                };
+                wit_types::Field {
+                    name: field.name,
+                    value,
+                }
+            })
+            .collect();
+        Ok(Ok(fields))
+    }
+
+    /// The connector's outputs with their compositions evaluated: an
+    /// output holding a sealed piece, and every output of a render that
+    /// revealed, is sensitive.
+    pub fn outputs(
+        &self,
+        outputs: Vec<wit_types::Output>,
+    ) -> Result<Vec<RenderedValue>, RenderError> {
+        outputs
+            .into_iter()
+            .map(|output| {
+                let name_error = |why: String| RenderError {
+                    field: None,
+                    column: None,
+                    message: format!("output `{}`: {why}", self.sanitize(&output.name)),
+                };
+                if escape_untrusted(&output.name) != output.name.as_str() {
+                    return Err(name_error("the name contains a control character".into()));
+                }
+                let nodes: Vec<Node<u64>> = output
+                    .value
+                    .nodes
+                    .into_iter()
+                    .map(|node| match node {
+                        wit_types::Node::Plain(text) => Node::Plain(text),
+                        wit_types::Node::Sealed(handle) => Node::Sealed(handle),
+                        wit_types::Node::Concat(parts) => Node::Concat(parts),
+                        wit_types::Node::Encode((encoding, part)) => {
+                            Node::Encode(from_wit_encoding(encoding), part)
+                        }
+                    })
+                    .collect();
+                let holds_secret = nodes.iter().any(|n| matches!(n, Node::Sealed(_)));
+                let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
+                    self.sealed.get(handle).map(|entry| entry.text())
+                })
+                .map_err(|e| name_error(e.to_string()))?;
+                Ok(RenderedValue {
+                    sensitive: output.sensitive || holds_secret || self.sealed.revealed,
+                    name: output.name,
+                    value: Zeroizing::new(value),
+                })
+            })
+            .collect()
+    }
+
+    /// The connector's render error, masked and escaped: a connector that
+    /// revealed could echo a value, or write a fake host line.
+    pub fn render_error(&self, e: wit_types::RenderError) -> RenderError {
+        RenderError {
+            field: e.field.map(|field| self.sanitize(&field)),
+            column: e.column,
+            message: self.sanitize(&e.message),
+        }
+    }
+}
+
+fn from_wit_encoding(encoding: wit_types::Encoding) -> Encoding {
+    match encoding {
+        wit_types::Encoding::Percent => Encoding::Percent,
+        wit_types::Encoding::Form => Encoding::Form,
+        wit_types::Encoding::JsonString => Encoding::JsonString,
+        wit_types::Encoding::Base64 => Encoding::Base64,
+        wit_types::Encoding::Base64url => Encoding::Base64Url,
+        wit_types::Encoding::UriHost => Encoding::UriHost,
+    }
+}
+
+/// Why a render past its wall-clock deadline was stopped.
+pub(super) fn wall_deadline_passed(limit: Duration) -> String {
+    format!(
+        "the render took longer than its {} ms wall-clock deadline",
+        limit.as_millis()
+    )
+}
+
+impl wit_secrets::Host for KeywardView<'_> {
+    async fn reveal(&mut self, value: u64) -> wasmtime::Result<Result<String, String>> {
+        let ctx = &mut *self.ctx;
+        ctx.enter_host_call()?;
+        let entry = match ctx.sealed.get(value) {
+            Ok(entry) => entry,
+            Err(why) => return Ok(Err(why)),
+        };
+        let Some(secrets) = ctx.secrets.clone() else {
+            return Ok(Err("no render is under way".into()));
+        };
+        if !entry.revealable {
+            return Ok(Err(
+                "reveal is not granted to this connector for every secret in this value".into(),
+            ));
+        }
+        for request in &entry.references {
+            secrets.audit_reveal(request, &mut ctx.budget);
+        }
+        let text = entry.text().to_string();
+        ctx.revealed.add(&text, &entry.references.clone());
+        ctx.sealed.revealed = true;
+        Ok(Ok(text))
+    }
+
+    async fn invalidate(&mut self, reference: String) -> wasmtime::Result<bool> {
+        let ctx = &mut *self.ctx;
+        ctx.enter_host_call()?;
+        let Some(secrets) = ctx.secrets.clone() else {
+            return Ok(false);
+        };
+        // A revealed value sent back as a name must not reach the audit log.
+        let Some(request) = single_reference(&ctx.revealed.mask(&reference)) else {
+            return Ok(false);
+        };
+        let mut budget = std::mem::take(&mut ctx.budget);
+        let done = ctx
+            .within_wall_deadline(secrets.invalidate_within(&request, &mut budget))
+            .await;
+        ctx.budget = budget;
+        Ok(done?.answer_for_guest())
+    }
+
+    async fn list(&mut self) -> wasmtime::Result<Vec<String>> {
+        let ctx = &mut *self.ctx;
+        ctx.enter_host_call()?;
+        let Some(secrets) = ctx.secrets.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut budget = std::mem::take(&mut ctx.budget);
+        let listed = ctx.within_wall_deadline(secrets.list_within(&mut budget)).await;
+        ctx.budget = budget;
+        Ok(listed?.unwrap_or_else(|e| {
+            tracing::warn!(connector = %ctx.connector, "listing secrets failed: {e}");
+            Vec::new()
+        }))
+    }
+}
+
+impl wit_log::Host for KeywardView<'_> {
+    async fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
+        let ctx = &mut *self.ctx;
+        ctx.enter_host_call()?;
+        ctx.log_lines += 1;
+        let connector = &*ctx.connector;
+        if ctx.log_lines > ctx.limits.max_log_lines {
+            if ctx.log_lines == ctx.limits.max_log_lines + 1 {
+                tracing::warn!(
+                    target: "keyward::guest",
+                    connector,
+                    "log limit of {} lines per render reached; further lines are dropped",
+                    ctx.limits.max_log_lines
+                );
+            }
+            return Ok(());
+        }
+        let mut message = ctx.sanitize(&message);
+        if message.len() > ctx.limits.max_log_bytes {
+            let length = message.len();
+            let mut cut = ctx.limits.max_log_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(&format!("… (cut; {length} bytes)"));
+        }
+        match level {
+            wit_log::Level::Trace => {
+                tracing::trace!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Debug => {
+                tracing::debug!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Info => {
+                tracing::info!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Warn => {
+                tracing::warn!(target: "keyward::guest", connector, "{message}")
+            }
+            wit_log::Level::Error => {
+                tracing::error!(target: "keyward::guest", connector, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl wit_types::Host for KeywardView<'_> {}

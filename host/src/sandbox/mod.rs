@@ -1,0 +1,626 @@
+//! The wasmtime side: the engine and its instance pool, compiling
+//! connector components, and running them with nothing but keyward's
+//! imports ([`interface`]) and a capability-less WASI.
+//!
+//! Each distinct component (by content hash) is compiled once into an
+//! `InstancePre`-backed `ConnectorPre`, however many connector ids use it.
+//! A render runs in a fresh store, or in fast mode's warm instance, which
+//! never holds a secret value: the host expands the fields into sealed text
+//! before the connector runs and evaluates its outputs after.
+
+mod interface;
+mod types;
+
+pub use interface::{KeywardCtx, KeywardView, add_to_linker, bindings};
+pub use types::{ConnectorInfo, FieldSpec, MASK, RenderError, RenderedValue, RunError};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::escape::escape_untrusted;
+use crate::limits::{EpochTicker, ExecutionMode, SandboxConfig};
+use crate::resolve::ConnectorSecrets;
+use crate::sealed::PreparedFields;
+use bindings::{Connector, ConnectorPre};
+
+/// The most random bytes a guest gets in one WASI call; more traps.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// Bytes of each pooled memory and table slot that stay mapped between
+/// instances and are reset in place (see `Sandbox::new`).
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
+/// Prepared field sets kept per connector (a platform renders the same
+/// few again and again); past it, the cache starts over.
+const MAX_PREPARED_FIELD_SETS: usize = 64;
+
+/// Per-store state: WASI with no capabilities, keyward's ctx, and the
+/// store's limits.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    keyward: KeywardCtx,
+    limiter: GuestLimiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The store's memory and table limits, remembering whether a memory was
+/// refused growth, so that the trap that follows is reported as what it is.
+struct GuestLimiter {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            self.memory_refused = true;
+        }
+        grown
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+impl HostState {
+    fn new(connector: Arc<str>, limits: Arc<SandboxConfig>) -> Self {
+        // No preopens, no environment, no network, no inherited stdio.
+        let wasi = WasiCtxBuilder::new()
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            // wasmtime-wasi builds the buffer on the host before copying
+            // it in: keep that small (its default is 64 MiB).
+            .max_random_size(MAX_RANDOM_BYTES)
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory_bytes)
+            .table_elements(100_000)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            // A refused growth traps at once rather than leaving the guest
+            // to abort on a failed allocation somewhere later.
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            keyward: KeywardCtx::new(connector, limits),
+            limiter: GuestLimiter {
+                limits: store_limits,
+                memory_refused: false,
+            },
+        }
+    }
+}
+
+/// One compiled component, shared by every connector id that loads the
+/// same bytes.
+struct Compiled {
+    pre: ConnectorPre<HostState>,
+}
+
+/// Compiled components by content hash, held as long as a connector uses them.
+type CompiledByHash = Mutex<HashMap<[u8; 32], Weak<Compiled>>>;
+
+/// The idle warm instances of every loaded connector, so that an
+/// instantiation that finds the instance pool full can take their slots.
+#[derive(Default)]
+struct IdleInstances {
+    pools: Mutex<Vec<Weak<Mutex<Vec<Warm>>>>>,
+}
+
+impl IdleInstances {
+    fn register(&self, pool: &Arc<Mutex<Vec<Warm>>>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Drops every idle warm instance; returns how many there were.
+    fn reclaim(&self) -> usize {
+        let pools: Vec<Arc<Mutex<Vec<Warm>>>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut reclaimed = 0;
+        for pool in pools {
+            // Taken out under the lock, dropped (slots freed) after it.
+            let idle = std::mem::take(&mut *pool.lock().unwrap_or_else(|p| p.into_inner()));
+            reclaimed += idle.len();
+        }
+        reclaimed
+    }
+}
+
+/// A wasmtime engine and a linker with the keyward imports.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    limits: Arc<SandboxConfig>,
+    compiled: Arc<CompiledByHash>,
+    idle: Arc<IdleInstances>,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+/// A connector ready to instantiate: a shared compiled component and this
+/// connector's own idle warm instances (never shared between connector
+/// ids: a warm instance's memory is its connector's).
+#[derive(Clone)]
+pub struct LoadedConnector {
+    engine: Engine,
+    compiled: Arc<Compiled>,
+    info: Arc<OnceCell<Arc<ConnectorInfo>>>,
+    prepared: Arc<Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>>>>,
+    warm: Arc<Mutex<Vec<Warm>>>,
+    idle: Arc<IdleInstances>,
+    limits: Arc<SandboxConfig>,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl fmt::Debug for LoadedConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedConnector").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// An engine configured for connectors: epoch interruption for the
+    /// deadlines, the default 512 KiB wasm stack (deep recursion traps).
+    pub fn new(limits: SandboxConfig) -> Result<Self, String> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // For profiling: `perf report` can then name JIT-compiled guest code.
+        if std::env::var_os("KEYWARD_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        if let Some(slots) = limits.pooled_instances {
+            // A connector built by wasm32-wasip2 Rust instantiates a few
+            // core modules; leave room for them.
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(4))
+                .total_memories(slots.saturating_mul(2))
+                .total_tables(slots.saturating_mul(4))
+                .total_stacks(slots)
+                .max_memory_size(limits.max_memory_bytes)
+                // A render dirties a few dozen pages of a slot. Resetting
+                // just those (found with Linux's PAGEMAP_SCAN, where the
+                // kernel has it) keeps them mapped for the next instance,
+                // instead of an madvise and a page fault per page; it
+                // halved the fresh-instance render in `benches/`.
+                .pagemap_scan(Enabled::Auto)
+                .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+                .table_keep_resident(KEEP_RESIDENT_BYTES);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        if let Some(dir) = &limits.compile_cache {
+            // wasmtime wants an absolute directory.
+            let dir = std::path::absolute(dir)
+                .map_err(|e| format!("compile cache {}: {e}", dir.display()))?;
+            let mut cache = CacheConfig::new();
+            cache.with_directory(&dir);
+            let cache =
+                Cache::new(cache).map_err(|e| format!("compile cache {}: {e:#}", dir.display()))?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
+        let ticker = EpochTicker::start(&engine)
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        add_to_linker(&mut linker, |state: &mut HostState| {
+            KeywardView::new(&mut state.keyward)
+        })
+        .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            limits: Arc::new(limits),
+            compiled: Arc::default(),
+            idle: Arc::default(),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// Reads a component file (a regular file within the size limit) and
+    /// loads it.
+    pub fn load(&self, path: &Path) -> Result<LoadedConnector, String> {
+        let bytes = read_component(path, self.limits.max_component_bytes)?;
+        self.load_bytes(&bytes)
+    }
+
+    /// Checks that bytes are a keyward connector and loads them, compiling
+    /// only if no loaded connector has the same bytes.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedConnector, String> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        // Held while compiling, so that ids sharing a component that load
+        // at once compile it once.
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = match compiled.get(&hash).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let shared = Arc::new(self.compile(bytes)?);
+                compiled.retain(|_, c| c.strong_count() > 0);
+                compiled.insert(hash, Arc::downgrade(&shared));
+                shared
+            }
+        };
+        drop(compiled);
+        let warm = Arc::default();
+        self.idle.register(&warm);
+        Ok(LoadedConnector {
+            engine: self.engine.clone(),
+            compiled: shared,
+            info: Arc::default(),
+            prepared: Arc::default(),
+            warm,
+            idle: self.idle.clone(),
+            limits: self.limits.clone(),
+            _ticker: self._ticker.clone(),
+        })
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Compiled, String> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("not a WebAssembly component: {}", first_line(&e)))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("not a keyward connector (imports do not match): {e:#}"))?;
+        let pre = ConnectorPre::new(instance_pre)
+            .map_err(|e| format!("not a keyward connector (exports do not match): {e:#}"))?;
+        Ok(Compiled { pre })
+    }
+
+    /// How many distinct components are compiled and in use.
+    pub fn compiled_components(&self) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|c| c.strong_count() > 0)
+            .count()
+    }
+}
+
+/// A component file's bytes: only a regular file (a device such as
+/// `/dev/zero` would be read forever, a FIFO would block the host), at most
+/// `max_bytes` of it.
+fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let too_large = |size: u64| {
+        format!(
+            "the component is {size} bytes; at most {max_bytes} are allowed \
+             (sandbox.max_component_mb)"
+        )
+    };
+    let not_regular = |metadata: &std::fs::Metadata| {
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_dir() {
+            "a directory"
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            if file_type.is_fifo() {
+                "a FIFO"
+            } else if file_type.is_char_device() || file_type.is_block_device() {
+                "a device"
+            } else if file_type.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        };
+        format!("the component must be a regular file; this is {kind}")
+    };
+    let unreadable = |e: std::io::Error| format!("cannot read the component: {e}");
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_regular(&metadata));
+    }
+    if metadata.len() > max_bytes {
+        return Err(too_large(metadata.len()));
+    }
+    // Non-blocking, so that a FIFO swapped in after the check above cannot
+    // block the open; the opened file is checked again.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_regular(&metadata));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl LoadedConnector {
+    /// A fresh store: memory and table limits, and the deadlines checked
+    /// on every epoch tick.
+    fn store(&self, connector: Arc<str>) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, HostState::new(connector, self.limits.clone()));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| match context.data().keyward.over_deadline() {
+            Some(why) => Err(wasmtime::Error::msg(why)),
+            None => Ok(UpdateDeadline::Continue(1)),
+        });
+        store
+    }
+
+    /// A new instance in a new store. If the instance pool is full, idle
+    /// warm instances (of any connector) are dropped to free their slots
+    /// and it is tried once more.
+    async fn instantiate(&self, connector: Arc<str>) -> Result<(Store<HostState>, Connector), RunError> {
+        let mut store = self.store(connector.clone());
+        match self.compiled.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) if e.is::<PoolConcurrencyLimitError>() && self.idle.reclaim() > 0 => {
+                drop(store);
+                let mut store = self.store(connector);
+                let instance = self
+                    .compiled
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(trap)?;
+                Ok((store, instance))
+            }
+            Err(e) => Err(trap(e)),
+        }
+    }
+
+    /// The connector's declaration: its `describe`, called once in a fresh
+    /// instance and kept.
+    pub async fn describe(&self) -> Result<ConnectorInfo, RunError> {
+        self.info().await.map(|info| (*info).clone())
+    }
+
+    async fn info(&self) -> Result<Arc<ConnectorInfo>, RunError> {
+        self.info
+            .get_or_try_init(|| async {
+                let (mut store, instance) = self.instantiate("describe".into()).await?;
+                let info = instance
+                    .call_describe(&mut store)
+                    .await
+                    .map_err(|e| run_error(&store, e))?;
+                Ok(Arc::new(ConnectorInfo {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    fields: info
+                        .fields
+                        .into_iter()
+                        .map(|f| FieldSpec {
+                            name: f.name,
+                            description: f.description,
+                            required: f.required,
+                            sensitive: f.sensitive,
+                            default: f.default_value,
+                            secret_reference: f.secret_reference,
+                        })
+                        .collect(),
+                }))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The fields checked against the declaration and parsed, kept per
+    /// field set.
+    async fn prepare(&self, fields: &[(String, String)]) -> Result<Arc<PreparedFields>, RunError> {
+        if let Some(prepared) = self.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(fields) {
+            return Ok(prepared.clone());
+        }
+        let info = self.info().await?;
+        let prepared = Arc::new(PreparedFields::new(&info, fields)?);
+        let mut kept = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= MAX_PREPARED_FIELD_SETS {
+            kept.clear();
+        }
+        kept.insert(fields.to_vec(), prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Renders in a fresh instance (or an idle warm one) under the
+    /// connector's secrets view: the host expands the fields, the connector
+    /// composes its outputs, the host evaluates them.
+    pub async fn render(
+        &self,
+        secrets: Arc<ConnectorSecrets>,
+        fields: &[(String, String)],
+    ) -> Result<Vec<RenderedValue>, RunError> {
+        let prepared = self.prepare(fields).await?;
+        let (mut store, instance) = match self.take_warm(&secrets) {
+            Some(warm) => {
+                let mut store = warm.store;
+                store.set_epoch_deadline(1);
+                (store, warm.instance)
+            }
+            None => self.instantiate(secrets.connector_id()).await?,
+        };
+        store.data_mut().keyward.begin_render(secrets);
+        let expanded = store.data_mut().keyward.expand(&prepared).await;
+        let outcome = match expanded {
+            Err(e) => Err(trap(e)),
+            Ok(Err(e)) => Err(RunError::Render(e)),
+            Ok(Ok(fields)) => {
+                let called = instance.call_render(&mut store, &fields).await;
+                drop(fields);
+                called.map_err(|e| run_error(&store, e)).and_then(|result| {
+                    let ctx = &store.data().keyward;
+                    match result {
+                        Ok(outputs) => ctx.outputs(outputs).map_err(RunError::Render),
+                        Err(e) => Err(RunError::Render(ctx.render_error(e))),
+                    }
+                })
+            }
+        };
+        let ctx = &mut store.data_mut().keyward;
+        ctx.finish_render();
+        ctx.end_render();
+        // A trapped instance is never reused; nor is one that revealed
+        // more values than it can keep masks for.
+        let trapped = matches!(outcome, Err(RunError::Trap(_)));
+        if self.limits.mode == ExecutionMode::Warm && !trapped && !ctx.revealed().is_full() {
+            self.put_warm(Warm { store, instance });
+        }
+        outcome
+    }
+
+    /// An idle warm instance, unless it revealed a secret the current
+    /// policy no longer lets it reveal (then it is dropped).
+    fn take_warm(&self, secrets: &ConnectorSecrets) -> Option<Warm> {
+        let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(warm) = pool.pop() {
+            if warm.store.data().keyward.revealed().still_granted(secrets.policy()) {
+                return Some(warm);
+            }
+        }
+        None
+    }
+
+    /// Drops the idle warm instances that revealed a secret `secrets`'
+    /// policy no longer lets the connector reveal (after a policy swap).
+    pub fn discard_revoked(&self, secrets: &ConnectorSecrets) -> usize {
+        let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        let before = pool.len();
+        pool.retain(|warm| warm.store.data().keyward.revealed().still_granted(secrets.policy()));
+        before - pool.len()
+    }
+
+    fn put_warm(&self, warm: Warm) {
+        let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < self.limits.warm_instances {
+            pool.push(warm);
+        }
+    }
+
+    /// Instantiates up to `count` idle instances now (warm mode), so the
+    /// first renders do not pay for instantiation. Returns how many are idle.
+    pub async fn prewarm(&self, count: usize) -> Result<usize, RunError> {
+        let count = count.min(self.limits.warm_instances);
+        while self.warm.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
+            let (store, instance) = self.instantiate("prewarm".into()).await?;
+            self.put_warm(Warm { store, instance });
+        }
+        Ok(self.warm.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// Idle warm instances kept for this connector.
+    pub fn idle_instances(&self) -> usize {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// An instance kept between renders in warm mode.
+struct Warm {
+    store: Store<HostState>,
+    instance: Connector,
+}
+
+/// A trap, reported as the bound it hit where the store knows it.
+fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
+    let state = store.data();
+    if state.limiter.memory_refused {
+        return RunError::Trap(format!(
+            "the connector exceeded its memory limit of {} MiB (sandbox.max_memory_mb)",
+            state.keyward.limits().max_memory_bytes >> 20
+        ));
+    }
+    trap(e)
+}
+
+/// The cause of a trap in one line: the deadline, a stack overflow, an
+/// `unreachable` (a guest panic or failed allocation), without the guest
+/// backtrace that wasmtime puts first.
+fn trap(e: wasmtime::Error) -> RunError {
+    let cause = e.root_cause().to_string();
+    let line = cause.lines().next().unwrap_or("unknown trap");
+    RunError::Trap(escape_untrusted(line).into_owned())
+}

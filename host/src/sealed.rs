@@ -1,0 +1,297 @@
+//! Sealed text on the host: the fields a render expanded for its connector,
+//! held by handle; the compositions the connector returns, evaluated; and
+//! the values a connector revealed, masked for the life of its instance.
+
+use keyward_template::compose::wipe;
+use keyward_template::encode::Encoding;
+use keyward_template::expand::{self, FieldDecl, Plan};
+use keyward_template::{Reference, Template};
+use zeroize::Zeroizing;
+
+use crate::resolve::{ConnectorPolicy, SecretRequest};
+use crate::sandbox::{ConnectorInfo, MASK, RenderError};
+
+/// The most bytes one output's value may have.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// The most distinct values one instance may reveal; past it, the instance
+/// is not reused (its masks are never dropped, so it is dropped instead).
+const MAX_REVEALED_VALUES: usize = 64;
+
+/// A reference as the host's resolver takes it.
+pub fn request_of(reference: &Reference) -> SecretRequest {
+    SecretRequest {
+        name: reference.name.clone(),
+        path: reference.path.clone(),
+        version_stage: reference.version_stage.clone(),
+        version_id: reference.version_id.clone(),
+    }
+}
+
+/// A field error from the grammar crate as a render error.
+pub fn render_error(e: expand::FieldError) -> RenderError {
+    RenderError {
+        field: Some(e.field),
+        column: e.column,
+        message: e.message,
+    }
+}
+
+/// A connector's configured fields checked against its declaration and
+/// parsed, with their distinct references: kept per field set, so a
+/// render of the same fields parses nothing.
+#[derive(Debug)]
+pub struct PreparedFields {
+    plan: Plan,
+    requests: Vec<SecretRequest>,
+}
+
+impl PreparedFields {
+    /// Checks and parses `fields` against what the connector declared.
+    pub fn new(info: &ConnectorInfo, fields: &[(String, String)]) -> Result<Self, RenderError> {
+        let decls: Vec<FieldDecl<'_>> = info
+            .fields
+            .iter()
+            .map(|f| FieldDecl {
+                name: &f.name,
+                required: f.required,
+                default: f.default.as_deref(),
+                secret_reference: f.secret_reference,
+            })
+            .collect();
+        let plan = expand::plan(&info.name, &decls, fields).map_err(render_error)?;
+        let requests = plan.references().iter().map(request_of).collect();
+        Ok(Self { plan, requests })
+    }
+
+    /// The expansion plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The distinct references, as the resolver takes them.
+    pub fn requests(&self) -> &[SecretRequest] {
+        &self.requests
+    }
+}
+
+/// One reference for `invalidate`, written as a template writes it
+/// (`{{ secrets.db }}`, or a bare ARN); anything else is malformed.
+pub fn single_reference(text: &str) -> Option<SecretRequest> {
+    let template: Template = expand::parse_field(text.trim(), true).ok()?;
+    let mut placeholders = template.placeholders();
+    let first = placeholders.next()?;
+    placeholders.next().is_none().then(|| request_of(&first.reference))
+}
+
+/// One sealed text of the render under way.
+#[derive(Debug)]
+pub struct SealedEntry {
+    /// Zeroized on drop; `Zeroizing` shows it in `Debug`, so it is kept
+    /// in a wrapper that does not.
+    text: Hidden,
+    /// The references it was expanded from.
+    pub references: Vec<SecretRequest>,
+    /// Whether the policy grants reveal on every one of them.
+    pub revealable: bool,
+}
+
+impl SealedEntry {
+    /// The text, for the host's evaluation.
+    pub fn text(&self) -> &str {
+        &self.text.0
+    }
+}
+
+/// A secret text that `Debug` does not show.
+struct Hidden(Zeroizing<String>);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+/// The sealed texts of one render, by handle. A handle carries the
+/// render's serial, so a handle a connector kept from an earlier render
+/// names nothing.
+#[derive(Default)]
+pub struct SealedTable {
+    serial: u32,
+    entries: Vec<SealedEntry>,
+    /// Whether the render revealed anything (all its outputs are sensitive).
+    pub revealed: bool,
+}
+
+impl std::fmt::Debug for SealedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTable")
+            .field("serial", &self.serial)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedTable {
+    /// Starts a render: new serial, no entries.
+    pub fn begin(&mut self) {
+        self.clear();
+        self.serial = self.serial.wrapping_add(1);
+    }
+
+    /// Drops (and zeroes) every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.revealed = false;
+    }
+
+    /// Seals a text; returns its handle.
+    pub fn seal(&mut self, mut text: String, references: Vec<SecretRequest>, revealable: bool) -> u64 {
+        let index = self.entries.len() as u64;
+        // Moved, not copied, into a zeroizing string; the spare capacity
+        // is zeroed with it.
+        let sealed = Zeroizing::new(std::mem::take(&mut text));
+        self.entries.push(SealedEntry {
+            text: Hidden(sealed),
+            references,
+            revealable,
+        });
+        (u64::from(self.serial) << 32) | index
+    }
+
+    /// The entry a handle names in this render.
+    pub fn get(&self, handle: u64) -> Result<&SealedEntry, String> {
+        let (serial, index) = ((handle >> 32) as u32, (handle & 0xFFFF_FFFF) as usize);
+        if serial != self.serial {
+            return Err(format!("sealed value {handle} is not from this render"));
+        }
+        self.entries
+            .get(index)
+            .ok_or_else(|| format!("no sealed value {handle} in this render"))
+    }
+}
+
+/// What an instance revealed: the values (and the encodings the SDK
+/// offers) to mask in its logs and errors, and the references, to check
+/// against a new policy. Kept for the life of the instance.
+#[derive(Default)]
+pub struct Revealed {
+    masks: Vec<Zeroizing<String>>,
+    values: usize,
+    requests: Vec<SecretRequest>,
+}
+
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revealed")
+            .field("values", &self.values)
+            .field("requests", &self.requests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Revealed {
+    /// Remembers a revealed value and the references it came from.
+    pub fn add(&mut self, value: &str, references: &[SecretRequest]) {
+        for request in references {
+            if !self.requests.contains(request) {
+                self.requests.push(request.clone());
+            }
+        }
+        if value.is_empty() || self.masks.iter().any(|m| m.as_str() == value) {
+            return;
+        }
+        self.values += 1;
+        let mut forms = vec![value.to_string()];
+        for encoding in [
+            Encoding::Percent,
+            Encoding::Form,
+            Encoding::Base64,
+            Encoding::Base64Url,
+        ] {
+            forms.push(encoding.apply(value.as_bytes()));
+        }
+        let json = Encoding::JsonString.apply(value.as_bytes());
+        forms.push(json[1..json.len() - 1].to_string());
+        forms.sort();
+        forms.dedup();
+        self.masks.extend(forms.into_iter().map(Zeroizing::new));
+        // Longest first, so that a value holding another is masked whole.
+        self.masks.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    }
+
+    /// Whether anything was revealed.
+    pub fn any(&self) -> bool {
+        !self.requests.is_empty()
+    }
+
+    /// Whether the instance revealed so many values that it is not reused.
+    pub fn is_full(&self) -> bool {
+        self.values >= MAX_REVEALED_VALUES
+    }
+
+    /// Whether `policy` still grants reveal on everything revealed.
+    pub fn still_granted(&self, policy: &ConnectorPolicy) -> bool {
+        self.requests.iter().all(|r| policy.may_reveal(r))
+    }
+
+    /// `text` with every revealed value (and its encodings) replaced by
+    /// [`MASK`].
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for mask in &self.masks {
+            if out.contains(mask.as_str()) {
+                let mut masked = out.replace(mask.as_str(), MASK);
+                std::mem::swap(&mut out, &mut masked);
+                wipe(&mut masked);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_name_nothing_in_another_render() {
+        let mut table = SealedTable::default();
+        table.begin();
+        let handle = table.seal("s3cr3t".into(), Vec::new(), false);
+        assert_eq!(table.get(handle).map(SealedEntry::text), Ok("s3cr3t"));
+        table.begin();
+        assert_eq!(
+            table.get(handle).err(),
+            Some(format!("sealed value {handle} is not from this render"))
+        );
+        assert!(table.get(handle + 1).is_err());
+    }
+
+    #[test]
+    fn revealed_values_are_masked_in_every_sdk_encoding() {
+        let mut revealed = Revealed::default();
+        revealed.add("p@ss w\"rd", &[SecretRequest::name("db")]);
+        for form in [
+            "p@ss w\"rd",
+            "p%40ss%20w%22rd",
+            "p%40ss+w%22rd",
+            "cEBzcyB3InJk",
+            "p@ss w\\\"rd",
+        ] {
+            assert_eq!(revealed.mask(&format!("<{form}>")), "<****>", "{form}");
+        }
+        assert!(revealed.any() && !revealed.is_full());
+    }
+
+    #[test]
+    fn one_reference_for_invalidate() {
+        assert_eq!(
+            single_reference(" {{ secrets.db.password }} "),
+            Some(SecretRequest::key("db", &["password"]))
+        );
+        assert!(single_reference("{{ secrets.a }}{{ secrets.b }}").is_none());
+        assert!(single_reference("db").is_none());
+        assert!(single_reference("{{ secrets. }}").is_none());
+    }
+}
