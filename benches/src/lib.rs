@@ -158,7 +158,7 @@ pub async fn peer_render(peer: &SecretsManagerCachingClient) -> String {
     format!(
         "postgresql://{}:{}@{}:5432/orders",
         values[0],
-        keyward_guest::encode::percent(values[1].as_bytes()),
+        keyward_host::template::encode::percent(values[1].as_bytes()),
         values[2]
     )
 }

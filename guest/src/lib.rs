@@ -43,6 +43,7 @@
 mod connector;
 mod fxhash;
 mod host;
+#[cfg(not(target_family = "wasm"))]
 pub mod testing;
 mod text;
 

@@ -44,6 +44,23 @@ impl Text {
         Self(Repr::Sealed(handle))
     }
 
+    /// A sealed piece from a raw handle. Only for tests of the host's
+    /// containment: a handle means nothing outside the render it came from.
+    #[doc(hidden)]
+    pub fn __from_handle(handle: u64) -> Self {
+        Self::sealed(handle)
+    }
+
+    /// The raw handle of a text that is one sealed piece. Only for tests of
+    /// the host's containment.
+    #[doc(hidden)]
+    pub fn __handle(&self) -> Option<u64> {
+        match self.0 {
+            Repr::Sealed(handle) => Some(handle),
+            _ => None,
+        }
+    }
+
     /// The text, if no part of it is sealed.
     pub fn as_plain(&self) -> Option<&str> {
         match &self.0 {

@@ -3,8 +3,12 @@
 //! typically a Workato-style reference,
 //! `{{workato:sm:prod.jira.secret.key:arn:aws:secretsmanager:...}}`.
 
-use keyward_guest::encode::base64;
-use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+//!
+//! The header is composed without the connector ever holding the token:
+//! `compose!["Basic ", compose![user, ":", token].base64()]`, encoded and
+//! assembled by the host.
+
+use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError, compose};
 
 /// The connector type exported by this component.
 #[derive(Debug)]
@@ -28,15 +32,21 @@ impl Connector for HttpApi {
     }
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
-        let base_url = fields.require("base_url")?.trim_end_matches('/');
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            return Err(RenderError::field(
-                "base_url",
-                "must start with https:// or http://",
-            ));
-        }
+        let base_url = fields.require("base_url")?;
+        // A base URL held in a secret is not checked: the connector cannot
+        // read it.
+        let base_url = match base_url.as_plain() {
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                return Err(RenderError::field(
+                    "base_url",
+                    "must start with https:// or http://",
+                ));
+            }
+            Some(url) => url.trim_end_matches('/').into(),
+            None => base_url.clone(),
+        };
         let user = fields.require("user")?;
-        if user.contains(':') {
+        if user.as_plain().is_some_and(|user| user.contains(':')) {
             return Err(RenderError::field(
                 "user",
                 "must not contain `:` (Basic authentication splits on it)",
@@ -47,7 +57,7 @@ impl Connector for HttpApi {
             Output::new("base_url", base_url),
             Output::secret(
                 "authorization",
-                format!("Basic {}", base64(format!("{user}:{token}").as_bytes())),
+                compose!["Basic ", compose![user, ":", token].base64()],
             ),
         ])
     }

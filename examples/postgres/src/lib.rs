@@ -3,9 +3,10 @@
 //!
 //! Every URI component is percent-encoded as RFC 3986 requires, so a
 //! password such as `p@ss:w/rd#%?&"` survives any conforming URI parser.
+//! The connector never sees the password (or any other field held in a
+//! secret): it composes sealed text, and the host encodes and assembles it.
 
-use keyward_guest::encode::percent;
-use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError, compose};
 
 /// The SSL modes libpq accepts.
 const SSL_MODES: [&str; 6] = [
@@ -44,33 +45,29 @@ impl Connector for Postgres {
         let port: u16 = fields.parse("port")?.unwrap_or(5432);
         let database = fields.require("database")?;
         let user = fields.require("user")?;
-        let sslmode = fields.get("sslmode").unwrap_or("prefer");
+        let sslmode = fields.plain("sslmode")?.unwrap_or("prefer");
         if !SSL_MODES.contains(&sslmode) {
             return Err(RenderError::field(
                 "sslmode",
                 format!("must be one of {}", SSL_MODES.join(", ")),
             ));
         }
-        if host.is_empty() {
+        if host.as_plain() == Some("") {
             return Err(RenderError::field("host", "is empty"));
         }
-        let host_part = if host.contains(':') {
-            format!("[{host}]") // an IPv6 literal
-        } else {
-            percent(host.as_bytes())
-        };
         let userinfo = match fields.get("password") {
-            Some(password) => format!(
-                "{}:{}",
-                percent(user.as_bytes()),
-                percent(password.as_bytes())
-            ),
-            None => percent(user.as_bytes()),
+            Some(password) => compose![user.clone().percent(), ":", password.clone().percent()],
+            None => user.clone().percent(),
         };
-        let dsn = format!(
-            "postgresql://{userinfo}@{host_part}:{port}/{}?sslmode={sslmode}",
-            percent(database.as_bytes())
-        );
+        let dsn = compose![
+            "postgresql://",
+            userinfo,
+            "@",
+            host.clone().uri_host(),
+            format!(":{port}/"),
+            database.clone().percent(),
+            format!("?sslmode={sslmode}"),
+        ];
         Ok(vec![
             Output::secret("dsn", dsn),
             Output::new("host", host),

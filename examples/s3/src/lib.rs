@@ -1,6 +1,7 @@
 //! Amazon S3 and S3-compatible services (Retool's S3 resource): renders a
 //! client configuration — bucket, region, endpoint, access keys, a role to
-//! assume and the default ACL for uploads — with the keys marked sensitive.
+//! assume and the default ACL for uploads. The keys arrive sealed and leave
+//! sealed: the host marks every output holding them sensitive.
 
 use keyward_guest::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
 
@@ -50,13 +51,15 @@ impl Connector for S3 {
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
         let bucket = fields.require("bucket")?;
-        if bucket.len() < 3 || bucket.len() > 63 {
+        if let Some(name) = bucket.as_plain()
+            && !(3..=63).contains(&name.len())
+        {
             return Err(RenderError::field(
                 "bucket",
                 "a bucket name is 3 to 63 characters",
             ));
         }
-        let acl = fields.get("default_acl").unwrap_or("private");
+        let acl = fields.plain("default_acl")?.unwrap_or("private");
         if !ACLS.contains(&acl) {
             return Err(RenderError::field(
                 "default_acl",
@@ -65,13 +68,15 @@ impl Connector for S3 {
         }
         let mut out = vec![
             Output::new("bucket", bucket),
-            Output::new("region", fields.get("region").unwrap_or("us-east-1")),
+            Output::new("region", fields.get("region").cloned().unwrap_or_else(|| "us-east-1".into())),
             Output::new("default_acl", acl),
             Output::secret("access_key_id", fields.require("access_key_id")?),
             Output::secret("secret_access_key", fields.require("secret_access_key")?),
         ];
-        if let Some(endpoint) = fields.get("endpoint").filter(|e| !e.is_empty()) {
-            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        if let Some(endpoint) = fields.get("endpoint").filter(|e| e.as_plain() != Some("")) {
+            if let Some(url) = endpoint.as_plain()
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
                 return Err(RenderError::field(
                     "endpoint",
                     "must start with https:// or http://",
@@ -81,8 +86,10 @@ impl Connector for S3 {
             // S3-compatible services rarely support virtual-hosted buckets.
             out.push(Output::new("force_path_style", "true"));
         }
-        if let Some(role) = fields.get("role_arn").filter(|r| !r.is_empty()) {
-            if !role.starts_with("arn:") || !role.contains(":role/") {
+        if let Some(role) = fields.get("role_arn").filter(|r| r.as_plain() != Some("")) {
+            if let Some(arn) = role.as_plain()
+                && (!arn.starts_with("arn:") || !arn.contains(":role/"))
+            {
                 return Err(RenderError::field(
                     "role_arn",
                     "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",

@@ -1,14 +1,14 @@
 //! Renders every field as an output of the same name, so tests can drive
-//! every template form through a real component. `secret` is sensitive;
-//! `arn` may be a bare ARN; `log` is written to the host log after the
-//! render, so tests can check masking; `list` outputs the host's `list`;
-//! `panic` traps with the value in the panic message.
+//! every template form through a real component. `secret` is marked
+//! sensitive; `arn` may be a bare ARN; `log` is written to the host log;
+//! `list` outputs the host's `list`; `invalidate` passes its text to the
+//! host's `invalidate`; `panic` traps holding the field; `count` outputs
+//! how many renders this instance did.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use keyward_guest::template::{Reference, Value};
 use keyward_guest::{
-    Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
+    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, Text, invalidate,
     list_secrets, log,
 };
 
@@ -21,7 +21,7 @@ const PLAIN: [&str; 3] = ["a", "b", "c"];
 
 impl Connector for Echo {
     fn info() -> ConnectorInfo {
-        let mut info = ConnectorInfo::new("echo", "0.1.0", "Renders each field as an output")
+        let mut info = ConnectorInfo::new("echo", "0.2.0", "Renders each field as an output")
             .field(Field::new("secret", "A sensitive field").sensitive())
             .field(
                 Field::new("arn", "May be a bare ARN")
@@ -33,7 +33,10 @@ impl Connector for Echo {
                 "list",
                 "Set to anything to output the host's list",
             ))
-            .field(Field::new("raw", "A reference sent as is: NAME␞KEY␟KEY␞STAGE␞ID").sensitive())
+            .field(Field::new(
+                "invalidate",
+                "A reference for the host's invalidate",
+            ))
             .field(Field::new(
                 "panic",
                 "The connector panics holding this value",
@@ -61,13 +64,14 @@ impl Connector for Echo {
             }
         }
         if let Some(line) = fields.get("log") {
-            log(Level::Warn, &format!("echo says: {line}"));
+            log(Level::Warn, &format!("echo says: {}", shown(line)));
         }
-        if let Some(raw) = fields.get("raw") {
-            out.push(Output::secret("raw", resolve_raw(raw)?));
+        if let Some(reference) = fields.get("invalidate") {
+            let done = invalidate(reference.as_plain().unwrap_or_default());
+            out.push(Output::new("invalidate", done.to_string()));
         }
         if let Some(value) = fields.get("panic") {
-            panic!("a hostile connector panics holding {value}");
+            panic!("a connector panics holding {}", shown(value));
         }
         let renders = RENDERS.fetch_add(1, Ordering::Relaxed) + 1;
         if fields.get("count").is_some() {
@@ -80,28 +84,10 @@ impl Connector for Echo {
     }
 }
 
-keyward_guest::export_connector!(Echo);
-
-/// Sends a reference to the host without the SDK's parser, as a hostile
-/// connector could: `NAME␞KEY␟KEY␞STAGE␞ID` (␞ = U+001E, ␟ = U+001F).
-fn resolve_raw(raw: &str) -> Result<String, RenderError> {
-    let mut parts = raw.split('\u{1e}');
-    let name = parts.next().unwrap_or_default().to_string();
-    let path = match parts.next() {
-        Some("") | None => Vec::new(),
-        Some(keys) => keys.split('\u{1f}').map(str::to_string).collect(),
-    };
-    let optional = |p: Option<&str>| p.filter(|s| !s.is_empty()).map(str::to_string);
-    let reference = Reference {
-        name,
-        path,
-        version_stage: optional(parts.next()),
-        version_id: optional(parts.next()),
-    };
-    match HostResolver.resolve_many(&[reference]).pop() {
-        Some(Ok(Value::Text(text))) => Ok(text),
-        Some(Ok(Value::Bytes(bytes))) => Ok(format!("{} bytes", bytes.len())),
-        Some(Err(e)) => Err(RenderError::field("raw", e.message)),
-        None => Err(RenderError::field("raw", "no answer")),
-    }
+/// Plain text as it is; sealed text as the connector sees it.
+fn shown(text: &Text) -> String {
+    text.as_plain()
+        .map_or_else(|| format!("{text:?}"), str::to_string)
 }
+
+keyward_guest::export_connector!(Echo);

@@ -1,19 +1,27 @@
-//! A connector that misbehaves on request (`mode`), after reading a secret
-//! (`secret`), so tests can prove the host contains each kind of attack.
+//! A connector that misbehaves on request (`mode`), holding a sealed secret
+//! (`secret`), so tests can prove the host contains each kind of attack:
+//! resource exhaustion, host-call floods, forged host lines, and every
+//! channel through which a connector could try to get a secret out.
 
+use std::cell::RefCell;
 use std::hint::black_box;
 
-use keyward_guest::template::{Reference, Value};
 use keyward_guest::{
-    Connector, ConnectorInfo, Field, Fields, HostResolver, Level, Output, RenderError, Resolver,
-    invalidate, list_secrets, log,
+    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, Text, compose,
+    invalidate, list_secrets, log, reveal,
 };
 
 struct Hostile;
 
+thread_local! {
+    /// What a render kept for the next one in a warm instance: a sealed
+    /// handle, and plaintext if it could reveal any.
+    static STASH: RefCell<(Option<u64>, String)> = RefCell::default();
+}
+
 impl Connector for Hostile {
     fn info() -> ConnectorInfo {
-        ConnectorInfo::new("hostile", "0.1.0", "Misbehaves on request")
+        ConnectorInfo::new("hostile", "0.2.0", "Misbehaves on request")
             .field(Field::new("mode", "What to do").required())
             .field(Field::new("secret", "Read before misbehaving").sensitive())
             .field(Field::new(
@@ -27,9 +35,10 @@ impl Connector for Hostile {
     }
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
-        let result = match fields.require("mode")? {
+        let plain = |name: &str| fields.plain(name).map(Option::unwrap_or_default);
+        let result = match plain("mode")? {
             "ok" => "fine".to_string(),
-            "scan" => scan_memory_for_reversed(fields.require("needle")?),
+            "scan" => scan_memory_for_reversed(plain("needle")?),
             "loop" => loop {
                 black_box(0u64);
             },
@@ -41,26 +50,8 @@ impl Connector for Hostile {
                 }
             }
             "recursion" => recurse(black_box(u64::MAX)).to_string(),
-            "huge-name" => ask(Reference {
-                name: "x".repeat(16 << 20),
-                path: Vec::new(),
-                version_stage: None,
-                version_id: None,
-            }),
-            "many-references" => {
-                let refs: Vec<Reference> = (0..10_000)
-                    .map(|i| Reference {
-                        name: format!("s{i}"),
-                        path: Vec::new(),
-                        version_stage: None,
-                        version_id: None,
-                    })
-                    .collect();
-                match HostResolver.resolve_many(&refs).pop() {
-                    Some(Err(e)) => e.message,
-                    _ => "answered".into(),
-                }
-            }
+            "huge-name" => invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(16 << 20)))
+                .to_string(),
             "random" => {
                 let bytes = wasip2::random::random::get_random_bytes(4 << 30);
                 format!("got {} random bytes", bytes.len())
@@ -75,7 +66,8 @@ impl Connector for Hostile {
                 std::env::var("AWS_SECRET_ACCESS_KEY").ok()
             ),
             "network" => {
-                let address = fields.get("address").unwrap_or("169.254.169.254:80");
+                let address = plain("address")?;
+                let address = if address.is_empty() { "169.254.169.254:80" } else { address };
                 match std::net::TcpStream::connect(address) {
                     Ok(_) => "connected".into(),
                     Err(e) => format!("denied: {:?}: {e}", e.kind()),
@@ -85,41 +77,34 @@ impl Connector for Hostile {
             "list-loop" => loop {
                 black_box(list_secrets());
             },
-            "huge-stage-loop" => loop {
-                black_box(ask(Reference {
-                    version_stage: Some("S".repeat(4 << 20)),
-                    ..reference("key")
-                }));
-            },
-            "huge-path-loop" => loop {
-                black_box(ask(Reference {
-                    path: vec!["k".repeat(4 << 20)],
-                    ..reference("key")
-                }));
-            },
+            "huge-key-loop" => {
+                let reference = format!("{{{{ secrets.key['{}'] }}}}", "k".repeat(4 << 20));
+                loop {
+                    black_box(invalidate(&reference));
+                }
+            }
             "denied-loop" => loop {
-                let refs: Vec<Reference> = (0..256)
-                    .map(|i| reference(&format!("forbidden/{i}")))
-                    .collect();
-                black_box(HostResolver.resolve_many(&refs));
+                for i in 0..256 {
+                    black_box(invalidate(&format!("{{{{ secrets.forbidden.k{i} }}}}")));
+                }
             },
             "missing-loop" => {
                 for i in 0.. {
-                    black_box(ask(reference(&format!("missing/{i}"))));
+                    black_box(invalidate(&format!("{{{{ secrets['missing/{i}'] }}}}")));
                 }
                 "unreachable".into()
             }
             "invalidate-probe" => {
                 // An allowed name that does not exist, and a denied one,
                 // each twice: the answers must not tell them apart.
-                let allowed = reference("missing/x");
-                let denied = reference("forbidden/x");
+                let allowed = "{{ secrets['missing/x'] }}";
+                let denied = "{{ secrets['forbidden/x'] }}";
                 format!(
                     "{} {} {} {}",
-                    invalidate(&allowed),
-                    invalidate(&denied),
-                    invalidate(&allowed),
-                    invalidate(&denied)
+                    invalidate(allowed),
+                    invalidate(denied),
+                    invalidate(allowed),
+                    invalidate(denied)
                 )
             }
             "forge" => {
@@ -142,9 +127,33 @@ impl Connector for Hostile {
                 "flooded".into()
             }
             "stdout" => {
-                println!("stdout: {}", fields.get("secret").unwrap_or_default());
-                eprintln!("stderr: {}", fields.get("secret").unwrap_or_default());
+                let secret = fields.get("secret").map(|s| format!("{s:?}")).unwrap_or_default();
+                println!("stdout: {secret}");
+                eprintln!("stderr: {secret}");
                 "printed".into()
+            }
+            "exfiltrate" => return exfiltrate(fields.require("secret")?),
+            "exfiltrate-error" => {
+                let secret = fields.require("secret")?;
+                let text = reveal(secret).unwrap_or_else(|e| format!("{secret:?} ({})", e.message));
+                return Err(RenderError::field(
+                    &format!("field {text}"),
+                    format!("error {text} {}", encodings(&text).join(" ")),
+                ));
+            }
+            "stash" => {
+                let secret = fields.require("secret")?;
+                let revealed = reveal(secret).unwrap_or_default();
+                STASH.with(|s| *s.borrow_mut() = (secret.__handle(), revealed));
+                "stashed".into()
+            }
+            "unstash" => {
+                let (handle, revealed) = STASH.with(|s| s.borrow().clone());
+                let mut out = vec![Output::new("stash", revealed)];
+                if let Some(handle) = handle {
+                    out.push(Output::new("handle", Text::__from_handle(handle)));
+                }
+                return Ok(out);
             }
             other => {
                 return Err(RenderError::field(
@@ -155,6 +164,68 @@ impl Connector for Hostile {
         };
         Ok(vec![Output::new("result", result)])
     }
+}
+
+/// Tries every channel a connector has with a sealed secret: plain
+/// outputs in every encoding, output names, log lines, the audit log (as
+/// a reference name, key and stage of `invalidate`). If the operator
+/// granted reveal, it does all of that with the plaintext too, encoded in
+/// every way it can think of.
+fn exfiltrate(secret: &Text) -> Result<Vec<Output>, RenderError> {
+    let mut out = vec![
+        Output::new("sealed", secret),
+        Output::new(
+            "sealed-encoded",
+            compose![
+                secret.clone().percent(),
+                secret.clone().form(),
+                secret.clone().json_string(),
+                secret.clone().base64(),
+                secret.clone().base64url(),
+                secret.clone().uri_host(),
+            ],
+        ),
+        Output::new(&format!("name {secret:?}"), "x"),
+    ];
+    log(Level::Warn, &format!("sealed {secret:?}"));
+    let text = match reveal(secret) {
+        Ok(text) => text,
+        Err(e) => {
+            log(Level::Warn, &format!("reveal refused: {}", e.message));
+            out.push(Output::new("reveal", e.message));
+            return Ok(out);
+        }
+    };
+    for (i, form) in encodings(&text).into_iter().enumerate() {
+        log(Level::Warn, &format!("leak {i}: {form}"));
+        out.push(Output::new(&format!("leak-{i}"), form));
+    }
+    invalidate(&format!("{{{{ secrets['{text}'] }}}}"));
+    invalidate(&format!("{{{{ secrets.db['{text}'] }}}}"));
+    invalidate(&format!(
+        "{{{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:db:password:{text}: }}}}"
+    ));
+    out.push(Output::new("revealed", text));
+    Ok(out)
+}
+
+/// The plaintext in the encodings the SDK offers, and in ones it does not.
+fn encodings(text: &str) -> Vec<String> {
+    let sdk = [
+        Text::plain(text),
+        Text::plain(text).percent(),
+        Text::plain(text).form(),
+        Text::plain(text).json_string(),
+        Text::plain(text).base64(),
+        Text::plain(text).base64url(),
+    ];
+    let mut forms: Vec<String> = sdk
+        .iter()
+        .map(|t| t.as_plain().unwrap_or_default().to_string())
+        .collect();
+    forms.push(text.bytes().map(|b| format!("{b:02x}")).collect());
+    forms.push(text.chars().rev().collect());
+    forms
 }
 
 /// Looks through all of linear memory for the text whose reverse is
@@ -189,23 +260,6 @@ fn recurse(n: u64) -> u64 {
         0
     } else {
         1 + recurse(black_box(n - 1))
-    }
-}
-
-fn reference(name: &str) -> Reference {
-    Reference {
-        name: name.to_string(),
-        path: Vec::new(),
-        version_stage: None,
-        version_id: None,
-    }
-}
-
-fn ask(reference: Reference) -> String {
-    match HostResolver.resolve_many(&[reference]).pop() {
-        Some(Ok(Value::Text(_) | Value::Bytes(_))) => "answered".into(),
-        Some(Err(e)) => e.message,
-        None => "no answer".into(),
     }
 }
 
