@@ -778,5 +778,8 @@ async fn no_connector_exceeds_its_rate_limit_of_upstream_calls() {
         reads + lists <= 5,
         "a burst of 5 upstream calls and no refill: {reads} reads, {lists} listings"
     );
-    assert!(reads >= 2 && lists == 1, "{reads} reads, {lists} listings");
+    // A connector reads only through its configured fields now (one read
+    // here, served from the cache after); `missing-loop` invalidates
+    // names, which reads nothing upstream.
+    assert!(reads >= 1 && lists == 1, "{reads} reads, {lists} listings");
 }

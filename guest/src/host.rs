@@ -134,10 +134,10 @@ pub fn render_exported<C: Connector>(
     fields: Vec<types::Field>,
 ) -> Result<Vec<types::Output>, types::RenderError> {
     let fields = Fields::new(fields.into_iter().map(|field| {
-        let value = match field.value {
+        let value = Text::concat(field.value.into_iter().map(|piece| match piece {
             types::Text::Plain(text) => Text::plain(text),
             types::Text::Sealed(handle) => Text::sealed(handle),
-        };
+        }));
         (field.name, value)
     }));
     C::render(&fields)

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 use keyward_template::compose;
 use keyward_template::expand::{self, FieldDecl};
-use keyward_template::{Reference, Value};
+use keyward_template::{Part, Reference, Value};
 
 use crate::connector::{Connector, Fields, RenderError};
 use crate::text::Text;
@@ -215,17 +215,18 @@ impl TestSecrets {
         };
         let mut given = Vec::with_capacity(expanded.len());
         for field in expanded {
-            let public = field
-                .references
-                .iter()
-                .all(|&i| self.public.contains(&plan.references()[i].name));
-            let text = if public {
-                Text::plain(field.text)
-            } else {
-                sealed.texts.push(field.text);
-                Text::sealed(sealed.texts.len() as u64 - 1)
-            };
-            given.push((field.name, text));
+            let pieces = field.parts.into_iter().map(|part| match part {
+                Part::Literal(text) => Text::plain(text),
+                Part::Value { text, tag } => {
+                    if self.public.contains(&plan.references()[tag].name) {
+                        Text::plain(text)
+                    } else {
+                        sealed.texts.push(text);
+                        Text::sealed(sealed.texts.len() as u64 - 1)
+                    }
+                }
+            });
+            given.push((field.name, Text::concat(pieces)));
         }
         SEALED.with(|s| *s.borrow_mut() = sealed);
         let outputs = C::render(&Fields::new(given));

@@ -69,6 +69,20 @@ impl Text {
         }
     }
 
+    /// The plain text before its first sealed part (all of it if there is
+    /// none): what a connector can check of a field such as
+    /// `https://{{ secrets.host }}/api`.
+    pub fn plain_prefix(&self) -> &str {
+        match &self.0 {
+            Repr::Plain(text) => text,
+            Repr::Concat(parts) => parts.first().map_or("", |first| match &first.0 {
+                Repr::Plain(text) => text,
+                _ => "",
+            }),
+            _ => "",
+        }
+    }
+
     /// Whether any part of it is sealed.
     pub fn is_sealed(&self) -> bool {
         self.as_plain().is_none()
@@ -250,6 +264,8 @@ mod tests {
         let sealed = crate::compose!["user:", Text::sealed(7).percent(), "@", "host"];
         assert!(sealed.is_sealed());
         assert_eq!(format!("{sealed:?}"), r#"["user:", percent(<sealed>), "@host"]"#);
+        assert_eq!(sealed.plain_prefix(), "user:");
+        assert_eq!(Text::sealed(1).plain_prefix(), "");
         let nodes = sealed.to_nodes();
         assert_eq!(
             nodes,

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::{Reference, Template, ValueRef};
+use crate::{Part, Reference, Template, ValueRef};
 
 /// What a connector declares of one field, as far as expansion needs it.
 #[derive(Debug, Clone, Copy)]
@@ -84,26 +84,33 @@ pub struct Plan {
     references: Vec<Reference>,
 }
 
-/// One expanded field. `text` may hold secret values: it is never shown by
-/// `Debug`.
-#[derive(Clone)]
+/// One expanded field: its literal parts and each reference's value, in
+/// order, a value tagged with its index in [`Plan::references`].
+#[derive(Clone, Debug)]
 pub struct Expanded {
     /// The field's name.
     pub name: String,
-    /// The template with every reference replaced by its filtered value.
-    pub text: String,
-    /// The plan's references this field used (indices into
-    /// [`Plan::references`], distinct, in order of first use); empty for a
-    /// literal field.
-    pub references: Vec<usize>,
+    /// Literal text and values; a literal field is one literal part.
+    pub parts: Vec<Part<usize>>,
 }
 
-impl fmt::Debug for Expanded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Expanded")
-            .field("name", &self.name)
-            .field("references", &self.references)
-            .finish_non_exhaustive()
+impl Expanded {
+    /// The field's whole text.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) | Part::Value { text, .. } => text.as_str(),
+            })
+            .collect()
+    }
+
+    /// The plan's references this field uses, in order (with repeats).
+    pub fn references(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Value { tag, .. } => Some(*tag),
+            Part::Literal(_) => None,
+        })
     }
 }
 
@@ -192,9 +199,9 @@ impl Plan {
         self.fields.iter().map(|f| f.name.as_str())
     }
 
-    /// Each field's text, taking reference `i`'s value from `value_of(i)`;
-    /// an unresolved reference is an error at its placeholder's column,
-    /// with `value_of`'s message.
+    /// Each field's parts, taking reference `i`'s value from
+    /// `value_of(i)`; an unresolved reference is an error at its
+    /// placeholder's column, with `value_of`'s message.
     pub fn expand<'v>(
         &self,
         mut value_of: impl FnMut(usize) -> Result<ValueRef<'v>, String>,
@@ -203,21 +210,15 @@ impl Plan {
             .iter()
             .map(|field| {
                 let mut next = field.uses.iter();
-                let text = field.template.render(|placeholder| {
+                let parts = field.template.render_parts(|placeholder| {
                     let index = next.next().copied().unwrap_or_default();
                     value_of(index)
+                        .map(|value| (value, index))
                         .map_err(|message| FieldError::at(&field.name, placeholder.column, message))
                 })?;
-                let mut references: Vec<usize> = Vec::with_capacity(field.uses.len());
-                for &index in &field.uses {
-                    if !references.contains(&index) {
-                        references.push(index);
-                    }
-                }
                 Ok(Expanded {
                     name: field.name.clone(),
-                    text,
-                    references,
+                    parts,
                 })
             })
             .collect()
@@ -276,19 +277,21 @@ mod tests {
         assert_eq!(plan.references().len(), 2);
         let values = ["db.internal", "pw"];
         let expanded = plan.expand(|i| Ok(ValueRef::Text(values[i]))).unwrap();
-        let shown: Vec<(&str, &str, &[usize])> = expanded
+        let shown: Vec<(&str, String, Vec<usize>)> = expanded
             .iter()
-            .map(|e| (e.name.as_str(), e.text.as_str(), e.references.as_slice()))
+            .map(|e| (e.name.as_str(), e.text(), e.references().collect()))
             .collect();
         assert_eq!(
             shown,
             [
-                ("host", "db.internal", &[0][..]),
-                ("port", "5432", &[][..]),
-                ("password", "pw-cHc=", &[1][..])
+                ("host", "db.internal".into(), vec![0]),
+                ("port", "5432".into(), vec![]),
+                ("password", "pw-cHc=".into(), vec![1, 1])
             ]
         );
-        assert!(!format!("{expanded:?}").contains("pw-"));
+        assert_eq!(expanded[2].parts.len(), 3, "value, literal, value");
+        assert_eq!(expanded[2].parts[1], Part::Literal("-".into()));
+        assert!(!format!("{expanded:?}").contains("pw"));
     }
 
     #[test]
@@ -330,7 +333,7 @@ mod tests {
         assert_eq!(plan.references().len(), 1);
         assert_eq!(plan.references()[0].path, ["token"]);
         let expanded = plan.expand(|_| Ok(ValueRef::Text("t"))).unwrap();
-        assert_eq!(expanded[0].text, arn, "a field not declared as a reference stays literal");
-        assert_eq!(expanded[2].text, "t");
+        assert_eq!(expanded[0].text(), arn, "a field not declared as a reference stays literal");
+        assert_eq!(expanded[2].text(), "t");
     }
 }

@@ -153,6 +153,31 @@ impl Template {
         })
     }
 
+    /// The template's parts in order: literal text as written, and each
+    /// placeholder's value (from `value_of`) with its filters applied,
+    /// tagged with what `value_of` was given. Adjacent literals are one part.
+    pub fn render_parts<'v, T, E>(
+        &self,
+        mut value_of: impl FnMut(&Placeholder) -> Result<(ValueRef<'v>, T), E>,
+    ) -> Result<Vec<Part<T>>, E> {
+        let mut parts = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => match parts.last_mut() {
+                    Some(Part::Literal(last)) => last.push_str(text),
+                    _ => parts.push(Part::Literal(text.clone())),
+                },
+                Segment::Secret(placeholder) => {
+                    let (value, tag) = value_of(placeholder)?;
+                    let mut text = String::new();
+                    push_filtered(&mut text, value, &placeholder.filters);
+                    parts.push(Part::Value { text, tag });
+                }
+            }
+        }
+        Ok(parts)
+    }
+
     /// Whether the template holds no placeholder (its text is a literal).
     pub fn is_literal(&self) -> bool {
         self.placeholders().next().is_none()
@@ -175,6 +200,30 @@ impl Template {
             }
         }
         Ok(out)
+    }
+}
+
+/// One part of a rendered template. A value's text is never shown by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Part<T> {
+    /// Literal text from the template.
+    Literal(String),
+    /// A placeholder's filtered value, with the caller's tag.
+    Value {
+        /// The value, filters applied.
+        text: String,
+        /// What the caller tagged it with (a reference index, say).
+        tag: T,
+    },
+}
+
+impl<T: fmt::Debug> fmt::Debug for Part<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Literal(text) => f.debug_tuple("Literal").field(text).finish(),
+            Part::Value { tag, .. } => f.debug_struct("Value").field("tag", tag).finish_non_exhaustive(),
+        }
     }
 }
 

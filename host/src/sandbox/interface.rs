@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_template::ValueRef;
+use keyward_template::{Part, ValueRef};
 use keyward_template::compose::{self, Node};
 use keyward_template::encode::Encoding;
 use wasmtime::component::{HasData, Linker};
@@ -211,8 +211,8 @@ impl KeywardCtx {
     }
 
     /// Expands the prepared fields under the render's policy: all
-    /// references resolved in one pass, each field plain (no secret, or
-    /// only public ones) or sealed. The outer error is a trap (the
+    /// references resolved in one pass, each field given as its pieces,
+    /// literal text and public values plain, every other value sealed. The outer error is a trap (the
     /// wall-clock deadline passed while waiting on the backend).
     pub async fn expand(
         &mut self,
@@ -248,27 +248,33 @@ impl KeywardCtx {
             Some(Ok((_, grants))) => *grants,
             _ => Default::default(),
         };
-        let fields = expanded
-            .into_iter()
-            .map(|field| {
-                let public = field.references.iter().all(|&i| grants(i).public);
-                let value = if public {
-                    wit_types::Text::Plain(field.text)
-                } else {
-                    let revealable = field.references.iter().all(|&i| grants(i).reveal);
-                    let references = field
-                        .references
-                        .iter()
-                        .map(|&i| requests[i].clone())
-                        .collect();
-                    wit_types::Text::Sealed(self.sealed.seal(field.text, references, revealable))
+        let mut fields = Vec::with_capacity(expanded.len());
+        for field in expanded {
+            let mut pieces: Vec<wit_types::Text> = Vec::with_capacity(field.parts.len());
+            for part in field.parts {
+                let (text, sealed_as) = match part {
+                    Part::Literal(text) => (text, None),
+                    Part::Value { text, tag } if grants(tag).public => (text, None),
+                    Part::Value { text, tag } => (text, Some(tag)),
                 };
-                wit_types::Field {
-                    name: field.name,
-                    value,
+                match (sealed_as, pieces.last_mut()) {
+                    (None, Some(wit_types::Text::Plain(last))) => last.push_str(&text),
+                    (None, _) => pieces.push(wit_types::Text::Plain(text)),
+                    (Some(tag), _) => {
+                        let handle = self.sealed.seal(
+                            text,
+                            vec![requests[tag].clone()],
+                            grants(tag).reveal,
+                        );
+                        pieces.push(wit_types::Text::Sealed(handle));
+                    }
                 }
-            })
-            .collect();
+            }
+            fields.push(wit_types::Field {
+                name: field.name,
+                value: pieces,
+            });
+        }
         Ok(Ok(fields))
     }
 
