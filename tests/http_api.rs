@@ -91,7 +91,9 @@ async fn the_rendered_header_authenticates_against_a_real_endpoint() {
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let expected = format!(
         "Basic {}",
-        keyward_host::template::encode::base64(format!("automation@example.com:{token}").as_bytes())
+        keyward_host::template::encode::base64(
+            format!("automation@example.com:{token}").as_bytes()
+        )
     );
     serve(listener, expected);
 

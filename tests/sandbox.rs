@@ -144,7 +144,9 @@ async fn a_huge_reference_to_invalidate_is_refused_and_audited_bounded() {
         &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
     );
     let k = keyward(&s).await;
-    let huge = hostile(&k, "huge-name").await.expect("the guest gets an answer");
+    let huge = hostile(&k, "huge-name")
+        .await
+        .expect("the guest gets an answer");
     assert_eq!(huge, "false", "a malformed reference is not invalidated");
     let audit = std::fs::read_to_string(s.path().join("audit.jsonl")).expect("audit");
     assert!(

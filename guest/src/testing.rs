@@ -235,9 +235,7 @@ impl TestSecrets {
             .into_iter()
             .map(|output| {
                 let nodes = output.value.to_nodes();
-                let holds_secret = nodes
-                    .iter()
-                    .any(|n| matches!(n, compose::Node::Sealed(_)));
+                let holds_secret = nodes.iter().any(|n| matches!(n, compose::Node::Sealed(_)));
                 let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
                     usize::try_from(handle)
                         .ok()

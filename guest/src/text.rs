@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(text.as_plain(), Some("abYw=="));
         let sealed = crate::compose!["user:", Text::sealed(7).percent(), "@", "host"];
         assert!(sealed.is_sealed());
-        assert_eq!(format!("{sealed:?}"), r#"["user:", percent(<sealed>), "@host"]"#);
+        assert_eq!(
+            format!("{sealed:?}"),
+            r#"["user:", percent(<sealed>), "@host"]"#
+        );
         assert_eq!(sealed.plain_prefix(), "user:");
         assert_eq!(Text::sealed(1).plain_prefix(), "");
         let nodes = sealed.to_nodes();

@@ -12,10 +12,8 @@ use crate::cache::{CachePolicy, SecretCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
 use crate::ratelimit::TokenBucket;
-use crate::resolve::{
-    ConnectorSecrets, Invalidation, ResolveError, SecretRequest,
-};
-use crate::sandbox::{LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
+use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
+use crate::sandbox::{ConnectorInfo, LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
 use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
@@ -317,6 +315,15 @@ impl Keyward {
     pub async fn prewarm(&self, id: &str, count: usize) -> Result<usize, Error> {
         let (_, loaded) = self.loaded(id).await?;
         loaded.prewarm(count).await.map_err(|error| Error::Run {
+            connector: id.to_string(),
+            error,
+        })
+    }
+
+    /// A connector's declaration (its `describe`, called once and kept).
+    pub async fn describe(&self, id: &str) -> Result<ConnectorInfo, Error> {
+        let (_, loaded) = self.loaded(id).await?;
+        loaded.describe().await.map_err(|error| Error::Run {
             connector: id.to_string(),
             error,
         })

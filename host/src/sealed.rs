@@ -81,7 +81,10 @@ pub fn single_reference(text: &str) -> Option<SecretRequest> {
     let template: Template = expand::parse_field(text.trim(), true).ok()?;
     let mut placeholders = template.placeholders();
     let first = placeholders.next()?;
-    placeholders.next().is_none().then(|| request_of(&first.reference))
+    placeholders
+        .next()
+        .is_none()
+        .then(|| request_of(&first.reference))
 }
 
 /// One sealed text of the render under way.
@@ -119,8 +122,6 @@ impl std::fmt::Debug for Hidden {
 pub struct SealedTable {
     serial: u32,
     entries: Vec<SealedEntry>,
-    /// Whether the render revealed anything (all its outputs are sensitive).
-    pub revealed: bool,
 }
 
 impl std::fmt::Debug for SealedTable {
@@ -142,11 +143,15 @@ impl SealedTable {
     /// Drops (and zeroes) every entry.
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.revealed = false;
     }
 
     /// Seals a text; returns its handle.
-    pub fn seal(&mut self, mut text: String, references: Vec<SecretRequest>, revealable: bool) -> u64 {
+    pub fn seal(
+        &mut self,
+        mut text: String,
+        references: Vec<SecretRequest>,
+        revealable: bool,
+    ) -> u64 {
         let index = self.entries.len() as u64;
         // Moved, not copied, into a zeroizing string; the spare capacity
         // is zeroed with it.

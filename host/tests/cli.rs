@@ -249,7 +249,12 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     )
     .unwrap();
     assert_clean_failure(
-        &keyward(&["render", "--config", bad_template.to_str().unwrap(), "orders-db"]),
+        &keyward(&[
+            "render",
+            "--config",
+            bad_template.to_str().unwrap(),
+            "orders-db",
+        ]),
         "bad-template.toml: connectors.orders-db.config.password, column 26: unknown filter `upper` (expected urlencode, json or base64)",
     );
     assert_clean_failure(

@@ -79,7 +79,8 @@ pub fn evaluate<'s, S: Copy>(
         let (bound, piece) = match node {
             Node::Plain(text) => (text.len(), None),
             Node::Sealed(handle) => {
-                let text = sealed(*handle).map_err(|why| ComposeError(format!("node {at}: {why}")))?;
+                let text =
+                    sealed(*handle).map_err(|why| ComposeError(format!("node {at}: {why}")))?;
                 (text.len(), Some(text))
             }
             Node::Concat(parts) => {
@@ -138,7 +139,10 @@ mod tests {
     fn eval(nodes: &[Node<usize>]) -> Result<String, ComposeError> {
         let sealed = ["s3cr3t", "us er"];
         evaluate(nodes, 1 << 10, |h| {
-            sealed.get(h).copied().ok_or_else(|| format!("no sealed value {h}"))
+            sealed
+                .get(h)
+                .copied()
+                .ok_or_else(|| format!("no sealed value {h}"))
         })
     }
 
@@ -160,7 +164,10 @@ mod tests {
     #[test]
     fn forward_references_and_unknown_handles_are_errors() {
         let e = eval(&[Node::Concat(vec![0])]).unwrap_err();
-        assert_eq!(e.0, "node 0 refers to node 0, which does not come before it");
+        assert_eq!(
+            e.0,
+            "node 0 refers to node 0, which does not come before it"
+        );
         let e = eval(&[Node::Plain("a".into()), Node::Encode(Encoding::Percent, 7)]).unwrap_err();
         assert!(e.0.starts_with("node 1 refers to node 7"), "{e}");
         let e = eval(&[Node::Sealed(9)]).unwrap_err();

@@ -171,7 +171,9 @@ pub fn json_string(text: &str) -> String {
                 let code = u32::from(c) as u8;
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(code >> 4)].to_ascii_lowercase()));
-                out.push(char::from(HEX[usize::from(code & 0xF)].to_ascii_lowercase()));
+                out.push(char::from(
+                    HEX[usize::from(code & 0xF)].to_ascii_lowercase(),
+                ));
             }
             c => out.push(c),
         }

@@ -131,7 +131,10 @@ pub fn plan(
                 format!("unknown field; `{connector}` takes: {}", known.join(", ")),
             ));
         }
-        if configured[..index].iter().any(|(earlier, _)| earlier == name) {
+        if configured[..index]
+            .iter()
+            .any(|(earlier, _)| earlier == name)
+        {
             return Err(FieldError::new(name, "configured twice"));
         }
     }
@@ -146,7 +149,10 @@ pub fn plan(
             .map(|(_, template)| template.as_str());
         let Some(text) = given.or(decl.default) else {
             if decl.required {
-                return Err(FieldError::new(decl.name, "required field is not configured"));
+                return Err(FieldError::new(
+                    decl.name,
+                    "required field is not configured",
+                ));
             }
             continue;
         };
@@ -270,7 +276,10 @@ mod tests {
             &DECLS,
             &fields(&[
                 ("host", "{{ secrets.host }}"),
-                ("password", "{{ secrets.db.pw }}-{{ secrets.db.pw | base64 }}"),
+                (
+                    "password",
+                    "{{ secrets.db.pw }}-{{ secrets.db.pw | base64 }}",
+                ),
             ]),
         )
         .unwrap();
@@ -300,7 +309,10 @@ mod tests {
         let e = plan1
             .expand(|_| Err("secret `nope` was not found".into()))
             .unwrap_err();
-        assert_eq!(e.to_string(), "field `host`, column 2: secret `nope` was not found");
+        assert_eq!(
+            e.to_string(),
+            "field `host`, column 2: secret `nope` was not found"
+        );
         let e = plan(
             "echo",
             &DECLS,
@@ -321,7 +333,10 @@ mod tests {
             "field `hots`: unknown field; `echo` takes: host, port, password, token"
         );
         let e = plan("echo", &DECLS, &[]).unwrap_err();
-        assert_eq!(e.to_string(), "field `host`: required field is not configured");
+        assert_eq!(
+            e.to_string(),
+            "field `host`: required field is not configured"
+        );
         let e = plan("echo", &DECLS, &fields(&[("host", "a"), ("host", "b")])).unwrap_err();
         assert_eq!(e.to_string(), "field `host`: configured twice");
     }
@@ -333,7 +348,11 @@ mod tests {
         assert_eq!(plan.references().len(), 1);
         assert_eq!(plan.references()[0].path, ["token"]);
         let expanded = plan.expand(|_| Ok(ValueRef::Text("t"))).unwrap();
-        assert_eq!(expanded[0].text(), arn, "a field not declared as a reference stays literal");
+        assert_eq!(
+            expanded[0].text(),
+            arn,
+            "a field not declared as a reference stays literal"
+        );
         assert_eq!(expanded[2].text(), "t");
     }
 }

@@ -222,7 +222,10 @@ impl<T: fmt::Debug> fmt::Debug for Part<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Part::Literal(text) => f.debug_tuple("Literal").field(text).finish(),
-            Part::Value { tag, .. } => f.debug_struct("Value").field("tag", tag).finish_non_exhaustive(),
+            Part::Value { tag, .. } => f
+                .debug_struct("Value")
+                .field("tag", tag)
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -68,7 +68,13 @@ impl Connector for S3 {
         }
         let mut out = vec![
             Output::new("bucket", bucket),
-            Output::new("region", fields.get("region").cloned().unwrap_or_else(|| "us-east-1".into())),
+            Output::new(
+                "region",
+                fields
+                    .get("region")
+                    .cloned()
+                    .unwrap_or_else(|| "us-east-1".into()),
+            ),
             Output::new("default_acl", acl),
             Output::secret("access_key_id", fields.require("access_key_id")?),
             Output::secret("secret_access_key", fields.require("secret_access_key")?),

@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_template::{Part, ValueRef};
 use keyward_template::compose::{self, Node};
 use keyward_template::encode::Encoding;
+use keyward_template::{Part, ValueRef};
 use wasmtime::component::{HasData, Linker};
 use zeroize::Zeroizing;
 
@@ -261,11 +261,9 @@ impl KeywardCtx {
                     (None, Some(wit_types::Text::Plain(last))) => last.push_str(&text),
                     (None, _) => pieces.push(wit_types::Text::Plain(text)),
                     (Some(tag), _) => {
-                        let handle = self.sealed.seal(
-                            text,
-                            vec![requests[tag].clone()],
-                            grants(tag).reveal,
-                        );
+                        let handle =
+                            self.sealed
+                                .seal(text, vec![requests[tag].clone()], grants(tag).reveal);
                         pieces.push(wit_types::Text::Sealed(handle));
                     }
                 }
@@ -279,8 +277,8 @@ impl KeywardCtx {
     }
 
     /// The connector's outputs with their compositions evaluated: an
-    /// output holding a sealed piece, and every output of a render that
-    /// revealed, is sensitive.
+    /// output holding a sealed piece, and every output of an instance that
+    /// revealed, is sensitive; an output name may not hold a revealed value.
     pub fn outputs(
         &self,
         outputs: Vec<wit_types::Output>,
@@ -295,6 +293,9 @@ impl KeywardCtx {
                 };
                 if escape_untrusted(&output.name) != output.name.as_str() {
                     return Err(name_error("the name contains a control character".into()));
+                }
+                if self.revealed.mask(&output.name) != output.name {
+                    return Err(name_error("the name holds a revealed value".into()));
                 }
                 let nodes: Vec<Node<u64>> = output
                     .value
@@ -314,8 +315,10 @@ impl KeywardCtx {
                     self.sealed.get(handle).map(|entry| entry.text())
                 })
                 .map_err(|e| name_error(e.to_string()))?;
+                // An instance that ever revealed may output what it
+                // kept: everything it outputs is sensitive.
                 Ok(RenderedValue {
-                    sensitive: output.sensitive || holds_secret || self.sealed.revealed,
+                    sensitive: output.sensitive || holds_secret || self.revealed.any(),
                     name: output.name,
                     value: Zeroizing::new(value),
                 })
@@ -374,7 +377,6 @@ impl wit_secrets::Host for KeywardView<'_> {
         }
         let text = entry.text().to_string();
         ctx.revealed.add(&text, &entry.references.clone());
-        ctx.sealed.revealed = true;
         Ok(Ok(text))
     }
 
@@ -403,7 +405,9 @@ impl wit_secrets::Host for KeywardView<'_> {
             return Ok(Vec::new());
         };
         let mut budget = std::mem::take(&mut ctx.budget);
-        let listed = ctx.within_wall_deadline(secrets.list_within(&mut budget)).await;
+        let listed = ctx
+            .within_wall_deadline(secrets.list_within(&mut budget))
+            .await;
         ctx.budget = budget;
         Ok(listed?.unwrap_or_else(|e| {
             tracing::warn!(connector = %ctx.connector, "listing secrets failed: {e}");

@@ -436,7 +436,10 @@ impl LoadedConnector {
     /// A new instance in a new store. If the instance pool is full, idle
     /// warm instances (of any connector) are dropped to free their slots
     /// and it is tried once more.
-    async fn instantiate(&self, connector: Arc<str>) -> Result<(Store<HostState>, Connector), RunError> {
+    async fn instantiate(
+        &self,
+        connector: Arc<str>,
+    ) -> Result<(Store<HostState>, Connector), RunError> {
         let mut store = self.store(connector.clone());
         match self.compiled.pre.instantiate_async(&mut store).await {
             Ok(instance) => Ok((store, instance)),
@@ -494,7 +497,12 @@ impl LoadedConnector {
     /// The fields checked against the declaration and parsed, kept per
     /// field set.
     async fn prepare(&self, fields: &[(String, String)]) -> Result<Arc<PreparedFields>, RunError> {
-        if let Some(prepared) = self.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(fields) {
+        if let Some(prepared) = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(fields)
+        {
             return Ok(prepared.clone());
         }
         let info = self.info().await?;
@@ -558,7 +566,13 @@ impl LoadedConnector {
     fn take_warm(&self, secrets: &ConnectorSecrets) -> Option<Warm> {
         let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(warm) = pool.pop() {
-            if warm.store.data().keyward.revealed().still_granted(secrets.policy()) {
+            if warm
+                .store
+                .data()
+                .keyward
+                .revealed()
+                .still_granted(secrets.policy())
+            {
                 return Some(warm);
             }
         }
@@ -570,7 +584,13 @@ impl LoadedConnector {
     pub fn discard_revoked(&self, secrets: &ConnectorSecrets) -> usize {
         let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
         let before = pool.len();
-        pool.retain(|warm| warm.store.data().keyward.revealed().still_granted(secrets.policy()));
+        pool.retain(|warm| {
+            warm.store
+                .data()
+                .keyward
+                .revealed()
+                .still_granted(secrets.policy())
+        });
         before - pool.len()
     }
 

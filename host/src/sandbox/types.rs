@@ -91,4 +91,3 @@ pub enum RunError {
     #[error("the connector failed: {0}")]
     Trap(String),
 }
-

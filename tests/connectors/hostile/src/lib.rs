@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 use keyward_guest::{
-    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, Text, compose,
-    invalidate, list_secrets, log, reveal,
+    Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, Text, compose, invalidate,
+    list_secrets, log, reveal,
 };
 
 struct Hostile;
@@ -50,8 +50,9 @@ impl Connector for Hostile {
                 }
             }
             "recursion" => recurse(black_box(u64::MAX)).to_string(),
-            "huge-name" => invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(16 << 20)))
-                .to_string(),
+            "huge-name" => {
+                invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(16 << 20))).to_string()
+            }
             "random" => {
                 let bytes = wasip2::random::random::get_random_bytes(4 << 30);
                 format!("got {} random bytes", bytes.len())
@@ -67,7 +68,11 @@ impl Connector for Hostile {
             ),
             "network" => {
                 let address = plain("address")?;
-                let address = if address.is_empty() { "169.254.169.254:80" } else { address };
+                let address = if address.is_empty() {
+                    "169.254.169.254:80"
+                } else {
+                    address
+                };
                 match std::net::TcpStream::connect(address) {
                     Ok(_) => "connected".into(),
                     Err(e) => format!("denied: {:?}: {e}", e.kind()),
@@ -127,12 +132,19 @@ impl Connector for Hostile {
                 "flooded".into()
             }
             "stdout" => {
-                let secret = fields.get("secret").map(|s| format!("{s:?}")).unwrap_or_default();
+                let secret = fields
+                    .get("secret")
+                    .map(|s| format!("{s:?}"))
+                    .unwrap_or_default();
                 println!("stdout: {secret}");
                 eprintln!("stderr: {secret}");
                 "printed".into()
             }
             "exfiltrate" => return exfiltrate(fields.require("secret")?),
+            "exfiltrate-name" => {
+                let text = reveal(fields.require("secret")?)?;
+                return Ok(vec![Output::new(&format!("name-{text}"), "x")]);
+            }
             "exfiltrate-error" => {
                 let secret = fields.require("secret")?;
                 let text = reveal(secret).unwrap_or_else(|e| format!("{secret:?} ({})", e.message));
@@ -147,13 +159,10 @@ impl Connector for Hostile {
                 STASH.with(|s| *s.borrow_mut() = (secret.__handle(), revealed));
                 "stashed".into()
             }
-            "unstash" => {
-                let (handle, revealed) = STASH.with(|s| s.borrow().clone());
-                let mut out = vec![Output::new("stash", revealed)];
-                if let Some(handle) = handle {
-                    out.push(Output::new("handle", Text::__from_handle(handle)));
-                }
-                return Ok(out);
+            "unstash" => STASH.with(|s| s.borrow().1.clone()),
+            "unstash-handle" => {
+                let handle = STASH.with(|s| s.borrow().0).unwrap_or_default();
+                return Ok(vec![Output::new("result", Text::__from_handle(handle))]);
             }
             other => {
                 return Err(RenderError::field(
