@@ -43,6 +43,9 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// instances and are reset in place (see `Sandbox::new`).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
+/// Prepared fields by the (field, template) pairs they were prepared from.
+type PreparedByFields = Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>>>;
+
 /// Prepared field sets kept per connector (a platform renders the same
 /// few again and again); past it, the cache starts over.
 const MAX_PREPARED_FIELD_SETS: usize = 64;
@@ -217,7 +220,7 @@ pub struct LoadedConnector {
     engine: Engine,
     compiled: Arc<Compiled>,
     info: Arc<OnceCell<Arc<ConnectorInfo>>>,
-    prepared: Arc<Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>>>>,
+    prepared: Arc<PreparedByFields>,
     warm: Arc<Mutex<Vec<Warm>>>,
     idle: Arc<IdleInstances>,
     limits: Arc<SandboxConfig>,
