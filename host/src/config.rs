@@ -690,6 +690,39 @@ host = "{{ secrets.host }}"
     }
 
     #[test]
+    fn templates_are_checked_at_load_and_refused_references_reported() {
+        let bad = GOOD.replace("{{ secrets.host }}", "x {{ secrets.host | upper }}");
+        assert_eq!(
+            Config::parse(&bad, Path::new(".")).unwrap_err(),
+            "connectors.orders-db.config.host, column 21: unknown filter `upper` \
+             (expected urlencode, json or base64)"
+        );
+        let refused = GOOD.replace(
+            "host = \"{{ secrets.host }}\"",
+            "host = \"{{ secrets.host }}\"\nuser = \"u={{ secrets.other.user }}\"\n\
+             arn = \"{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:x/../db }}\"",
+        );
+        let c = Config::parse(&refused, Path::new(".")).unwrap();
+        let lines: Vec<String> = c.refused_references().iter().map(|r| r.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("connectors.orders-db.config.arn, column 1: invalid reference"));
+        assert_eq!(
+            lines[1],
+            "connectors.orders-db.config.user, column 3: `other[\"user\"]` (acme/prod/other) \
+             is not allowed: no allow rule matches"
+        );
+        let public = GOOD.replace("allow = [", "public = [\"a/**\"]\nreveal = [\"k#x\"]\nallow = [");
+        let c = Config::parse(&public, Path::new(".")).unwrap();
+        assert!(c.refused_references().is_empty());
+        let bad_rule = GOOD.replace("allow = [", "reveal = [\"a/**x\"]\nallow = [");
+        assert!(
+            Config::parse(&bad_rule, Path::new("."))
+                .unwrap_err()
+                .starts_with("connectors.orders-db.reveal: rule `a/**x`"),
+        );
+    }
+
+    #[test]
     fn unknown_connector_lists_known_ones() {
         let c = Config::parse(GOOD, Path::new(".")).unwrap();
         assert_eq!(

@@ -320,6 +320,13 @@ impl Keyward {
         })
     }
 
+    /// A connector's secrets view under the current policy: what an
+    /// embedder that runs the component in its own store hands
+    /// [`crate::sandbox::KeywardCtx::begin_render`].
+    pub fn connector_secrets(&self, id: &str) -> Result<Arc<ConnectorSecrets>, Error> {
+        Ok(self.slot(id)?.secrets.clone())
+    }
+
     /// A connector's declaration (its `describe`, called once and kept).
     pub async fn describe(&self, id: &str) -> Result<ConnectorInfo, Error> {
         let (_, loaded) = self.loaded(id).await?;

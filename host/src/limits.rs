@@ -32,7 +32,7 @@ pub struct SandboxConfig {
     pub max_component_bytes: u64,
     /// Linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,
-    /// Secret references one host call may carry.
+    /// Distinct secret references the fields of one render may hold.
     pub max_references: usize,
     /// Log lines one render may write; the rest are dropped (and counted).
     pub max_log_lines: usize,

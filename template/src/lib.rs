@@ -1,7 +1,7 @@
 //! # keyward-template: the one implementation of keyward's template grammar
 //!
-//! Connector field templates reference secrets in three syntaxes (see
-//! `docs/policy.md`): Retool's `{{ secrets.db.password }}`, Workato's
+//! Connector field templates reference secrets in three syntaxes (see the
+//! README's Policy section): Retool's `{{ secrets.db.password }}`, Workato's
 //! `{{workato:sm:KEY:ARN}}` and ECS `valueFrom` ARNs, with the filters
 //! `| urlencode`, `| json` and `| base64`.
 //!

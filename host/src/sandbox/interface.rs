@@ -219,6 +219,18 @@ impl KeywardCtx {
         prepared: &PreparedFields,
     ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RenderError>> {
         let requests = prepared.requests();
+        if requests.len() > self.limits.max_references {
+            return Ok(Err(RenderError {
+                field: None,
+                column: None,
+                message: format!(
+                    "the fields hold {} distinct secret references; at most {} are allowed \
+                     (sandbox.max_references)",
+                    requests.len(),
+                    self.limits.max_references
+                ),
+            }));
+        }
         let resolved = match (&self.secrets, requests.is_empty()) {
             (_, true) | (None, _) => Vec::new(),
             (Some(secrets), false) => {
