@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing (not run by CI: it takes minutes): cargo-mutants on the
-# policy crate and on the template engine, each against its own unit tests.
+# policy crate and on the template crate (grammar, expansion, compositions,
+# encodings), each against its own unit tests.
 # Prints caught/missed figures; the missed mutants are listed in
 # target/mutants/<part>/mutants.out/missed.txt.
 source "$(dirname "$0")/common.sh"
@@ -22,4 +23,4 @@ unviable $(wc -l < "$out/unviable.txt"), timeout $(wc -l < "$out/timeout.txt")"
 }
 
 run policy -p keyward-policy
-run template -p keyward-guest -f 'guest/src/template/*.rs'
+run template -p keyward-template

@@ -25,7 +25,7 @@ pub struct SandboxConfig {
     pub render_timeout: Duration,
     /// Wall-clock time one render may take, waiting on the backend included.
     pub render_wall_timeout: Duration,
-    /// Host calls (`get-many`, `list`, `invalidate`, `log`, ...) one render
+    /// Host calls (`reveal`, `list`, `invalidate`, `log`) one render
     /// may make; one more traps.
     pub max_host_calls: usize,
     /// The largest component file loaded, in bytes.
