@@ -64,9 +64,10 @@ allow = ["db"]
     linker
         .instance("acme:platform/metrics@1.0.0")
         .expect("instance")
-        .func_wrap("renders", |store: wasmtime::StoreContextMut<'_, Platform>, (): ()| {
-            Ok((store.data().renders,))
-        })
+        .func_wrap(
+            "renders",
+            |store: wasmtime::StoreContextMut<'_, Platform>, (): ()| Ok((store.data().renders,)),
+        )
         .expect("own function");
 
     let component = Component::from_file(&engine, artifacts::ECHO).expect("component");
@@ -86,13 +87,16 @@ allow = ["db"]
     let info = keyward.describe("echo").await.expect("describe");
     let fields = [
         ("a".to_string(), "plain".to_string()),
-        ("secret".to_string(), "pw={{ secrets.db.password | urlencode }}".to_string()),
+        (
+            "secret".to_string(),
+            "pw={{ secrets.db.password | urlencode }}".to_string(),
+        ),
     ];
-    let prepared = PreparedFields::new(&info, &fields).expect("fields");
+    let prepared = Arc::new(PreparedFields::new(&info, &fields).expect("fields"));
     let ctx = &mut store.data_mut().keyward;
     ctx.begin_render(keyward.connector_secrets("echo").expect("secrets"));
     let given = ctx
-        .expand(&prepared)
+        .expand(prepared)
         .await
         .expect("within the deadline")
         .expect("expanded");

@@ -92,10 +92,10 @@ fn to_wit_encoding(encoding: Encoding) -> types::Encoding {
     }
 }
 
-fn to_wit_composition(text: &Text) -> types::Composition {
+fn to_wit_composition(text: Text) -> types::Composition {
     types::Composition {
         nodes: text
-            .to_nodes()
+            .into_nodes()
             .into_iter()
             .map(|node| match node {
                 Node::Plain(text) => types::Node::Plain(text),
@@ -143,10 +143,10 @@ pub fn render_exported<C: Connector>(
     C::render(&fields)
         .map(|outputs| {
             outputs
-                .iter()
+                .into_iter()
                 .map(|o| types::Output {
-                    name: o.name.clone(),
-                    value: to_wit_composition(&o.value),
+                    name: o.name,
+                    value: to_wit_composition(o.value),
                     sensitive: o.sensitive,
                 })
                 .collect()

@@ -234,7 +234,7 @@ impl TestSecrets {
         outputs?
             .into_iter()
             .map(|output| {
-                let nodes = output.value.to_nodes();
+                let nodes = output.value.into_nodes();
                 let holds_secret = nodes.iter().any(|n| matches!(n, compose::Node::Sealed(_)));
                 let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
                     usize::try_from(handle)

@@ -143,19 +143,27 @@ impl Text {
     /// The composition as the host takes it: nodes referring to earlier
     /// nodes, the value last.
     pub(crate) fn to_nodes(&self) -> Vec<Node<u64>> {
+        self.clone().into_nodes()
+    }
+
+    /// [`Text::to_nodes`], moving the plain text instead of copying it.
+    pub(crate) fn into_nodes(self) -> Vec<Node<u64>> {
         let mut nodes = Vec::new();
         self.push_nodes(&mut nodes);
         nodes
     }
 
-    fn push_nodes(&self, nodes: &mut Vec<Node<u64>>) -> u32 {
-        let node = match &self.0 {
-            Repr::Plain(text) => Node::Plain(text.clone()),
-            Repr::Sealed(handle) => Node::Sealed(*handle),
-            Repr::Concat(parts) => {
-                Node::Concat(parts.iter().map(|part| part.push_nodes(nodes)).collect())
-            }
-            Repr::Encode(encoding, part) => Node::Encode(*encoding, part.push_nodes(nodes)),
+    fn push_nodes(self, nodes: &mut Vec<Node<u64>>) -> u32 {
+        let node = match self.0 {
+            Repr::Plain(text) => Node::Plain(text),
+            Repr::Sealed(handle) => Node::Sealed(handle),
+            Repr::Concat(parts) => Node::Concat(
+                parts
+                    .into_iter()
+                    .map(|part| part.push_nodes(nodes))
+                    .collect(),
+            ),
+            Repr::Encode(encoding, part) => Node::Encode(encoding, part.push_nodes(nodes)),
         };
         nodes.push(node);
         u32::try_from(nodes.len() - 1).unwrap_or(u32::MAX)

@@ -703,15 +703,24 @@ host = "{{ secrets.host }}"
              arn = \"{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:x/../db }}\"",
         );
         let c = Config::parse(&refused, Path::new(".")).unwrap();
-        let lines: Vec<String> = c.refused_references().iter().map(|r| r.to_string()).collect();
+        let lines: Vec<String> = c
+            .refused_references()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].starts_with("connectors.orders-db.config.arn, column 1: invalid reference"));
+        assert!(
+            lines[0].starts_with("connectors.orders-db.config.arn, column 1: invalid reference")
+        );
         assert_eq!(
             lines[1],
             "connectors.orders-db.config.user, column 3: `other[\"user\"]` (acme/prod/other) \
              is not allowed: no allow rule matches"
         );
-        let public = GOOD.replace("allow = [", "public = [\"a/**\"]\nreveal = [\"k#x\"]\nallow = [");
+        let public = GOOD.replace(
+            "allow = [",
+            "public = [\"a/**\"]\nreveal = [\"k#x\"]\nallow = [",
+        );
         let c = Config::parse(&public, Path::new(".")).unwrap();
         assert!(c.refused_references().is_empty());
         let bad_rule = GOOD.replace("allow = [", "reveal = [\"a/**x\"]\nallow = [");

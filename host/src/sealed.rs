@@ -2,6 +2,8 @@
 //! held by handle; the compositions the connector returns, evaluated; and
 //! the values a connector revealed, masked for the life of its instance.
 
+use std::borrow::Cow;
+
 use keyward_template::compose::wipe;
 use keyward_template::encode::Encoding;
 use keyward_template::expand::{self, FieldDecl, Plan};
@@ -93,9 +95,10 @@ pub struct SealedEntry {
     /// Zeroized on drop; `Zeroizing` shows it in `Debug`, so it is kept
     /// in a wrapper that does not.
     text: Hidden,
-    /// The references it was expanded from.
-    pub references: Vec<SecretRequest>,
-    /// Whether the policy grants reveal on every one of them.
+    /// The reference it is the value of (an index into the render's
+    /// [`PreparedFields::requests`]).
+    pub reference: usize,
+    /// Whether the policy grants reveal on it.
     pub revealable: bool,
 }
 
@@ -146,19 +149,13 @@ impl SealedTable {
     }
 
     /// Seals a text; returns its handle.
-    pub fn seal(
-        &mut self,
-        mut text: String,
-        references: Vec<SecretRequest>,
-        revealable: bool,
-    ) -> u64 {
+    pub fn seal(&mut self, text: String, reference: usize, revealable: bool) -> u64 {
         let index = self.entries.len() as u64;
         // Moved, not copied, into a zeroizing string; the spare capacity
         // is zeroed with it.
-        let sealed = Zeroizing::new(std::mem::take(&mut text));
         self.entries.push(SealedEntry {
-            text: Hidden(sealed),
-            references,
+            text: Hidden(Zeroizing::new(text)),
+            reference,
             revealable,
         });
         (u64::from(self.serial) << 32) | index
@@ -241,8 +238,11 @@ impl Revealed {
     }
 
     /// `text` with every revealed value (and its encodings) replaced by
-    /// [`MASK`].
-    pub fn mask(&self, text: &str) -> String {
+    /// [`MASK`]; borrowed as it is when nothing was revealed.
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.masks.is_empty() {
+            return Cow::Borrowed(text);
+        }
         let mut out = text.to_string();
         for mask in &self.masks {
             if out.contains(mask.as_str()) {
@@ -251,7 +251,7 @@ impl Revealed {
                 wipe(&mut masked);
             }
         }
-        out
+        Cow::Owned(out)
     }
 }
 
@@ -263,7 +263,7 @@ mod tests {
     fn handles_name_nothing_in_another_render() {
         let mut table = SealedTable::default();
         table.begin();
-        let handle = table.seal("s3cr3t".into(), Vec::new(), false);
+        let handle = table.seal("s3cr3t".into(), 0, false);
         assert_eq!(table.get(handle).map(SealedEntry::text), Ok("s3cr3t"));
         table.begin();
         assert_eq!(

@@ -6,6 +6,7 @@
 //! is the value. Sizes are bounded before anything is built: a composition
 //! that would double itself forty times is refused, not attempted.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::encode::Encoding;
@@ -101,24 +102,32 @@ pub fn evaluate<'s, S: Copy>(
         bounds.push(bound);
         pieces.push(piece);
     }
-    let mut built: Vec<String> = Vec::with_capacity(nodes.len());
+    // Leaves are borrowed, not copied; only concatenations and encodings
+    // build text.
+    let mut built: Vec<Cow<'_, str>> = Vec::with_capacity(nodes.len());
     for (at, node) in nodes.iter().enumerate() {
         let text = match node {
-            Node::Plain(text) => text.clone(),
-            Node::Sealed(_) => pieces[at].unwrap_or_default().to_string(),
+            Node::Plain(text) => Cow::Borrowed(text.as_str()),
+            Node::Sealed(_) => Cow::Borrowed(pieces[at].unwrap_or_default()),
             Node::Concat(parts) => {
                 let mut text = String::with_capacity(bounds[at]);
                 for &part in parts {
                     text.push_str(&built[part as usize]);
                 }
-                text
+                Cow::Owned(text)
             }
-            Node::Encode(encoding, part) => encoding.apply(built[*part as usize].as_bytes()),
+            Node::Encode(encoding, part) => {
+                Cow::Owned(encoding.apply(built[*part as usize].as_bytes()))
+            }
         };
         built.push(text);
     }
-    let value = built.pop().unwrap_or_default();
-    built.iter_mut().for_each(wipe);
+    let value = built.pop().map(Cow::into_owned).unwrap_or_default();
+    for text in &mut built {
+        if let Cow::Owned(text) = text {
+            wipe(text);
+        }
+    }
     Ok(value)
 }
 

@@ -56,6 +56,8 @@ pub struct KeywardCtx {
     host_calls: usize,
     log_lines: usize,
     sealed: SealedTable,
+    /// The fields of the render under way: what its sealed entries refer to.
+    prepared: Option<Arc<PreparedFields>>,
     revealed: Revealed,
 }
 
@@ -113,6 +115,7 @@ impl KeywardCtx {
             host_calls: 0,
             log_lines: 0,
             sealed: SealedTable::default(),
+            prepared: None,
             revealed: Revealed::default(),
         }
     }
@@ -140,6 +143,7 @@ impl KeywardCtx {
     /// Forgets the render's secrets view and its sealed texts (zeroed).
     pub fn end_render(&mut self) {
         self.secrets = None;
+        self.prepared = None;
         self.sealed.clear();
     }
 
@@ -216,8 +220,9 @@ impl KeywardCtx {
     /// wall-clock deadline passed while waiting on the backend).
     pub async fn expand(
         &mut self,
-        prepared: &PreparedFields,
+        prepared: Arc<PreparedFields>,
     ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RenderError>> {
+        self.prepared = Some(prepared.clone());
         let requests = prepared.requests();
         if requests.len() > self.limits.max_references {
             return Ok(Err(RenderError {
@@ -273,9 +278,7 @@ impl KeywardCtx {
                     (None, Some(wit_types::Text::Plain(last))) => last.push_str(&text),
                     (None, _) => pieces.push(wit_types::Text::Plain(text)),
                     (Some(tag), _) => {
-                        let handle =
-                            self.sealed
-                                .seal(text, vec![requests[tag].clone()], grants(tag).reveal);
+                        let handle = self.sealed.seal(text, tag, grants(tag).reveal);
                         pieces.push(wit_types::Text::Sealed(handle));
                     }
                 }
@@ -306,7 +309,7 @@ impl KeywardCtx {
                 if escape_untrusted(&output.name) != output.name.as_str() {
                     return Err(name_error("the name contains a control character".into()));
                 }
-                if self.revealed.mask(&output.name) != output.name {
+                if self.revealed.mask(&output.name) != output.name.as_str() {
                     return Err(name_error("the name holds a revealed value".into()));
                 }
                 let nodes: Vec<Node<u64>> = output
@@ -376,19 +379,18 @@ impl wit_secrets::Host for KeywardView<'_> {
             Ok(entry) => entry,
             Err(why) => return Ok(Err(why)),
         };
-        let Some(secrets) = ctx.secrets.clone() else {
+        let (Some(secrets), Some(prepared)) = (ctx.secrets.clone(), ctx.prepared.clone()) else {
             return Ok(Err("no render is under way".into()));
         };
         if !entry.revealable {
             return Ok(Err(
-                "reveal is not granted to this connector for every secret in this value".into(),
+                "reveal is not granted to this connector for this secret".into(),
             ));
         }
-        for request in &entry.references {
-            secrets.audit_reveal(request, &mut ctx.budget);
-        }
+        let request = &prepared.requests()[entry.reference];
+        secrets.audit_reveal(request, &mut ctx.budget);
         let text = entry.text().to_string();
-        ctx.revealed.add(&text, &entry.references.clone());
+        ctx.revealed.add(&text, std::slice::from_ref(request));
         Ok(Ok(text))
     }
 

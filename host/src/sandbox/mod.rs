@@ -536,7 +536,7 @@ impl LoadedConnector {
             None => self.instantiate(secrets.connector_id()).await?,
         };
         store.data_mut().keyward.begin_render(secrets);
-        let expanded = store.data_mut().keyward.expand(&prepared).await;
+        let expanded = store.data_mut().keyward.expand(prepared).await;
         let outcome = match expanded {
             Err(e) => Err(trap(e)),
             Ok(Err(e)) => Err(RunError::Render(e)),
