@@ -268,14 +268,15 @@ Notes:
   up to a third; read the ratios, which come from side-by-side runs in one process.
   Criterion medians for rows 1 to 2 (`cargo bench -p keyward-benches --bench render`);
   row 3 is the median of alternating 1 s rounds; rows 4 to 7 are one-shot.
-- Row 1 misses its target. A warm render makes two sandbox crossings (the render export
-  and one `get-many` import), each an async wasmtime call on a fiber with its arguments
-  lifted and lowered: row 1b is that floor with no secrets. Row 1c is the policy work the
-  peer does not do (canonical name, allowlist, audit, cache, JSON path, masking list),
-  kept per connector after the first decision. The peer is three hash-map lookups in
-  the caller's own process, which is exactly what a sandbox for third-party code cannot
-  be; meeting 0.85 µs would need a synchronous embedding (no fibers), which would block
-  a thread on every cache miss.
+- Row 1 misses its target. A warm render is one sandbox crossing, the render export (an
+  async wasmtime call on a fiber, its arguments lifted and lowered): the host expands
+  the fields into plain and sealed pieces before it and evaluates the connector's
+  compositions after it, so the connector never holds a value; row 1b is that floor with
+  no secrets. Row 1c is the policy work the peer does not do (canonical name, allowlist,
+  audit, cache, JSON path), kept per connector after the first decision. The peer is
+  three hash-map lookups in the caller's own process, which is exactly what a sandbox
+  for third-party code cannot be; meeting it would need a synchronous embedding (no
+  fibers), which would block a thread on every cache miss.
 - Row 2 misses its target, by 2x or more: wasmtime's pooling allocator with copy-on-write
   images, slots reset in place with Linux's PAGEMAP_SCAN (about 40 µs before), then the
   guest's first render in a new instance (parse, declaration, allocator warm-up).

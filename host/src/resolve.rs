@@ -293,6 +293,18 @@ const MAX_KEPT_DECISIONS: usize = 1024;
 const MAX_KEPT_REQUEST_BYTES: usize = 1024;
 
 impl ConnectorPolicy {
+    /// A request's canonical reading under this namespace and identity.
+    fn canonical(&self, request: &SecretRequest) -> Result<CanonicalRef, String> {
+        canonicalize(
+            &request.name,
+            &request.path,
+            request.version_stage.as_deref(),
+            request.version_id.as_deref(),
+            &self.namespace,
+            &self.identity,
+        )
+    }
+
     /// What this policy grants over an allowed reading.
     fn grants(&self, reading: &CanonicalRef) -> Grants {
         Grants {
@@ -304,14 +316,7 @@ impl ConnectorPolicy {
     /// Whether the connector may reveal what `request` names: allowed,
     /// and granted reveal, on every reading. Audits nothing.
     pub fn may_reveal(&self, request: &SecretRequest) -> bool {
-        let Ok(mut canonical) = canonicalize(
-            &request.name,
-            &request.path,
-            request.version_stage.as_deref(),
-            request.version_id.as_deref(),
-            &self.namespace,
-            &self.identity,
-        ) else {
+        let Ok(mut canonical) = self.canonical(request) else {
             return false;
         };
         let alternate = canonical.alternate.take();
@@ -324,14 +329,7 @@ impl ConnectorPolicy {
     /// or not allowed. For the operator (at load and by `keyward check`);
     /// the connector still cannot tell denied from missing.
     pub fn refusal(&self, request: &SecretRequest) -> Option<String> {
-        let canonical = match canonicalize(
-            &request.name,
-            &request.path,
-            request.version_stage.as_deref(),
-            request.version_id.as_deref(),
-            &self.namespace,
-            &self.identity,
-        ) {
+        let canonical = match self.canonical(request) {
             Ok(canonical) => canonical,
             Err(detail) => return Some(format!("invalid reference `{request}`: {detail}")),
         };
@@ -357,14 +355,7 @@ impl ConnectorSecrets {
     /// with the reveal rule that grants it.
     pub fn audit_reveal(&self, request: &SecretRequest, budget: &mut RenderBudget) {
         let policy = &self.policy;
-        let canonical = canonicalize(
-            &request.name,
-            &request.path,
-            request.version_stage.as_deref(),
-            request.version_id.as_deref(),
-            &policy.namespace,
-            &policy.identity,
-        );
+        let canonical = policy.canonical(request);
         let rule = canonical
             .ok()
             .and_then(|c| policy.reveal.check(&c).ok().map(Rule::to_string))
@@ -690,14 +681,7 @@ impl ConnectorSecrets {
         budget: &mut RenderBudget,
     ) -> Result<Vec<Reading>, Refused> {
         let policy = &self.policy;
-        let canonical = match canonicalize(
-            &request.name,
-            &request.path,
-            request.version_stage.as_deref(),
-            request.version_id.as_deref(),
-            &policy.namespace,
-            &policy.identity,
-        ) {
+        let canonical = match policy.canonical(request) {
             Ok(canonical) => canonical,
             Err(detail) => {
                 self.write(
