@@ -10,7 +10,7 @@ mkdir -p examples/quickstart/connectors
 cp target/connectors/wasm32-wasip2/connector/postgres_connector.wasm examples/quickstart/connectors/postgres.wasm
 
 echo "==> building the keyward CLI"
-cargo build --quiet -p keyward-host --bin keyward
+cargo build --quiet -p keyward-cli --bin keyward
 KEYWARD=target/debug/keyward
 CONFIG=examples/quickstart/keyward.toml
 

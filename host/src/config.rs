@@ -220,6 +220,27 @@ impl std::fmt::Display for RefusedReference {
 }
 
 impl ConnectorConfig {
+    /// References in this connector's templates that `policy` refuses.
+    pub fn refused_references(&self, policy: &ConnectorPolicy) -> Vec<RefusedReference> {
+        let mut refused = Vec::new();
+        for (field, template) in &self.fields {
+            let Ok(template) = Template::parse(template) else {
+                continue;
+            };
+            for placeholder in template.placeholders() {
+                if let Some(why) = policy.refusal(&request_of(&placeholder.reference)) {
+                    refused.push(RefusedReference {
+                        connector: self.id.clone(),
+                        field: field.clone(),
+                        column: placeholder.column,
+                        why,
+                    });
+                }
+            }
+        }
+        refused
+    }
+
     /// The connector's policy under the host's namespace and identity.
     pub fn policy(&self, secrets: &SecretsConfig) -> ConnectorPolicy {
         ConnectorPolicy {
@@ -330,27 +351,10 @@ impl Config {
     /// connector cannot tell a refused secret from a missing one: this is
     /// how the operator hears of it, at load and from `keyward check`.
     pub fn refused_references(&self) -> Vec<RefusedReference> {
-        let mut refused = Vec::new();
-        for (id, connector) in &self.connectors {
-            let policy = connector.policy(&self.secrets);
-            for (field, template) in &connector.fields {
-                let Ok(template) = Template::parse(template) else {
-                    continue;
-                };
-                for placeholder in template.placeholders() {
-                    let request = request_of(&placeholder.reference);
-                    if let Some(why) = policy.refusal(&request) {
-                        refused.push(RefusedReference {
-                            connector: id.clone(),
-                            field: field.clone(),
-                            column: placeholder.column,
-                            why,
-                        });
-                    }
-                }
-            }
-        }
-        refused
+        self.connectors
+            .values()
+            .flat_map(|connector| connector.refused_references(&connector.policy(&self.secrets)))
+            .collect()
     }
 
     /// The connector with this id, or an error listing the ids there are.

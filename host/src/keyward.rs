@@ -10,7 +10,10 @@ use tokio::sync::OnceCell;
 use crate::audit::AuditLog;
 use crate::cache::{CachePolicy, SecretCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
+use crate::config::{
+    Backend, Config, ConfigError, ConnectorConfig, RefusedReference, SecretsConfig,
+};
+use crate::name::Namespace;
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::sandbox::{ConnectorInfo, LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
@@ -111,6 +114,8 @@ pub struct Keyward {
     secrets: SecretsConfig,
     clock: Arc<dyn Clock>,
     slots: RwLock<Slots>,
+    /// The namespace of the configuration swapped in last.
+    namespace: RwLock<Namespace>,
 }
 
 impl Keyward {
@@ -172,6 +177,7 @@ impl Keyward {
             secrets,
             clock,
             slots: RwLock::default(),
+            namespace: RwLock::new(config.secrets.namespace.clone()),
         };
         keyward.swap_slots(&config);
         Ok(keyward)
@@ -245,6 +251,8 @@ impl Keyward {
             })
             .collect();
         *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
+        *self.namespace.write().unwrap_or_else(|p| p.into_inner()) =
+            config.secrets.namespace.clone();
     }
 
     fn current(&self) -> Slots {
@@ -388,10 +396,19 @@ impl Keyward {
     pub async fn check_backend(&self) -> Result<usize, Error> {
         self.cache
             .store()
-            .list(self.secrets.namespace.as_str())
+            .list(self.namespace.read().unwrap_or_else(|p| p.into_inner()).as_str())
             .await
             .map(|names| names.len())
             .map_err(|e| Error::Backend(e.to_string()))
+    }
+
+    /// References in the connector's configured templates that its
+    /// current policy refuses.
+    pub fn refused_references(&self, id: &str) -> Vec<RefusedReference> {
+        self.slot(id).map_or_else(
+            |_| Vec::new(),
+            |slot| slot.config.refused_references(slot.secrets.policy()),
+        )
     }
 
     /// The secret names this connector may use that exist in the backend.

@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod escape;

@@ -1,6 +1,6 @@
 //! `keyward new connector NAME`: writes a compiling connector crate, with
 //! unit tests and a local configuration, from the template kept in
-//! `host/templates/connector` (compiled into the CLI, so the command works
+//! `cli/templates/connector` (compiled into the CLI, so the command works
 //! from anywhere).
 //!
 //! Placeholders are `@CONNECTOR@` (the name), `@CRATE@` (its Rust crate
@@ -14,23 +14,23 @@ use std::path::{Path, PathBuf};
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
-        include_str!("../templates/connector/Cargo.toml.in"),
+        include_str!("../../templates/connector/Cargo.toml.in"),
     ),
     (
         "src/lib.rs",
-        include_str!("../templates/connector/src/lib.rs.in"),
+        include_str!("../../templates/connector/src/lib.rs.in"),
     ),
     (
         "keyward.toml",
-        include_str!("../templates/connector/keyward.toml.in"),
+        include_str!("../../templates/connector/keyward.toml.in"),
     ),
     (
         "secrets.json",
-        include_str!("../templates/connector/secrets.json"),
+        include_str!("../../templates/connector/secrets.json"),
     ),
     (
         ".gitignore",
-        include_str!("../templates/connector/gitignore"),
+        include_str!("../../templates/connector/gitignore"),
     ),
 ];
 

@@ -492,3 +492,32 @@ fn a_connector_cannot_forge_lines_or_escapes_on_the_terminal() {
         "no forged check line: {out}"
     );
 }
+
+#[test]
+fn compile_fills_the_compile_cache_for_every_connector() {
+    let s = Scratch::new(
+        &CONFIG.replace(
+            "[audit]",
+            "[sandbox]\ncompile_cache = \"cache\"\n\n[audit]",
+        )
+        .replace(
+            "[connectors.not-a-connector]\ncomponent = \"{NOT_A_CONNECTOR}\"\n",
+            "",
+        ),
+        &json!({}),
+    );
+    let config = s.config();
+    let config = config.to_str().unwrap();
+    let compiled = keyward(&["compile", "--config", config]);
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let out = stdout(&compiled);
+    assert!(out.contains("orders-db: ") && out.contains("compiled into "), "{out}");
+    let files = std::fs::read_dir(s.path().join("cache")).map_or(0, |d| d.count());
+    assert!(files > 0, "the cache holds the compiled component");
+
+    let plain = Scratch::new(CONFIG, &json!({}));
+    assert_clean_failure(
+        &keyward(&["compile", "--config", plain.config().to_str().unwrap()]),
+        "[sandbox] compile_cache is not set",
+    );
+}

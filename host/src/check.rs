@@ -1,0 +1,191 @@
+//! `check`: what a platform's "Test connection" shows. The backend first
+//! (credentials, region, endpoint, namespace), then per connector the
+//! references its policy refuses, whether each secret it may use resolves,
+//! and whether it renders. Shared by `keyward check` and the server.
+
+use std::fmt;
+
+use crate::config::RefusedReference;
+use crate::keyward::Keyward;
+use crate::resolve::SecretRequest;
+
+/// The whole report; [`CheckReport::failures`] counts what failed.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// How many secrets the namespace holds, or why listing it failed.
+    pub backend: Result<usize, String>,
+    /// One entry per configured connector, in id order.
+    pub connectors: Vec<ConnectorCheck>,
+}
+
+/// One connector's part of a [`CheckReport`].
+#[derive(Debug, Clone)]
+pub struct ConnectorCheck {
+    /// The connector id.
+    pub id: String,
+    /// References in its configured templates that its policy refuses.
+    pub refused: Vec<RefusedReference>,
+    /// Why its allowed secrets could not be listed, if they could not.
+    pub listing: Option<String>,
+    /// Each secret (or key) it may use, ready to paste, and whether it
+    /// resolves.
+    pub references: Vec<ReferenceCheck>,
+    /// Whether its configured fields render.
+    pub render: Result<(), String>,
+}
+
+/// One allowed reference and whether it resolves.
+#[derive(Debug, Clone)]
+pub struct ReferenceCheck {
+    /// The reference in template form, ready to paste.
+    pub reference: String,
+    /// Why it does not resolve, if it does not (never a value).
+    pub result: Result<(), String>,
+}
+
+impl CheckReport {
+    /// How many checks failed.
+    pub fn failures(&self) -> usize {
+        usize::from(self.backend.is_err())
+            + self
+                .connectors
+                .iter()
+                .map(|c| {
+                    c.refused.len()
+                        + usize::from(c.listing.is_some())
+                        + c.references.iter().filter(|r| r.result.is_err()).count()
+                        + usize::from(c.render.is_err())
+                })
+                .sum::<usize>()
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.backend {
+            Ok(count) => write!(f, "backend: ok ({count} secrets in the namespace)")?,
+            Err(e) => write!(f, "backend: FAILED: {e}")?,
+        }
+        for connector in &self.connectors {
+            write!(f, "\nconnector {}:", connector.id)?;
+            for refused in &connector.refused {
+                write!(
+                    f,
+                    "\n  field `{}`, column {}: FAILED: {}",
+                    refused.field, refused.column, refused.why
+                )?;
+            }
+            if let Some(e) = &connector.listing {
+                write!(f, "\n  listing its secrets: FAILED: {e}")?;
+            } else if connector.references.is_empty() {
+                write!(f, "\n  no allowed secret exists in the backend")?;
+            }
+            for reference in &connector.references {
+                match &reference.result {
+                    Ok(()) => write!(f, "\n  {}  ok", reference.reference)?,
+                    Err(e) => write!(f, "\n  {}  FAILED: {e}", reference.reference)?,
+                }
+            }
+            match &connector.render {
+                Ok(()) => write!(f, "\n  render: ok")?,
+                Err(e) => write!(f, "\n  render: FAILED: {e}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SecretRequest {
+    /// The reference as a template writes it, ready to paste:
+    /// `{{ secrets.db.password }}` where every part allows the dotted form,
+    /// else `{{ secrets['a/b']['key'] }}`.
+    pub fn paste_form(&self) -> String {
+        let plain = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        let parts = std::iter::once(&self.name).chain(&self.path);
+        if parts.clone().all(|p| plain(p)) {
+            let dotted: Vec<&str> = parts.map(String::as_str).collect();
+            format!("{{{{ secrets.{} }}}}", dotted.join("."))
+        } else {
+            let quoted: String = parts
+                .map(|p| {
+                    if p.contains('\'') {
+                        format!("[\"{p}\"]")
+                    } else {
+                        format!("['{p}']")
+                    }
+                })
+                .collect();
+            format!("{{{{ secrets{quoted} }}}}")
+        }
+    }
+}
+
+impl Keyward {
+    /// Runs every check; a failing backend stops before the connectors.
+    pub async fn check(&self) -> CheckReport {
+        let backend = self.check_backend().await.map_err(|e| e.to_string());
+        let mut connectors = Vec::new();
+        if backend.is_ok() {
+            for id in self.connector_ids() {
+                connectors.push(self.check_connector(&id).await);
+            }
+        }
+        CheckReport {
+            backend,
+            connectors,
+        }
+    }
+
+    async fn check_connector(&self, id: &str) -> ConnectorCheck {
+        let refused = self.refused_references(id);
+        let (listing, references) = match self.allowed_references(id).await {
+            Err(e) => (Some(e.to_string()), Vec::new()),
+            Ok(requests) => {
+                let results = self.resolve(id, &requests).await.unwrap_or_default();
+                let references = requests
+                    .iter()
+                    .zip(results)
+                    .map(|(request, result)| ReferenceCheck {
+                        reference: request.paste_form(),
+                        result: result.map(drop).map_err(|e| e.to_string()),
+                    })
+                    .collect();
+                (None, references)
+            }
+        };
+        let render = self
+            .render(id)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+        ConnectorCheck {
+            id: id.to_string(),
+            refused,
+            listing,
+            references,
+            render,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paste_forms() {
+        assert_eq!(
+            SecretRequest::key("db", &["password"]).paste_form(),
+            "{{ secrets.db.password }}"
+        );
+        assert_eq!(
+            SecretRequest::key("team/db", &["it's"]).paste_form(),
+            r#"{{ secrets['team/db']["it's"] }}"#
+        );
+    }
+}
