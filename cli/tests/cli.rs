@@ -496,14 +496,12 @@ fn a_connector_cannot_forge_lines_or_escapes_on_the_terminal() {
 #[test]
 fn compile_fills_the_compile_cache_for_every_connector() {
     let s = Scratch::new(
-        &CONFIG.replace(
-            "[audit]",
-            "[sandbox]\ncompile_cache = \"cache\"\n\n[audit]",
-        )
-        .replace(
-            "[connectors.not-a-connector]\ncomponent = \"{NOT_A_CONNECTOR}\"\n",
-            "",
-        ),
+        &CONFIG
+            .replace("[audit]", "[sandbox]\ncompile_cache = \"cache\"\n\n[audit]")
+            .replace(
+                "[connectors.not-a-connector]\ncomponent = \"{NOT_A_CONNECTOR}\"\n",
+                "",
+            ),
         &json!({}),
     );
     let config = s.config();
@@ -511,7 +509,10 @@ fn compile_fills_the_compile_cache_for_every_connector() {
     let compiled = keyward(&["compile", "--config", config]);
     assert!(compiled.status.success(), "{}", stderr(&compiled));
     let out = stdout(&compiled);
-    assert!(out.contains("orders-db: ") && out.contains("compiled into "), "{out}");
+    assert!(
+        out.contains("orders-db: ") && out.contains("compiled into "),
+        "{out}"
+    );
     let files = std::fs::read_dir(s.path().join("cache")).map_or(0, |d| d.count());
     assert!(files > 0, "the cache holds the compiled component");
 

@@ -158,11 +158,7 @@ impl Keyward {
                 (None, references)
             }
         };
-        let render = self
-            .render(id)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string());
+        let render = self.render(id).await.map(drop).map_err(|e| e.to_string());
         ConnectorCheck {
             id: id.to_string(),
             refused,

@@ -357,6 +357,105 @@ impl Config {
             .collect()
     }
 
+    /// The settings that only take effect at start-up and differ in `new`,
+    /// by their key in the file: the backend, the cache, the backend's
+    /// identity, the audit log and the sandbox. Everything else (the
+    /// namespace, connectors, allowlists, fields, components, rate limits,
+    /// the invalidate interval) can be swapped into a running host.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut differs = |key: &'static str, differ: bool| {
+            if differ {
+                changed.push(key);
+            }
+        };
+        let (a, b) = (&self.secrets, &new.secrets);
+        match (&a.backend, &b.backend) {
+            (Backend::File { path: x }, Backend::File { path: y }) => {
+                differs("secrets.path", x != y)
+            }
+            (Backend::Aws(x), Backend::Aws(y)) => {
+                differs("secrets.region", x.region != y.region);
+                differs("secrets.endpoint_url", x.endpoint_url != y.endpoint_url);
+                differs("secrets.role_arn", x.role_arn != y.role_arn);
+                differs(
+                    "secrets.operation_timeout_ms",
+                    x.operation_timeout != y.operation_timeout,
+                );
+                differs(
+                    "secrets.attempt_timeout_ms",
+                    x.attempt_timeout != y.attempt_timeout,
+                );
+                differs("secrets.max_attempts", x.max_attempts != y.max_attempts);
+            }
+            _ => differs("secrets.backend", true),
+        }
+        differs("secrets.cache_ttl_ms", a.cache_ttl != b.cache_ttl);
+        differs(
+            "secrets.cache_max_entries",
+            a.cache_max_entries != b.cache_max_entries,
+        );
+        differs("secrets.max_stale_ms", a.max_stale != b.max_stale);
+        differs(
+            "secrets.refresh_ahead_ms",
+            a.refresh_ahead != b.refresh_ahead,
+        );
+        if !matches!(b.backend, Backend::Aws(_)) {
+            differs("secrets.region", a.identity.region != b.identity.region);
+        }
+        differs(
+            "secrets.account_id",
+            a.identity.account_id != b.identity.account_id,
+        );
+        differs(
+            "secrets.partition",
+            a.identity.partition != b.identity.partition,
+        );
+        differs("audit.file", self.audit.file != new.audit.file);
+        differs(
+            "audit.tracing",
+            self.audit.to_tracing != new.audit.to_tracing,
+        );
+        let (x, y) = (&self.sandbox, &new.sandbox);
+        differs("sandbox.mode", x.mode != y.mode);
+        differs(
+            "sandbox.render_timeout_ms",
+            x.render_timeout != y.render_timeout,
+        );
+        differs(
+            "sandbox.render_wall_timeout_ms",
+            x.render_wall_timeout != y.render_wall_timeout,
+        );
+        differs(
+            "sandbox.max_host_calls",
+            x.max_host_calls != y.max_host_calls,
+        );
+        differs(
+            "sandbox.max_component_mb",
+            x.max_component_bytes != y.max_component_bytes,
+        );
+        differs(
+            "sandbox.max_memory_mb",
+            x.max_memory_bytes != y.max_memory_bytes,
+        );
+        differs(
+            "sandbox.max_references",
+            x.max_references != y.max_references,
+        );
+        differs("sandbox.max_log_lines", x.max_log_lines != y.max_log_lines);
+        differs(
+            "sandbox.warm_instances",
+            x.warm_instances != y.warm_instances,
+        );
+        differs(
+            "sandbox.pooled_instances",
+            x.pooled_instances != y.pooled_instances,
+        );
+        differs("sandbox.compile_cache", x.compile_cache != y.compile_cache);
+        changed.dedup();
+        changed
+    }
+
     /// The connector with this id, or an error listing the ids there are.
     pub fn connector(&self, id: &str) -> Result<&ConnectorConfig, String> {
         self.connectors.get(id).ok_or_else(|| {
@@ -732,6 +831,32 @@ host = "{{ secrets.host }}"
             Config::parse(&bad_rule, Path::new("."))
                 .unwrap_err()
                 .starts_with("connectors.orders-db.reveal: rule `a/**x`"),
+        );
+    }
+
+    #[test]
+    fn restart_only_changes_are_named_and_live_ones_are_not() {
+        let old = Config::parse(GOOD, Path::new(".")).unwrap();
+        let live = GOOD
+            .replace(
+                "namespace = \"acme/prod\"",
+                "namespace = \"acme/dev\"\nconnector_fetch_rate = 3",
+            )
+            .replace("allow = [\"db\", \"host\"]", "allow = [\"db\"]");
+        let new = Config::parse(&live, Path::new(".")).unwrap();
+        assert!(old.restart_only_changes(&new).is_empty());
+        let restart = GOOD.replace(
+            "cache_ttl_ms = 1000",
+            "cache_ttl_ms = 2000\nrefresh_ahead_ms = 100\n\n[sandbox]\nmax_memory_mb = 32",
+        );
+        let new = Config::parse(&restart, Path::new(".")).unwrap();
+        assert_eq!(
+            old.restart_only_changes(&new),
+            [
+                "secrets.cache_ttl_ms",
+                "secrets.refresh_ahead_ms",
+                "sandbox.max_memory_mb"
+            ]
         );
     }
 

@@ -13,13 +13,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{
     Backend, Config, ConfigError, ConnectorConfig, RefusedReference, SecretsConfig,
 };
-use crate::name::Namespace;
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
 use crate::sandbox::{ConnectorInfo, LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
-use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
+use crate::store::{SecretStore, StoreIdentity};
 use crate::value::SecretValue;
 
 /// Everything that can go wrong, each naming where.
@@ -47,6 +46,14 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A reload changed settings that take effect only at start-up; the
+    /// running configuration is unchanged.
+    #[error(
+        "these settings take effect only at start-up and differ in the new configuration: {}; \
+         the running configuration is unchanged",
+        .0.join(", ")
+    )]
+    RestartRequired(Vec<&'static str>),
     /// The connector could not render.
     #[error("connector `{connector}`: {error}")]
     Run {
@@ -111,28 +118,26 @@ pub struct Keyward {
     sandbox: Sandbox,
     cache: SecretCache,
     audit: Arc<AuditLog>,
-    secrets: SecretsConfig,
+    /// The configuration it started with: what a reload may not change.
+    started_with: Config,
+    /// Where the backend found itself to be.
+    discovered: StoreIdentity,
     clock: Arc<dyn Clock>,
     slots: RwLock<Slots>,
-    /// The namespace of the configuration swapped in last.
-    namespace: RwLock<Namespace>,
+    /// The `[secrets]` of the configuration swapped in last, with what the
+    /// backend discovered filled in.
+    live: RwLock<SecretsConfig>,
 }
 
 impl Keyward {
     /// Opens the backend and sets up the sandbox. Components are compiled on
     /// first use (or all at once with [`Keyward::preload`]).
-    pub async fn new(mut config: Config) -> Result<Self, Error> {
+    pub async fn new(config: Config) -> Result<Self, Error> {
         let store: Arc<dyn SecretStore> = match &config.secrets.backend {
             Backend::File { path } => {
                 Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?)
             }
-            Backend::Aws(settings) => {
-                let store = AwsStore::connect(settings).await;
-                if config.secrets.identity.region.is_none() {
-                    config.secrets.identity.region = store.region().map(str::to_string);
-                }
-                Arc::new(store)
-            }
+            Backend::Aws(settings) => Arc::new(AwsStore::connect(settings).await),
         };
         Self::with_store(config, store)
     }
@@ -150,6 +155,7 @@ impl Keyward {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let secrets = config.secrets.clone();
+        let discovered = store.identity();
         let cache = SecretCache::with_clock(
             store,
             CachePolicy {
@@ -174,46 +180,75 @@ impl Keyward {
             sandbox: Sandbox::new(config.sandbox.clone()).map_err(Error::Engine)?,
             cache,
             audit: Arc::new(audit),
-            secrets,
+            started_with: config.clone(),
+            discovered,
             clock,
             slots: RwLock::default(),
-            namespace: RwLock::new(config.secrets.namespace.clone()),
+            live: RwLock::new(secrets),
         };
         keyward.swap_slots(&config);
         Ok(keyward)
     }
 
     /// Swaps in the connectors and policies of `config` (namespace,
-    /// allowlists, fields, components) without a restart. Renders under way
-    /// finish under the policy they started with. The backend and cache
-    /// settings cannot change this way.
+    /// connectors, allowlists, fields, components, rate limits, the
+    /// invalidate interval) without a restart. Renders under way finish
+    /// under the policy they started with. A configuration that changes a
+    /// setting that takes effect only at start-up (backend, cache, identity,
+    /// audit, sandbox) is refused whole, naming each such setting.
     pub fn update_policy(&self, config: &Config) -> Result<(), Error> {
-        let (old, new) = (&self.secrets, &config.secrets);
-        if old.backend != new.backend
-            || old.cache_ttl != new.cache_ttl
-            || old.max_stale != new.max_stale
-        {
-            return Err(Error::Backend(
-                "the backend and cache settings cannot change without a restart".into(),
-            ));
+        let changed = self.started_with.restart_only_changes(config);
+        if !changed.is_empty() {
+            return Err(Error::RestartRequired(changed));
         }
         self.swap_slots(config);
         Ok(())
+    }
+
+    /// `secrets` with what the backend discovered filled in where the
+    /// configuration leaves it open.
+    fn effective(&self, secrets: &SecretsConfig) -> SecretsConfig {
+        let mut secrets = secrets.clone();
+        let identity = &mut secrets.identity;
+        if identity.region.is_none() {
+            identity.region.clone_from(&self.discovered.region);
+        }
+        if identity.account_id.is_none() {
+            identity.account_id.clone_from(&self.discovered.account_id);
+        }
+        secrets
     }
 
     fn swap_slots(&self, config: &Config) {
         for refused in config.refused_references() {
             tracing::warn!("{refused}");
         }
+        let secrets = self.effective(&config.secrets);
+        let previous = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // A changed rate limit takes effect with a new bucket per connector;
+        // an unchanged one keeps each connector's tokens.
+        let same_rate = previous.connector_fetch_rate == secrets.connector_fetch_rate
+            && previous.connector_fetch_burst == secrets.connector_fetch_burst;
+        let bucket = || {
+            Arc::new(TokenBucket::with_clock(
+                secrets.connector_fetch_rate,
+                secrets.connector_fetch_burst,
+                self.clock.clone(),
+            ))
+        };
         let current = self.current();
-        let policy_of = |c: &ConnectorConfig| Arc::new(c.policy(&config.secrets));
         let slots: BTreeMap<String, Arc<Slot>> = config
             .connectors
             .iter()
             .map(|(id, c)| {
+                let policy = Arc::new(c.policy(&secrets));
                 let slot = match current.get(id) {
                     Some(old) => {
-                        let secrets = Arc::new(old.secrets.with_policy(policy_of(c)));
+                        let secrets = Arc::new(old.secrets.with_policy(
+                            policy,
+                            (!same_rate).then(bucket),
+                            secrets.invalidate_interval,
+                        ));
                         let loaded = if old.config.component == c.component {
                             // Idle instances that revealed what the new
                             // policy no longer grants are dropped now.
@@ -234,15 +269,11 @@ impl Keyward {
                         config: c.clone(),
                         secrets: Arc::new(ConnectorSecrets::new(
                             id,
-                            policy_of(c),
+                            policy,
                             self.cache.clone(),
                             self.audit.clone(),
-                            Arc::new(TokenBucket::with_clock(
-                                config.secrets.connector_fetch_rate,
-                                config.secrets.connector_fetch_burst,
-                                self.clock.clone(),
-                            )),
-                            config.secrets.invalidate_interval,
+                            bucket(),
+                            secrets.invalidate_interval,
                         )),
                         loaded: Arc::default(),
                     },
@@ -251,8 +282,7 @@ impl Keyward {
             })
             .collect();
         *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
-        *self.namespace.write().unwrap_or_else(|p| p.into_inner()) =
-            config.secrets.namespace.clone();
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
     }
 
     fn current(&self) -> Slots {
@@ -396,7 +426,13 @@ impl Keyward {
     pub async fn check_backend(&self) -> Result<usize, Error> {
         self.cache
             .store()
-            .list(self.namespace.read().unwrap_or_else(|p| p.into_inner()).as_str())
+            .list(
+                self.live
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .namespace
+                    .as_str(),
+            )
             .await
             .map(|names| names.len())
             .map_err(|e| Error::Backend(e.to_string()))

@@ -386,12 +386,20 @@ impl ConnectorSecrets {
         }
     }
 
-    /// The same connector under another policy; the rate limit and the
-    /// invalidation history carry over.
-    pub fn with_policy(&self, policy: Arc<ConnectorPolicy>) -> Self {
+    /// The same connector under another policy, with a new rate limit if
+    /// it changed, and the invalidate interval given; the invalidation
+    /// history carries over.
+    pub fn with_policy(
+        &self,
+        policy: Arc<ConnectorPolicy>,
+        fetch_limit: Option<Arc<TokenBucket>>,
+        invalidate_interval: Duration,
+    ) -> Self {
         Self {
             policy,
             decisions: Arc::default(),
+            fetch_limit: fetch_limit.unwrap_or_else(|| self.fetch_limit.clone()),
+            invalidate_interval,
             ..self.clone()
         }
     }

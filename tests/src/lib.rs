@@ -7,7 +7,9 @@ use keyward_host::clock::{Clock, SystemClock};
 use keyward_host::config::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
-use keyward_host::store::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
+use keyward_host::store::{
+    BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity,
+};
 use keyward_host::{Config, Keyward};
 use keyward_test_support::{Scratch, sdk_builder};
 
@@ -37,6 +39,7 @@ pub struct Counting {
     inner: FileStore,
     fetches: AtomicUsize,
     lists: AtomicUsize,
+    identity: StoreIdentity,
 }
 
 impl Counting {
@@ -46,6 +49,19 @@ impl Counting {
             inner,
             fetches: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            identity: StoreIdentity::default(),
+        }
+    }
+
+    /// A store that reports `region` as where it found itself to be, as
+    /// the AWS backend does with a region from the environment.
+    pub fn in_region(inner: FileStore, region: &str) -> Self {
+        Self {
+            identity: StoreIdentity {
+                region: Some(region.into()),
+                ..StoreIdentity::default()
+            },
+            ..Self::new(inner)
         }
     }
 
@@ -69,6 +85,10 @@ impl SecretStore for Counting {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix)
+    }
+
+    fn identity(&self) -> StoreIdentity {
+        self.identity.clone()
     }
 }
 

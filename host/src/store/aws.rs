@@ -14,7 +14,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_types::Blob;
 
-use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
+use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity};
 use crate::config::AwsSettings;
 use crate::name::{AWSCURRENT, VersionSelector};
 use crate::value::SecretValue;
@@ -236,6 +236,13 @@ fn code_or(code: &str) -> &str {
 }
 
 impl SecretStore for AwsStore {
+    fn identity(&self) -> StoreIdentity {
+        StoreIdentity {
+            region: self.region.clone(),
+            ..StoreIdentity::default()
+        }
+    }
+
     fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         Box::pin(self.get_one(key))
     }

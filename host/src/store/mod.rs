@@ -110,4 +110,22 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
 
     /// Lists the names that start with `prefix`, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+
+    /// Where this backend is, as far as it found out itself (the AWS
+    /// backend's region from the SDK's default chain, say): the host fills
+    /// in what the configuration leaves open, and never writes it back.
+    fn identity(&self) -> StoreIdentity {
+        StoreIdentity::default()
+    }
+}
+
+/// What a backend knows of where it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreIdentity {
+    /// Its region.
+    pub region: Option<String>,
+    /// Its account id.
+    pub account_id: Option<String>,
+    /// Its partition (`aws`, `aws-cn`, ...).
+    pub partition: Option<String>,
 }
