@@ -783,3 +783,68 @@ async fn no_connector_exceeds_its_rate_limit_of_upstream_calls() {
     // names, which reads nothing upstream.
     assert!(reads >= 1 && lists == 1, "{reads} reads, {lists} listings");
 }
+
+#[tokio::test]
+async fn without_account_id_the_account_comes_from_sts() {
+    // A new user's configuration: an AWS backend, no account_id. The host
+    // asks STS whose credentials these are, so that Workato and ECS ARN
+    // references resolve instead of being refused.
+    let moto = Moto::start();
+    let admin = Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    admin
+        .create_secret()
+        .name("acme/prod/api")
+        .secret_string(r#"{"token":"t0k3n"}"#)
+        .send()
+        .await
+        .expect("create");
+    let config = format!(
+        r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+endpoint_url = "{}"
+namespace = "acme/prod/"
+
+[connectors.echo]
+component = "{{ECHO}}"
+allow = ["api"]
+"#,
+        moto.url()
+    );
+    let scratch = Scratch::new(&config, &serde_json::json!({}));
+    let config = Config::load(&scratch.config()).expect("config");
+    assert_eq!(config.secrets.identity.account_id, None);
+    let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {
+        panic!("aws backend")
+    };
+    let mut store = keyward_host::store::aws::AwsStore::from_sdk_config(
+        &keyward_test_support::sdk_config(),
+        None,
+        settings,
+    );
+    store.discover_account().await.expect("STS answers");
+    let keyward = Keyward::with_store(config, Arc::new(store)).expect("keyward");
+    let arn = format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:acme/prod/api");
+    for template in [
+        format!("{{{{workato:sm:token:{arn}}}}}"),
+        format!("{{{{ {arn}:token:: }}}}"),
+    ] {
+        let fields = [("a".to_string(), template.clone())];
+        let rendered = keyward
+            .render_fields("echo", &fields)
+            .await
+            .unwrap_or_else(|e| panic!("{template}: {e}"));
+        assert_eq!(rendered.get("a"), Some("t0k3n"), "{template}");
+    }
+    let other = format!(
+        "{{{{ {}:token:: }}}}",
+        arn.replace(ACCOUNT, "999999999999")
+    );
+    let fields = [("a".to_string(), other)];
+    let e = keyward
+        .render_fields("echo", &fields)
+        .await
+        .expect_err("another account");
+    assert!(e.to_string().contains("account"), "{e}");
+}

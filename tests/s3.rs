@@ -6,7 +6,7 @@
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectCannedAcl;
-use keyward_test_support::{CANARY, Moto, sdk_builder};
+use keyward_test_support::{CANARY, Moto};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -100,11 +100,13 @@ async fn the_rendered_client_configuration_really_talks_to_s3() {
     let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {
         panic!("aws backend")
     };
-    let builder = sdk_builder().credentials_provider(
+    let credentials = aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(
         aws_sdk_secretsmanager::config::Credentials::new(&key_id, &key_secret, None, None, "iam"),
     );
-    let store = std::sync::Arc::new(keyward_host::store::aws::AwsStore::from_config(
-        builder, settings,
+    let store = std::sync::Arc::new(keyward_host::store::aws::AwsStore::from_sdk_config(
+        &keyward_test_support::sdk_config(),
+        Some(credentials),
+        settings,
     ));
     let keyward = keyward_host::Keyward::with_store(config, store).expect("keyward");
 

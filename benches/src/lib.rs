@@ -11,7 +11,7 @@ use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use keyward_host::config::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::{Config, Keyward};
-use keyward_test_support::{FaultProxy, Moto, Scratch, sdk_builder};
+use keyward_test_support::{FaultProxy, Moto, Scratch, sdk_builder, sdk_config};
 
 /// The rendered template: three secrets, one of them URL-encoded.
 pub const TEMPLATE: &str = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders";
@@ -116,7 +116,7 @@ impl Fixture {
         let Backend::Aws(settings) = &config.secrets.backend else {
             panic!("aws backend")
         };
-        let store = AwsStore::from_config(sdk_builder(), settings);
+        let store = AwsStore::from_sdk_config(&sdk_config(), None, settings);
         self.scratch.push(scratch);
         Keyward::with_store(config, Arc::new(store)).expect("keyward")
     }

@@ -137,7 +137,17 @@ impl Keyward {
             Backend::File { path } => {
                 Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?)
             }
-            Backend::Aws(settings) => Arc::new(AwsStore::connect(settings).await),
+            Backend::Aws(settings) => {
+                let mut store = AwsStore::connect(settings).await;
+                if config.secrets.identity.account_id.is_none()
+                    && let Err(e) = store.discover_account().await
+                {
+                    // ARN references are refused (as without an account)
+                    // until the configuration names `account_id`.
+                    tracing::warn!("{e}; set `account_id` under [secrets] to check ARN references");
+                }
+                Arc::new(store)
+            }
         };
         Self::with_store(config, store)
     }

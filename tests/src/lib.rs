@@ -11,7 +11,7 @@ use keyward_host::store::{
     BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity,
 };
 use keyward_host::{Config, Keyward};
-use keyward_test_support::{Scratch, sdk_builder};
+use keyward_test_support::{Scratch, sdk_config};
 
 /// A host on the AWS backend that `config` (TOML, with its endpoint
 /// filled in) describes, its SDK set up for the local server (static test
@@ -28,7 +28,7 @@ pub fn keyward_on_aws_with_clock(config: &str, clock: Arc<dyn Clock>) -> (Scratc
     let Backend::Aws(settings) = &config.secrets.backend else {
         panic!("the configuration must use backend = \"aws\"")
     };
-    let store = Arc::new(AwsStore::from_config(sdk_builder(), settings));
+    let store = Arc::new(AwsStore::from_sdk_config(&sdk_config(), None, settings));
     let keyward = Keyward::with_store_and_clock(config, store, clock).expect("keyward");
     (scratch, keyward)
 }

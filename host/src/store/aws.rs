@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
@@ -26,7 +27,8 @@ const BATCH_LIMIT: usize = 20;
 #[derive(Clone, Debug)]
 pub struct AwsStore {
     client: Client,
-    region: Option<String>,
+    sts: aws_sdk_sts::Client,
+    identity: StoreIdentity,
 }
 
 impl AwsStore {
@@ -38,46 +40,79 @@ impl AwsStore {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk_config = loader.load().await;
-        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk_config);
-        if let Some(role) = &settings.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("keyward")
-                .configure(&sdk_config)
-                .build()
-                .await;
-            builder = builder.credentials_provider(provider);
-        }
-        Self::from_config(builder, settings)
+        let credentials = match &settings.role_arn {
+            Some(role) => Some(SharedCredentialsProvider::new(
+                aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name("keyward")
+                    .configure(&sdk_config)
+                    .build()
+                    .await,
+            )),
+            None => None,
+        };
+        Self::from_sdk_config(&sdk_config, credentials, settings)
     }
 
-    /// Builds a client from an SDK config builder (tests pass explicit
-    /// credentials this way) with the settings' endpoint, timeouts and retries.
-    pub fn from_config(
-        builder: aws_sdk_secretsmanager::config::Builder,
+    /// Builds the Secrets Manager and STS clients from an SDK config (tests
+    /// pass one with explicit credentials), with other credentials if given
+    /// (an assumed role), and the settings' endpoint (a local API server
+    /// serves both), timeouts and retries.
+    pub fn from_sdk_config(
+        sdk_config: &SdkConfig,
+        credentials: Option<SharedCredentialsProvider>,
         settings: &AwsSettings,
     ) -> Self {
-        let mut builder = builder
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(settings.operation_timeout)
-                    .operation_attempt_timeout(settings.attempt_timeout)
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts));
-        if let Some(endpoint) = &settings.endpoint_url {
-            builder = builder.endpoint_url(endpoint);
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(settings.operation_timeout)
+            .operation_attempt_timeout(settings.attempt_timeout)
+            .build();
+        let retries = RetryConfig::standard().with_max_attempts(settings.max_attempts);
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk_config)
+            .timeout_config(timeouts.clone())
+            .retry_config(retries.clone());
+        let mut sts = aws_sdk_sts::config::Builder::from(sdk_config)
+            .timeout_config(timeouts)
+            .retry_config(retries);
+        if let Some(credentials) = credentials {
+            secrets = secrets.credentials_provider(credentials.clone());
+            sts = sts.credentials_provider(credentials);
         }
-        let config = builder.build();
-        let region = config.region().map(|r| r.to_string());
+        if let Some(endpoint) = &settings.endpoint_url {
+            secrets = secrets.endpoint_url(endpoint);
+            sts = sts.endpoint_url(endpoint);
+        }
+        let identity = StoreIdentity {
+            region: sdk_config.region().map(|r| r.to_string()),
+            ..StoreIdentity::default()
+        };
         Self {
-            client: Client::from_conf(config),
-            region,
+            client: Client::from_conf(secrets.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            identity,
         }
     }
 
-    /// The region the client talks to, if any was found.
-    pub fn region(&self) -> Option<&str> {
-        self.region.as_deref()
+    /// Asks STS (`GetCallerIdentity`) which account and partition the
+    /// credentials belong to, so that ARN references can be checked when
+    /// the configuration does not name them. A failure (no permission, no
+    /// network) is returned for the caller to report; the store works
+    /// without.
+    pub async fn discover_account(&mut self) -> Result<(), String> {
+        let answer = self.sts.get_caller_identity().send().await.map_err(|e| {
+            // The code only, never the service's message text.
+            let code = match &e {
+                SdkError::ServiceError(_) => e.code().unwrap_or("an error").to_string(),
+                SdkError::TimeoutError(_) => "no answer in time".into(),
+                SdkError::DispatchFailure(_) => "cannot connect".into(),
+                _ => "request failed".into(),
+            };
+            format!("STS GetCallerIdentity: {code}")
+        })?;
+        let arn = answer.arn().unwrap_or_default();
+        let partition = arn.split(':').nth(1).filter(|p| !p.is_empty());
+        self.identity.account_id = answer.account().map(str::to_string);
+        self.identity.partition = partition.map(str::to_string);
+        Ok(())
     }
 
     async fn get_one(&self, key: &SecretKey) -> Result<FetchedSecret, StoreError> {
@@ -237,10 +272,7 @@ fn code_or(code: &str) -> &str {
 
 impl SecretStore for AwsStore {
     fn identity(&self) -> StoreIdentity {
-        StoreIdentity {
-            region: self.region.clone(),
-            ..StoreIdentity::default()
-        }
+        self.identity.clone()
     }
 
     fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {

@@ -8,7 +8,7 @@ pub mod moto;
 pub mod postgres;
 pub mod proxy;
 
-pub use moto::{Moto, sdk_builder};
+pub use moto::{Moto, sdk_builder, sdk_config};
 pub use postgres::{Postgres, sql_literal};
 pub use proxy::{FAULT_MESSAGE_CANARY, Fault, FaultProxy};
 

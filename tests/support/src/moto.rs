@@ -74,6 +74,26 @@ impl Drop for Moto {
     }
 }
 
+/// The shared SDK config for the local server (what `AwsStore` takes):
+/// region `us-east-1`, static test credentials. The endpoint comes from
+/// the keyward configuration's `endpoint_url`.
+pub fn sdk_config() -> aws_config::SdkConfig {
+    use aws_sdk_secretsmanager::config::{
+        BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+    };
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "keyward-tests",
+        )))
+        .build()
+}
+
 /// An SDK config builder for the local server: region `us-east-1`, static
 /// test credentials (moto checks none). Add `.endpoint_url(...)`.
 pub fn sdk_builder() -> aws_sdk_secretsmanager::config::Builder {
