@@ -837,10 +837,7 @@ allow = ["api"]
             .unwrap_or_else(|e| panic!("{template}: {e}"));
         assert_eq!(rendered.get("a"), Some("t0k3n"), "{template}");
     }
-    let other = format!(
-        "{{{{ {}:token:: }}}}",
-        arn.replace(ACCOUNT, "999999999999")
-    );
+    let other = format!("{{{{ {}:token:: }}}}", arn.replace(ACCOUNT, "999999999999"));
     let fields = [("a".to_string(), other)];
     let e = keyward
         .render_fields("echo", &fields)

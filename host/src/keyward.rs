@@ -434,15 +434,15 @@ impl Keyward {
     /// Lists the namespace in the backend: proves credentials, region,
     /// endpoint and namespace work. Returns how many secrets it holds.
     pub async fn check_backend(&self) -> Result<usize, Error> {
+        let namespace = self
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .namespace
+            .clone();
         self.cache
             .store()
-            .list(
-                self.live
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .namespace
-                    .as_str(),
-            )
+            .list(namespace.as_str())
             .await
             .map(|names| names.len())
             .map_err(|e| Error::Backend(e.to_string()))
