@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod commands;
+mod server;
 
 /// Run keyward connectors: render connections from secret templates under policy.
 #[derive(Parser)]
@@ -38,6 +39,8 @@ enum Command {
     /// Start something new from a template.
     #[command(subcommand)]
     New(commands::new::New),
+    /// Run keyward as a local HTTP service (see the README's `keyward serve`).
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,5 +90,6 @@ async fn run(command: Command) -> anyhow::Result<String> {
         Command::Describe(args) => commands::describe::run(args).await,
         Command::Compile(args) => commands::compile::run(args).await,
         Command::New(new) => commands::new::run(new),
+        Command::Serve(args) => commands::serve::run(args).await,
     }
 }

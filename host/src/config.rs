@@ -57,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     sandbox: RawSandbox,
     #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
@@ -100,6 +102,22 @@ struct RawSandbox {
     max_memory_mb: Option<u64>,
     max_references: Option<usize>,
     max_log_lines: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    socket: Option<PathBuf>,
+    listen: Option<String>,
+    allow_non_loopback: Option<bool>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    masked_token_env: Option<String>,
+    masked_token_file: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_body_kb: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    max_renders_per_connector: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -262,6 +280,31 @@ pub struct AuditConfig {
     pub to_tracing: bool,
 }
 
+/// The `[server]` table of `keyward serve`, checked. Taken at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A Unix socket to listen on (created with mode 0600).
+    pub socket: Option<PathBuf>,
+    /// A TCP address to listen on; loopback unless `allow_non_loopback`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The environment variable holding the token that may receive values.
+    pub token_env: String,
+    /// A file holding that token (instead of the variable).
+    pub token_file: Option<PathBuf>,
+    /// The environment variable holding the token that sees masked outputs only.
+    pub masked_token_env: String,
+    /// A file holding that token (instead of the variable).
+    pub masked_token_file: Option<PathBuf>,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Bound on handling one request.
+    pub request_timeout: Duration,
+    /// Renders of one connector at once; more are answered 429.
+    pub max_renders_per_connector: usize,
+}
+
 /// The whole configuration, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -271,6 +314,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// What one render may consume.
     pub sandbox: SandboxConfig,
+    /// How `keyward serve` listens and whom it answers.
+    pub server: ServerConfig,
     /// Connectors by id.
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
@@ -337,10 +382,12 @@ impl Config {
             to_tracing: raw.audit.tracing.unwrap_or(true),
         };
         let sandbox = check_sandbox(raw.sandbox, base)?;
+        let server = check_server(raw.server, base)?;
         Ok(Self {
             secrets,
             audit,
             sandbox,
+            server,
             connectors,
         })
     }
@@ -452,6 +499,7 @@ impl Config {
             x.pooled_instances != y.pooled_instances,
         );
         differs("sandbox.compile_cache", x.compile_cache != y.compile_cache);
+        differs("server", self.server != new.server);
         changed.dedup();
         changed
     }
@@ -640,6 +688,54 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
             other => other,
         },
         compile_cache: raw.compile_cache.map(|dir| base.join(dir)),
+    })
+}
+
+fn check_server(raw: RawServer, base: &Path) -> Result<ServerConfig, String> {
+    let listen = raw
+        .listen
+        .map(|text| {
+            text.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("server.listen: `{text}` is not an IP address and port"))
+        })
+        .transpose()?;
+    if let Some(address) = listen
+        && !address.ip().is_loopback()
+        && raw.allow_non_loopback != Some(true)
+    {
+        return Err(format!(
+            "server.listen: {address} is not a loopback address; the service hands out \
+             secrets, so set `allow_non_loopback = true` to mean it"
+        ));
+    }
+    let positive = |value: Option<usize>, default: usize, key: &str| match value {
+        Some(0) => Err(format!("server.{key} must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(ServerConfig {
+        socket: raw.socket.map(|p| base.join(p)),
+        listen,
+        token_env: raw.token_env.unwrap_or_else(|| "KEYWARD_TOKEN".into()),
+        token_file: raw.token_file.map(|p| base.join(p)),
+        masked_token_env: raw
+            .masked_token_env
+            .unwrap_or_else(|| "KEYWARD_MASKED_TOKEN".into()),
+        masked_token_file: raw.masked_token_file.map(|p| base.join(p)),
+        max_connections: positive(raw.max_connections, 256, "max_connections")?,
+        max_body_bytes: positive(raw.max_body_kb, 1024, "max_body_kb")?.saturating_mul(1024),
+        request_timeout: Duration::from_millis(
+            positive(
+                raw.request_timeout_ms.map(|ms| usize::try_from(ms).unwrap_or(usize::MAX)),
+                30_000,
+                "request_timeout_ms",
+            )? as u64,
+        ),
+        max_renders_per_connector: positive(
+            raw.max_renders_per_connector,
+            64,
+            "max_renders_per_connector",
+        )?,
     })
 }
 

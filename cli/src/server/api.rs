@@ -1,0 +1,443 @@
+//! The `/v1` API: routing, JSON in and out, and one error shape with a
+//! stable code. Every response but the health checks needs a token;
+//! sensitive values go only to the token that may receive them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use keyward_host::resolve::Invalidation;
+use keyward_host::sandbox::{MASK, RunError};
+use keyward_host::Error;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::State;
+use super::auth::{Access, TOKEN_HEADER};
+
+/// A response body.
+pub type Body = Full<Bytes>;
+
+/// An error as the API answers it: status, stable code, one line.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// For render errors: the field and column at fault.
+    place: Option<(Option<String>, Option<u32>)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            place: None,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some((field, column)) = self.place {
+            error["field"] = json!(field);
+            error["column"] = json!(column);
+        }
+        json_response(self.status, &json!({ "error": error }))
+    }
+}
+
+/// Maps a library error to its status and code. Messages name connector,
+/// field and column; none holds a value.
+fn from_keyward(error: Error) -> ApiError {
+    let message = error.to_string();
+    match error {
+        Error::UnknownConnector(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_connector", message),
+        Error::Run {
+            error: RunError::Render(e),
+            ..
+        } => ApiError {
+            place: Some((e.field.clone(), e.column)),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "render_error", message)
+        },
+        Error::Run {
+            error: RunError::Trap(why),
+            ..
+        } if why.contains("deadline") => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", message)
+        }
+        Error::Run { .. } => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "connector_failed", message),
+        Error::Backend(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", message),
+        Error::RestartRequired(_) => ApiError::new(StatusCode::CONFLICT, "restart_required", message),
+        Error::Config(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_configuration", message),
+        Error::Load { .. } | Error::Engine(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "load_failed", message)
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The body of a render request.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RenderRequest {
+    /// Fields to render with instead of the configured ones.
+    fields: Option<BTreeMap<String, String>>,
+    /// Whether sensitive values are wanted (default: what the token allows).
+    reveal: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateRequest {
+    /// One reference, as a template writes it.
+    reference: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheInvalidateRequest {
+    /// A full secret name (namespace included).
+    name: String,
+}
+
+/// Routes one request.
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    // No token for the health checks, so that an orchestrator can probe.
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => {
+            return if state.is_ready() {
+                json_response(StatusCode::OK, &json!({"status": "ready"}))
+            } else {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "compiling connectors")
+                    .into_response()
+            };
+        }
+        _ => {}
+    }
+    if request.headers().contains_key("x-forwarded-for") {
+        state.metrics.refused("forwarded");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forwarded_request",
+            "requests carrying X-Forwarded-For are refused: keyward serves local callers only",
+        )
+        .into_response();
+    }
+    let access = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|token| state.tokens.access(token.as_bytes()));
+    let Some(access) = access else {
+        state.metrics.refused("token");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "a valid X-Keyward-Token header is required",
+        )
+        .into_response();
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => {
+            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render_text())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return response;
+        }
+        (&Method::GET, ["v1", "connectors"]) => list_connectors(&state).await,
+        (&Method::GET, ["v1", "connectors", id]) => describe(&state, id).await,
+        (&Method::POST, ["v1", "connectors", id, "render"]) => {
+            let body = read_body(&state, request).await;
+            match body {
+                Ok(body) => render(&state, id, access, &body).await,
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::GET, ["v1", "connectors", id, "references"]) => references(&state, id).await,
+        (&Method::POST, ["v1", "connectors", id, "invalidate"]) => {
+            match read_body(&state, request).await {
+                Ok(body) => invalidate(&state, id, &body).await,
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::POST, ["v1", "cache", "invalidate"]) => {
+            match read_body(&state, request).await {
+                Ok(body) => invalidate_cache(&state, access, &body).await,
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::GET, ["v1", "check"]) => Ok(check(&state).await),
+        (&Method::POST, ["v1", "reload"]) if access == Access::Values => Ok(state.reload().await),
+        (&Method::POST, ["v1", "reload"]) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the masked-only token may not reload the configuration",
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint {method} {}", escape(&path)),
+        )),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// A request path as it may be quoted in a message.
+fn escape(path: &str) -> String {
+    keyward_host::escape::escape_untrusted(&path.chars().take(200).collect::<String>()).into_owned()
+}
+
+async fn read_body(state: &State, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    match Limited::new(request.into_body(), state.settings.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than {} bytes (server.max_body_kb)",
+                state.settings.max_body_bytes
+            ),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// JSON from a body: an empty body is the type's default where it has one.
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], empty: Option<T>) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace)
+        && let Some(empty) = empty
+    {
+        return Ok(empty);
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "the body is not the JSON expected: line {}, column {}: {}",
+                e.line(),
+                e.column(),
+                e.classify_message()
+            ),
+        )
+    })
+}
+
+trait ClassifyMessage {
+    fn classify_message(&self) -> &'static str;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    /// What kind of problem, without quoting the body (it may hold a
+    /// template with a literal credential).
+    fn classify_message(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Eof => "the JSON ends early",
+            serde_json::error::Category::Data => {
+                "unexpected or misspelt keys or types (see docs/openapi.json)"
+            }
+            serde_json::error::Category::Io => "unreadable",
+        }
+    }
+}
+
+async fn list_connectors(state: &State) -> Result<Response<Body>, ApiError> {
+    let keyward = state.keyward();
+    let mut connectors = Vec::new();
+    for id in keyward.connector_ids() {
+        let info = keyward.describe(&id).await.map_err(from_keyward)?;
+        connectors.push(json!({ "id": id, "describe": info }));
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "connectors": connectors })))
+}
+
+async fn describe(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
+    let info = state.keyward().describe(id).await.map_err(from_keyward)?;
+    Ok(json_response(StatusCode::OK, &json!({ "id": id, "describe": info })))
+}
+
+async fn render(state: &State, id: &str, access: Access, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let request: RenderRequest = parse(body, Some(RenderRequest::default()))?;
+    let reveal = match (request.reveal, access) {
+        (Some(true), Access::Masked) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token sees masked outputs only; it may not ask for sensitive values",
+            ));
+        }
+        (Some(reveal), Access::Values) => reveal,
+        (None, access) => access == Access::Values,
+        (Some(false), Access::Masked) => false,
+    };
+    let keyward = state.keyward();
+    let configured = keyward.connector_ids().iter().any(|c| c == id);
+    let _permit = state.render_permit(id).ok_or_else(|| {
+        state.metrics.refused("busy");
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "connector `{id}` has {} renders under way (server.max_renders_per_connector)",
+                state.settings.max_renders_per_connector
+            ),
+        )
+    })?;
+    let started = Instant::now();
+    let rendered = match request.fields {
+        None => keyward.render(id).await,
+        Some(fields) => {
+            let fields: Vec<(String, String)> = fields.into_iter().collect();
+            keyward.render_fields(id, &fields).await
+        }
+    };
+    if configured {
+        let outcome = match &rendered {
+            Ok(_) => "ok",
+            Err(Error::Run { error: RunError::Render(_), .. }) => "render_error",
+            Err(Error::Run { .. }) => "trap",
+            Err(_) => "error",
+        };
+        state.metrics.render(id, outcome, started.elapsed());
+    }
+    let rendered = rendered.map_err(from_keyward)?;
+    let outputs: Vec<Value> = rendered
+        .values
+        .iter()
+        .map(|v| {
+            let value = if v.sensitive && !reveal { MASK } else { v.value.as_str() };
+            json!({ "name": v.name, "value": value, "sensitive": v.sensitive })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "connector": rendered.connector, "outputs": outputs }),
+    ))
+}
+
+async fn references(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
+    let requests = state.keyward().allowed_references(id).await.map_err(from_keyward)?;
+    let references: Vec<String> = requests.iter().map(|r| r.paste_form()).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "connector": id, "references": references })))
+}
+
+async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let request: InvalidateRequest = parse(body, None)?;
+    let Some(reference) = keyward_host::sealed::single_reference(&request.reference) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_reference",
+            "`reference` must be one reference as a template writes it, such as {{ secrets.db }}",
+        ));
+    };
+    let outcome = state.keyward().invalidate(id, &reference).await.map_err(from_keyward)?;
+    let (status, word) = match outcome {
+        Invalidation::Done => (StatusCode::OK, "invalidated"),
+        Invalidation::RateLimited => {
+            state.metrics.refused("rate_limited");
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        }
+        Invalidation::NotAllowed => (StatusCode::NOT_FOUND, "not_allowed"),
+        Invalidation::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+    };
+    if status == StatusCode::OK {
+        Ok(json_response(status, &json!({ "connector": id, "outcome": word })))
+    } else {
+        Err(ApiError::new(
+            status,
+            match word {
+                "rate_limited" => "rate_limited",
+                "not_allowed" => "not_allowed",
+                _ => "bad_reference",
+            },
+            format!("connector `{id}`: the reference was not invalidated ({word})"),
+        ))
+    }
+}
+
+async fn invalidate_cache(state: &State, access: Access, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    if access != Access::Values {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the masked-only token may not drop cached secrets",
+        ));
+    }
+    let request: CacheInvalidateRequest = parse(body, None)?;
+    let name = keyward_host::name::SecretName::new(&request.name).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_reference", format!("`name`: {e}"))
+    })?;
+    state.keyward().cache().invalidate(&name).await;
+    Ok(json_response(StatusCode::OK, &json!({ "outcome": "invalidated" })))
+}
+
+async fn check(state: &State) -> Response<Body> {
+    let report = state.keyward().check().await;
+    let connectors: Vec<Value> = report
+        .connectors
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "refused": c.refused.iter().map(|r| json!({
+                    "field": r.field, "column": r.column, "message": r.why
+                })).collect::<Vec<_>>(),
+                "listing_error": c.listing,
+                "references": c.references.iter().map(|r| json!({
+                    "reference": r.reference,
+                    "ok": r.result.is_ok(),
+                    "error": r.result.as_ref().err(),
+                })).collect::<Vec<_>>(),
+                "render": { "ok": c.render.is_ok(), "error": c.render.as_ref().err() },
+            })
+        })
+        .collect();
+    let status = if report.backend.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(
+        status,
+        &json!({
+            "ok": report.failures() == 0,
+            "failures": report.failures(),
+            "backend": {
+                "ok": report.backend.is_ok(),
+                "secrets": report.backend.as_ref().ok(),
+                "error": report.backend.as_ref().err(),
+            },
+            "connectors": connectors,
+        }),
+    )
+}

@@ -1,0 +1,122 @@
+//! `/metrics` in Prometheus text format: counts by configured connector
+//! and outcome, a render latency histogram, reloads and refusals. Labels
+//! hold connector ids from the configuration and fixed words only: never
+//! a secret name, never a value.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the render latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// Everything counted since start-up.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    renders: BTreeMap<(String, &'static str), u64>,
+    latency: BTreeMap<String, Histogram>,
+    responses: BTreeMap<u16, u64>,
+    reloads: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Counts) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A render of a configured connector ended with `outcome`.
+    pub fn render(&self, connector: &str, outcome: &'static str, took: Duration) {
+        self.with(|c| {
+            *c.renders.entry((connector.to_string(), outcome)).or_default() += 1;
+            let histogram = c.latency.entry(connector.to_string()).or_default();
+            let seconds = took.as_secs_f64();
+            for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
+                if seconds <= bound {
+                    *bucket += 1;
+                }
+            }
+            histogram.count += 1;
+            histogram.sum += seconds;
+        });
+    }
+
+    /// A response was sent with this status.
+    pub fn response(&self, status: u16) {
+        self.with(|c| *c.responses.entry(status).or_default() += 1);
+    }
+
+    /// A reload ended with `outcome` (`ok` or `refused`).
+    pub fn reload(&self, outcome: &'static str) {
+        self.with(|c| *c.reloads.entry(outcome).or_default() += 1);
+    }
+
+    /// A request or connection was refused for `why` (`token`,
+    /// `forwarded`, `connections`, `busy`, ...).
+    pub fn refused(&self, why: &'static str) {
+        self.with(|c| *c.refused.entry(why).or_default() += 1);
+    }
+
+    /// The text format.
+    pub fn render_text(&self) -> String {
+        self.with(|c| {
+            let mut out = String::new();
+            out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
+            out.push_str("# TYPE keyward_renders_total counter\n");
+            for ((connector, outcome), n) in &c.renders {
+                let _ = writeln!(
+                    out,
+                    "keyward_renders_total{{connector=\"{connector}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP keyward_render_seconds Render latency by connector.\n");
+            out.push_str("# TYPE keyward_render_seconds histogram\n");
+            for (connector, h) in &c.latency {
+                for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+                    let _ = writeln!(
+                        out,
+                        "keyward_render_seconds_bucket{{connector=\"{connector}\",le=\"{bound}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "keyward_render_seconds_bucket{{connector=\"{connector}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(out, "keyward_render_seconds_sum{{connector=\"{connector}\"}} {}", h.sum);
+                let _ = writeln!(out, "keyward_render_seconds_count{{connector=\"{connector}\"}} {}", h.count);
+            }
+            out.push_str("# HELP keyward_http_responses_total Responses by status.\n");
+            out.push_str("# TYPE keyward_http_responses_total counter\n");
+            for (status, n) in &c.responses {
+                let _ = writeln!(out, "keyward_http_responses_total{{status=\"{status}\"}} {n}");
+            }
+            out.push_str("# HELP keyward_reloads_total Configuration reloads by outcome.\n");
+            out.push_str("# TYPE keyward_reloads_total counter\n");
+            for (outcome, n) in &c.reloads {
+                let _ = writeln!(out, "keyward_reloads_total{{outcome=\"{outcome}\"}} {n}");
+            }
+            out.push_str("# HELP keyward_refused_total Requests and connections refused, by why.\n");
+            out.push_str("# TYPE keyward_refused_total counter\n");
+            for (why, n) in &c.refused {
+                let _ = writeln!(out, "keyward_refused_total{{why=\"{why}\"}} {n}");
+            }
+            out
+        })
+    }
+}
