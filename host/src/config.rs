@@ -724,13 +724,12 @@ fn check_server(raw: RawServer, base: &Path) -> Result<ServerConfig, String> {
         masked_token_file: raw.masked_token_file.map(|p| base.join(p)),
         max_connections: positive(raw.max_connections, 256, "max_connections")?,
         max_body_bytes: positive(raw.max_body_kb, 1024, "max_body_kb")?.saturating_mul(1024),
-        request_timeout: Duration::from_millis(
-            positive(
-                raw.request_timeout_ms.map(|ms| usize::try_from(ms).unwrap_or(usize::MAX)),
-                30_000,
-                "request_timeout_ms",
-            )? as u64,
-        ),
+        request_timeout: Duration::from_millis(positive(
+            raw.request_timeout_ms
+                .map(|ms| usize::try_from(ms).unwrap_or(usize::MAX)),
+            30_000,
+            "request_timeout_ms",
+        )? as u64),
         max_renders_per_connector: positive(
             raw.max_renders_per_connector,
             64,

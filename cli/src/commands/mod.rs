@@ -7,5 +7,5 @@ pub mod describe;
 pub mod new;
 pub mod refs;
 pub mod render;
-pub mod serve;
 mod scaffold;
+pub mod serve;

@@ -9,9 +9,9 @@ use std::time::Instant;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use keyward_host::Error;
 use keyward_host::resolve::Invalidation;
 use keyward_host::sandbox::{MASK, RunError};
-use keyward_host::Error;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,7 +56,9 @@ impl ApiError {
 fn from_keyward(error: Error) -> ApiError {
     let message = error.to_string();
     match error {
-        Error::UnknownConnector(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_connector", message),
+        Error::UnknownConnector(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_connector", message)
+        }
         Error::Run {
             error: RunError::Render(e),
             ..
@@ -70,9 +72,19 @@ fn from_keyward(error: Error) -> ApiError {
         } if why.contains("deadline") => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", message)
         }
-        Error::Run { .. } => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "connector_failed", message),
-        Error::Backend(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", message),
-        Error::RestartRequired(_) => ApiError::new(StatusCode::CONFLICT, "restart_required", message),
+        Error::Run { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "connector_failed",
+            message,
+        ),
+        Error::Backend(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            message,
+        ),
+        Error::RestartRequired(_) => {
+            ApiError::new(StatusCode::CONFLICT, "restart_required", message)
+        }
         Error::Config(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_configuration", message),
         Error::Load { .. } | Error::Engine(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "load_failed", message)
@@ -120,13 +132,19 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     let path = request.uri().path().to_string();
     // No token for the health checks, so that an orchestrator can probe.
     match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => return json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/healthz") => {
+            return json_response(StatusCode::OK, &json!({"status": "ok"}));
+        }
         (&Method::GET, "/readyz") => {
             return if state.is_ready() {
                 json_response(StatusCode::OK, &json!({"status": "ready"}))
             } else {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "compiling connectors")
-                    .into_response()
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "compiling connectors",
+                )
+                .into_response()
             };
         }
         _ => {}
@@ -179,12 +197,10 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
                 Err(e) => Err(e),
             }
         }
-        (&Method::POST, ["v1", "cache", "invalidate"]) => {
-            match read_body(&state, request).await {
-                Ok(body) => invalidate_cache(&state, access, &body).await,
-                Err(e) => Err(e),
-            }
-        }
+        (&Method::POST, ["v1", "cache", "invalidate"]) => match read_body(&state, request).await {
+            Ok(body) => invalidate_cache(&state, access, &body).await,
+            Err(e) => Err(e),
+        },
         (&Method::GET, ["v1", "check"]) => Ok(check(&state).await),
         (&Method::POST, ["v1", "reload"]) if access == Access::Values => Ok(state.reload().await),
         (&Method::POST, ["v1", "reload"]) => Err(ApiError::new(
@@ -282,15 +298,26 @@ async fn list_connectors(state: &State) -> Result<Response<Body>, ApiError> {
         let info = keyward.describe(&id).await.map_err(from_keyward)?;
         connectors.push(json!({ "id": id, "describe": info }));
     }
-    Ok(json_response(StatusCode::OK, &json!({ "connectors": connectors })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "connectors": connectors }),
+    ))
 }
 
 async fn describe(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
     let info = state.keyward().describe(id).await.map_err(from_keyward)?;
-    Ok(json_response(StatusCode::OK, &json!({ "id": id, "describe": info })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "id": id, "describe": info }),
+    ))
 }
 
-async fn render(state: &State, id: &str, access: Access, body: &[u8]) -> Result<Response<Body>, ApiError> {
+async fn render(
+    state: &State,
+    id: &str,
+    access: Access,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let request: RenderRequest = parse(body, Some(RenderRequest::default()))?;
     let reveal = match (request.reveal, access) {
         (Some(true), Access::Masked) => {
@@ -328,7 +355,10 @@ async fn render(state: &State, id: &str, access: Access, body: &[u8]) -> Result<
     if configured {
         let outcome = match &rendered {
             Ok(_) => "ok",
-            Err(Error::Run { error: RunError::Render(_), .. }) => "render_error",
+            Err(Error::Run {
+                error: RunError::Render(_),
+                ..
+            }) => "render_error",
             Err(Error::Run { .. }) => "trap",
             Err(_) => "error",
         };
@@ -339,7 +369,11 @@ async fn render(state: &State, id: &str, access: Access, body: &[u8]) -> Result<
         .values
         .iter()
         .map(|v| {
-            let value = if v.sensitive && !reveal { MASK } else { v.value.as_str() };
+            let value = if v.sensitive && !reveal {
+                MASK
+            } else {
+                v.value.as_str()
+            };
             json!({ "name": v.name, "value": value, "sensitive": v.sensitive })
         })
         .collect();
@@ -350,9 +384,16 @@ async fn render(state: &State, id: &str, access: Access, body: &[u8]) -> Result<
 }
 
 async fn references(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
-    let requests = state.keyward().allowed_references(id).await.map_err(from_keyward)?;
+    let requests = state
+        .keyward()
+        .allowed_references(id)
+        .await
+        .map_err(from_keyward)?;
     let references: Vec<String> = requests.iter().map(|r| r.paste_form()).collect();
-    Ok(json_response(StatusCode::OK, &json!({ "connector": id, "references": references })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "connector": id, "references": references }),
+    ))
 }
 
 async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
@@ -364,7 +405,11 @@ async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Bod
             "`reference` must be one reference as a template writes it, such as {{ secrets.db }}",
         ));
     };
-    let outcome = state.keyward().invalidate(id, &reference).await.map_err(from_keyward)?;
+    let outcome = state
+        .keyward()
+        .invalidate(id, &reference)
+        .await
+        .map_err(from_keyward)?;
     let (status, word) = match outcome {
         Invalidation::Done => (StatusCode::OK, "invalidated"),
         Invalidation::RateLimited => {
@@ -375,7 +420,10 @@ async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Bod
         Invalidation::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
     };
     if status == StatusCode::OK {
-        Ok(json_response(status, &json!({ "connector": id, "outcome": word })))
+        Ok(json_response(
+            status,
+            &json!({ "connector": id, "outcome": word }),
+        ))
     } else {
         Err(ApiError::new(
             status,
@@ -389,7 +437,11 @@ async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Bod
     }
 }
 
-async fn invalidate_cache(state: &State, access: Access, body: &[u8]) -> Result<Response<Body>, ApiError> {
+async fn invalidate_cache(
+    state: &State,
+    access: Access,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     if access != Access::Values {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -399,10 +451,17 @@ async fn invalidate_cache(state: &State, access: Access, body: &[u8]) -> Result<
     }
     let request: CacheInvalidateRequest = parse(body, None)?;
     let name = keyward_host::name::SecretName::new(&request.name).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_reference", format!("`name`: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_reference",
+            format!("`name`: {e}"),
+        )
     })?;
     state.keyward().cache().invalidate(&name).await;
-    Ok(json_response(StatusCode::OK, &json!({ "outcome": "invalidated" })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "outcome": "invalidated" }),
+    ))
 }
 
 async fn check(state: &State) -> Response<Body> {
@@ -426,7 +485,11 @@ async fn check(state: &State) -> Response<Body> {
             })
         })
         .collect();
-    let status = if report.backend.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if report.backend.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(
         status,
         &json!({

@@ -42,11 +42,16 @@ impl Tokens {
                 server.token_env
             )
         })?;
-        let masked = read(server.masked_token_file.as_deref(), &server.masked_token_env)?;
+        let masked = read(
+            server.masked_token_file.as_deref(),
+            &server.masked_token_env,
+        )?;
         if masked.as_deref() == Some(values.as_str()) {
-            return Err("the masked-only token must differ from the token that may receive \
+            return Err(
+                "the masked-only token must differ from the token that may receive \
                         values"
-                .into());
+                    .into(),
+            );
         }
         Ok(Self { values, masked })
     }
@@ -107,8 +112,14 @@ mod tests {
             values: "v".repeat(20),
             masked: Some("m".repeat(20)),
         };
-        assert_eq!(tokens.access("v".repeat(20).as_bytes()), Some(Access::Values));
-        assert_eq!(tokens.access("m".repeat(20).as_bytes()), Some(Access::Masked));
+        assert_eq!(
+            tokens.access("v".repeat(20).as_bytes()),
+            Some(Access::Values)
+        );
+        assert_eq!(
+            tokens.access("m".repeat(20).as_bytes()),
+            Some(Access::Masked)
+        );
         assert_eq!(tokens.access(b"v"), None);
         assert_eq!(tokens.access(b""), None);
         assert!(!format!("{tokens:?}").contains('v'));

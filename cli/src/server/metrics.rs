@@ -43,7 +43,9 @@ impl Metrics {
     /// A render of a configured connector ended with `outcome`.
     pub fn render(&self, connector: &str, outcome: &'static str, took: Duration) {
         self.with(|c| {
-            *c.renders.entry((connector.to_string(), outcome)).or_default() += 1;
+            *c.renders
+                .entry((connector.to_string(), outcome))
+                .or_default() += 1;
             let histogram = c.latency.entry(connector.to_string()).or_default();
             let seconds = took.as_secs_f64();
             for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {

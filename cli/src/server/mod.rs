@@ -44,6 +44,10 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long SIGTERM waits for requests in flight before exiting anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// After the listeners stop, how long connections just accepted get to
+/// deliver their first request before idle connections are closed.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct State {
@@ -93,14 +97,17 @@ impl State {
             Err(e) => {
                 self.metrics.reload("refused");
                 tracing::warn!("reload refused, the running configuration is unchanged: {e}");
-                let (status, code) = match e {
+                let (status, code, message) = match e {
                     keyward_host::Error::RestartRequired(_) => {
-                        (StatusCode::CONFLICT, "restart_required")
+                        (StatusCode::CONFLICT, "restart_required", e.to_string())
                     }
-                    _ => (StatusCode::BAD_REQUEST, "bad_configuration"),
+                    _ => (
+                        StatusCode::BAD_REQUEST,
+                        "bad_configuration",
+                        format!("{e}; the running configuration is unchanged"),
+                    ),
                 };
-                ApiError::new(status, code, format!("{e}; the running configuration is unchanged"))
-                    .into_response()
+                ApiError::new(status, code, message).into_response()
             }
         }
     }
@@ -180,6 +187,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     for task in accepting {
         let _ = task.await;
     }
+    tokio::time::sleep(DRAIN_GRACE).await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
     if let Some(path) = &settings.socket {
@@ -223,7 +231,16 @@ async fn accept_unix(
                 Ok((stream, _)) => connection(stream, &state, &graceful, &connections),
                 Err(e) => tracing::warn!("accepting a connection failed: {e}"),
             },
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => {
+                // Connections the kernel completed before the stop are
+                // served, not dropped from the backlog.
+                while let Ok(Ok((stream, _))) =
+                    tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
+                {
+                    connection(stream, &state, &graceful, &connections);
+                }
+                return;
+            }
         }
     }
 }
@@ -244,7 +261,14 @@ async fn accept_tcp(
                 }
                 Err(e) => tracing::warn!("accepting a connection failed: {e}"),
             },
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => {
+                while let Ok(Ok((stream, _))) =
+                    tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
+                {
+                    connection(stream, &state, &graceful, &connections);
+                }
+                return;
+            }
         }
     }
 }
@@ -284,18 +308,19 @@ fn connection<S>(
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let state = state.clone();
         async move {
-            let response = match tokio::time::timeout(timeout, api::handle(state.clone(), request)).await {
-                Ok(response) => response,
-                Err(_) => ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "deadline",
-                    format!(
-                        "the request took longer than {} ms (server.request_timeout_ms)",
-                        timeout.as_millis()
-                    ),
-                )
-                .into_response(),
-            };
+            let response =
+                match tokio::time::timeout(timeout, api::handle(state.clone(), request)).await {
+                    Ok(response) => response,
+                    Err(_) => ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "deadline",
+                        format!(
+                            "the request took longer than {} ms (server.request_timeout_ms)",
+                            timeout.as_millis()
+                        ),
+                    )
+                    .into_response(),
+                };
             state.metrics.response(response.status().as_u16());
             Ok::<_, std::convert::Infallible>(response)
         }

@@ -1,0 +1,619 @@
+//! `keyward serve` as a real process over its real socket: every endpoint
+//! checked against `docs/openapi.json`; tokens, forwarding, bad input and
+//! limits; reload by SIGHUP and by request; SIGTERM drains.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use keyward_test_support::{CANARY, Scratch};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "value-token-0123456789";
+const MASKED: &str = "masked-token-0123456789";
+
+const CONFIG: &str = r#"
+[secrets]
+backend = "file"
+path = "secrets.json"
+namespace = "acme/prod/"
+
+[server]
+socket = "keyward.sock"
+listen = "127.0.0.1:0"
+{SERVER}
+
+[connectors.orders-db]
+component = "{POSTGRES}"
+allow = ["db", "host"]
+public = ["host"]
+[connectors.orders-db.config]
+host = "{{ secrets.host }}"
+database = "orders"
+user = "{{ secrets.db.user }}"
+password = "{{ secrets.db.password }}"
+
+[connectors.echo]
+component = "{ECHO}"
+allow = ["db"]
+"#;
+
+fn secrets() -> Value {
+    json!({
+        "acme/prod/host": "db.internal",
+        "acme/prod/db": { "json": { "user": "app", "password": CANARY } },
+        "acme/prod/forbidden": CANARY,
+    })
+}
+
+/// A running `keyward serve`, stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    scratch: Scratch,
+    tcp: String,
+}
+
+impl Server {
+    fn start(server_settings: &str) -> Self {
+        let scratch = Scratch::new(&CONFIG.replace("{SERVER}", server_settings), &secrets());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--config"])
+            .arg(scratch.config())
+            .env("KEYWARD_TOKEN", TOKEN)
+            .env("KEYWARD_MASKED_TOKEN", MASKED)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start keyward serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut tcp = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("line");
+            if let Some(address) = line.split(' ').find_map(|w| w.strip_prefix("tcp:")) {
+                tcp = address.to_string();
+            }
+            if line == "keyward serve: ready" {
+                break;
+            }
+        }
+        // Keep reading stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            scratch,
+            tcp,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.scratch.path().join("keyward.sock")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// One request over the Unix socket: status and body (JSON if it parses).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (u16, Value) {
+        let stream = tokio::net::UnixStream::connect(self.socket())
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "keyward");
+        if let Some(token) = token {
+            request = request.header("x-keyward-token", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = sender
+            .send_request(request.body(Full::new(body.into())).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The OpenAPI document, and a check of a response against it: the path
+/// and method exist, the status is declared, and a JSON body matches the
+/// declared schema (types, required and additional properties, enums).
+struct OpenApi(Value);
+
+impl OpenApi {
+    fn load() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        Self(serde_json::from_str(&std::fs::read_to_string(path).expect("openapi")).expect("json"))
+    }
+
+    fn check(&self, method: &str, template: &str, status: u16, body: &Value) {
+        let operation = &self.0["paths"][template][method.to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not in docs/openapi.json"
+        );
+        let response = &operation["responses"][status.to_string()];
+        assert!(
+            response.is_object(),
+            "{method} {template}: status {status} is not declared"
+        );
+        let response = self.resolve(response);
+        if let Some(schema) = response["content"]["application/json"]["schema"].as_object() {
+            self.matches(
+                &Value::Object(schema.clone()),
+                body,
+                &format!("{method} {template} {status}"),
+            );
+        }
+    }
+
+    fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value["$ref"].as_str() {
+            Some(reference) => {
+                let mut node = &self.0;
+                for part in reference.trim_start_matches("#/").split('/') {
+                    node = &node[part];
+                }
+                node
+            }
+            None => value,
+        }
+    }
+
+    fn matches(&self, schema: &Value, value: &Value, at: &str) {
+        let schema = self.resolve(schema);
+        if value.is_null() && schema["nullable"] == true {
+            return;
+        }
+        match schema["type"].as_str() {
+            Some("object") => {
+                let object = value
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
+                for key in schema["required"].as_array().into_iter().flatten() {
+                    let key = key.as_str().unwrap_or_default();
+                    assert!(
+                        object.contains_key(key),
+                        "{at}: `{key}` is missing: {value}"
+                    );
+                }
+                for (key, item) in object {
+                    match &schema["properties"][key] {
+                        Value::Null if schema["additionalProperties"] == false => {
+                            panic!("{at}: `{key}` is not declared")
+                        }
+                        Value::Null => {
+                            if let Some(extra) = schema["additionalProperties"].as_object() {
+                                self.matches(
+                                    &Value::Object(extra.clone()),
+                                    item,
+                                    &format!("{at}.{key}"),
+                                );
+                            }
+                        }
+                        property => self.matches(property, item, &format!("{at}.{key}")),
+                    }
+                }
+            }
+            Some("array") => {
+                for item in value
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: not an array"))
+                {
+                    self.matches(&schema["items"], item, &format!("{at}[]"));
+                }
+            }
+            Some("string") => {
+                let text = value
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{at}: not a string: {value}"));
+                if let Some(allowed) = schema["enum"].as_array() {
+                    assert!(
+                        allowed.iter().any(|a| a == text),
+                        "{at}: `{text}` is not in the enum"
+                    );
+                }
+            }
+            Some("integer") => assert!(value.is_u64() || value.is_i64(), "{at}: not an integer"),
+            Some("boolean") => assert!(value.is_boolean(), "{at}: not a boolean"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_as_the_openapi_document_says() {
+    let server = Server::start("");
+    let api = OpenApi::load();
+    let t = Some(TOKEN);
+    // (method, path, its OpenAPI template, token, body, expected status)
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, String, u16);
+    let cases: Vec<Case> = vec![
+        ("GET", "/healthz", "/healthz", None, String::new(), 200),
+        ("GET", "/readyz", "/readyz", None, String::new(), 200),
+        (
+            "GET",
+            "/v1/connectors",
+            "/v1/connectors",
+            t,
+            String::new(),
+            200,
+        ),
+        (
+            "GET",
+            "/v1/connectors/echo",
+            "/v1/connectors/{id}",
+            t,
+            String::new(),
+            200,
+        ),
+        (
+            "GET",
+            "/v1/connectors/nope",
+            "/v1/connectors/{id}",
+            t,
+            String::new(),
+            404,
+        ),
+        (
+            "POST",
+            "/v1/connectors/orders-db/render",
+            "/v1/connectors/{id}/render",
+            t,
+            String::new(),
+            200,
+        ),
+        (
+            "POST",
+            "/v1/connectors/echo/render",
+            "/v1/connectors/{id}/render",
+            t,
+            json!({"fields": {"a": "x", "secret": "{{ secrets.db.password }}"}}).to_string(),
+            200,
+        ),
+        (
+            "POST",
+            "/v1/connectors/echo/render",
+            "/v1/connectors/{id}/render",
+            t,
+            json!({"fields": {"a": "{{ secrets.forbidden }}"}}).to_string(),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/connectors/echo/render",
+            "/v1/connectors/{id}/render",
+            t,
+            json!({"fields": {"nope": "x"}}).to_string(),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/connectors/nope/render",
+            "/v1/connectors/{id}/render",
+            t,
+            String::new(),
+            404,
+        ),
+        (
+            "GET",
+            "/v1/connectors/orders-db/references",
+            "/v1/connectors/{id}/references",
+            t,
+            String::new(),
+            200,
+        ),
+        (
+            "POST",
+            "/v1/connectors/orders-db/invalidate",
+            "/v1/connectors/{id}/invalidate",
+            t,
+            json!({"reference": "{{ secrets.db }}"}).to_string(),
+            200,
+        ),
+        (
+            "POST",
+            "/v1/connectors/orders-db/invalidate",
+            "/v1/connectors/{id}/invalidate",
+            t,
+            json!({"reference": "{{ secrets.db }}"}).to_string(),
+            429,
+        ),
+        (
+            "POST",
+            "/v1/cache/invalidate",
+            "/v1/cache/invalidate",
+            t,
+            json!({"name": "acme/prod/db"}).to_string(),
+            200,
+        ),
+        ("GET", "/v1/check", "/v1/check", t, String::new(), 200),
+        ("POST", "/v1/reload", "/v1/reload", t, String::new(), 200),
+    ];
+    for (method, path, template, token, body, expected) in cases {
+        let (status, value) = server.call(method, path, token, &[], body).await;
+        assert_eq!(status, expected, "{method} {path}: {value}");
+        api.check(method, template, status, &value);
+        assert!(
+            !value.to_string().contains(CANARY) || path.ends_with("/render"),
+            "{method} {path} carried a value: {value}"
+        );
+    }
+    let (status, rendered) = server
+        .call("POST", "/v1/connectors/orders-db/render", t, &[], "")
+        .await;
+    assert_eq!(status, 200);
+    let dsn = &rendered["outputs"][0];
+    assert_eq!(dsn["name"], "dsn");
+    assert_eq!(dsn["sensitive"], true);
+    assert!(dsn["value"].as_str().unwrap_or_default().contains(CANARY));
+    let (_, metrics) = server.call("GET", "/metrics", t, &[], "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("keyward_renders_total{connector=\"orders-db\",outcome=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyward_renders_total{connector=\"echo\",outcome=\"render_error\"} 2")
+    );
+    assert!(metrics.contains("keyward_render_seconds_count{connector=\"orders-db\"} 2"));
+    assert!(
+        !metrics.contains(CANARY) && !metrics.contains("forbidden") && !metrics.contains("nope")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_forwarding_and_bad_input_are_refused_with_a_code() {
+    let server = Server::start("max_body_kb = 1");
+    let render = "/v1/connectors/orders-db/render";
+    // (token, headers, body, expected status, expected code)
+    type Case<'a> = (
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (None, vec![], vec![], 401, "bad_token"),
+        (
+            Some("wrong-token-0123456789"),
+            vec![],
+            vec![],
+            401,
+            "bad_token",
+        ),
+        (
+            Some(TOKEN),
+            vec![("x-forwarded-for", "10.0.0.1")],
+            vec![],
+            403,
+            "forwarded_request",
+        ),
+        (
+            Some(MASKED),
+            vec![],
+            br#"{"reveal": true}"#.to_vec(),
+            403,
+            "forbidden",
+        ),
+        (
+            Some(TOKEN),
+            vec![],
+            b"{not json".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            Some(TOKEN),
+            vec![],
+            br#"{"feilds": {}}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            Some(TOKEN),
+            vec![],
+            vec![b'{', 0xff, 0xfe, b'}'],
+            400,
+            "bad_request",
+        ),
+        (Some(TOKEN), vec![], vec![b' '; 4096], 413, "body_too_large"),
+    ];
+    for (token, headers, body, expected, code) in cases {
+        let (status, value) = server.call("POST", render, token, &headers, body).await;
+        assert_eq!(
+            (status, value["error"]["code"].as_str()),
+            (expected, Some(code)),
+            "{value}"
+        );
+        assert!(!value.to_string().contains(CANARY));
+    }
+    // The masked-only token gets the render with sensitive values masked.
+    let (status, value) = server.call("POST", render, Some(MASKED), &[], "").await;
+    assert_eq!(status, 200);
+    assert!(!value.to_string().contains(CANARY), "{value}");
+    assert_eq!(value["outputs"][0]["value"], "****");
+    assert_eq!(value["outputs"][1]["value"], "db.internal");
+    let (status, value) = server
+        .call("POST", "/v1/reload", Some(MASKED), &[], "")
+        .await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = server
+        .call("GET", "/v1/nothing", Some(TOKEN), &[], "")
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_and_slow_clients_are_cut_off() {
+    let server = Server::start("max_connections = 2\nrequest_timeout_ms = 500");
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&server.tcp).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = std::net::TcpStream::connect(&server.tcp).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = third.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("too_many_connections"),
+        "{answer}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    // A client that never finishes its headers is cut off.
+    let mut slow = std::net::TcpStream::connect(&server.tcp).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the slow client was cut off"
+    );
+    // And the service still answers.
+    let (status, _) = server.call("GET", "/healthz", None, &[], "").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_keep_a_good_configuration_and_sigterm_drains() {
+    let server = Server::start("");
+    let render = "/v1/connectors/orders-db/render";
+    assert_eq!(
+        server.call("POST", render, Some(TOKEN), &[], "").await.0,
+        200
+    );
+    let config = server.scratch.config();
+    let original = std::fs::read_to_string(&config).expect("config");
+    // A narrower allowlist, by SIGHUP.
+    std::fs::write(
+        &config,
+        original.replace(r#"allow = ["db", "host"]"#, r#"allow = ["host"]"#),
+    )
+    .expect("write");
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, value) = server.call("POST", render, Some(TOKEN), &[], "").await;
+        if status == 422 {
+            assert_eq!(value["error"]["field"], "user");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not apply: {value}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken file keeps the running configuration.
+    std::fs::write(&config, "[secrets\n").expect("write");
+    let (status, value) = server
+        .call("POST", "/v1/reload", Some(TOKEN), &[], "")
+        .await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (400, Some("bad_configuration")),
+        "{value}"
+    );
+    // A start-up setting is refused by name.
+    std::fs::write(
+        &config,
+        original.replace(
+            "namespace = \"acme/prod/\"",
+            "namespace = \"acme/prod/\"\ncache_ttl_ms = 5",
+        ),
+    )
+    .expect("write");
+    let (status, value) = server
+        .call("POST", "/v1/reload", Some(TOKEN), &[], "")
+        .await;
+    assert_eq!(status, 409, "{value}");
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("secrets.cache_ttl_ms")
+    );
+    assert_eq!(
+        server.call("POST", render, Some(TOKEN), &[], "").await.0,
+        422,
+        "still the narrower policy"
+    );
+
+    // SIGTERM with requests sent and in flight: each is answered, then
+    // the process exits 0.
+    std::fs::write(&config, &original).expect("write");
+    server
+        .call("POST", "/v1/reload", Some(TOKEN), &[], "")
+        .await;
+    let request = format!(
+        "POST /v1/connectors/orders-db/render HTTP/1.1\r\nhost: keyward\r\n\
+         x-keyward-token: {TOKEN}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    let mut in_flight = Vec::new();
+    for _ in 0..20 {
+        let mut stream = std::net::TcpStream::connect(&server.tcp).expect("connect");
+        stream.write_all(request.as_bytes()).expect("send");
+        in_flight.push(stream);
+    }
+    server.signal("TERM");
+    for mut stream in in_flight {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let mut server = server;
+    let status = server.child.wait().expect("exit");
+    assert!(status.success(), "exit status {status}");
+    assert!(!server.socket().exists(), "the socket file is removed");
+}
