@@ -27,6 +27,12 @@ for target in template canonical; do
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" 2>&1 | tail -n 1)
 done
 
+if command -v systemd-analyze >/dev/null; then
+    echo "==> systemd-analyze verify docs/deploy/keyward.service"
+    sed "s|/usr/local/bin/keyward|$ROOT/target/debug/keyward|" docs/deploy/keyward.service > target/keyward.service
+    systemd-analyze verify target/keyward.service
+fi
+
 echo "==> the README's quickstart"
 bash scripts/quickstart.sh > target/quickstart.out
 grep -q '"dsn": "postgresql://orders_app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@db.internal.example:5432/orders?sslmode=require"' target/quickstart.out \
