@@ -33,6 +33,20 @@ ensure_moto() {
     export KEYWARD_TEST_PYTHON="$venv/bin/python"
 }
 
+# The clients of `keyward serve`, for the test that runs their examples
+# against a real server and PostgreSQL: the TypeScript one built with its
+# pinned toolchain (npm ci), pg8000 for the Python one.
+PG8000_VERSION="1.31.2"
+ensure_clients() {
+    local venv="$ROOT/target/venv"
+    if ! "$venv/bin/python" -c "import pg8000, sys; sys.exit(pg8000.__version__ != '$PG8000_VERSION')" 2>/dev/null; then
+        echo "==> installing pg8000==$PG8000_VERSION"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pg8000==$PG8000_VERSION"
+    fi
+    echo "==> building clients/typescript (npm ci, tsc)"
+    (cd "$ROOT/clients/typescript" && npm ci --no-audit --no-fund --silent && npx --no-install tsc -p .)
+}
+
 # PostgreSQL from Debian's packages, for the test that connects for real;
 # each test starts its own server in a temporary directory.
 ensure_postgres() {

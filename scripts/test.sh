@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 ensure_wasm_target
 ensure_moto
 ensure_postgres
+ensure_clients
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 

@@ -59,12 +59,24 @@ struct Server {
 
 impl Server {
     fn start(server_settings: &str) -> Self {
-        let scratch = Scratch::new(&CONFIG.replace("{SERVER}", server_settings), &secrets());
+        Self::start_with(Scratch::new(
+            &CONFIG.replace("{SERVER}", server_settings),
+            &secrets(),
+        ))
+    }
+
+    /// Serves the configuration in `scratch`, with test AWS credentials in
+    /// the environment (for a moto backend).
+    fn start_with(scratch: Scratch) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(["serve", "--config"])
             .arg(scratch.config())
             .env("KEYWARD_TOKEN", TOKEN)
             .env("KEYWARD_MASKED_TOKEN", MASKED)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -616,4 +628,159 @@ async fn reloads_keep_a_good_configuration_and_sigterm_drains() {
     let status = server.child.wait().expect("exit");
     assert!(status.success(), "exit status {status}");
     assert!(!server.socket().exists(), "the socket file is removed");
+}
+
+/// The TypeScript and Python clients' examples, as a platform engineer
+/// would run them, against a real `keyward serve` on the local Secrets
+/// Manager and a real PostgreSQL: render and connect, connect again after
+/// a rotation (invalidating keyward's cached copy), and read a clear error
+/// for a denied secret. `scripts/test.sh` builds the TypeScript client and
+/// installs pg8000 first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_and_python_clients_render_and_connect() {
+    use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let node_example = root.join("clients/typescript/dist/example.js");
+    assert!(
+        node_example.exists(),
+        "build the TypeScript client first (scripts/test.sh does: npm ci && npx tsc in clients/typescript)"
+    );
+    let python = std::env::var("KEYWARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+
+    let postgres = Postgres::start();
+    let passwords = [
+        "p@ss:w/rd#%?&\"é ünï 🔑",
+        "n3w:p@ss/wörd?&=+'\"#%",
+        "th1rd#p@ss:%2F",
+    ];
+    postgres.sql(&format!(
+        "CREATE ROLE app LOGIN PASSWORD {}",
+        sql_literal(passwords[0])
+    ));
+    postgres.sql("CREATE DATABASE orders OWNER app");
+    let moto = Moto::start();
+    let admin =
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    let db = |password: &str| json!({ "user": "app", "password": password }).to_string();
+    admin
+        .create_secret()
+        .name("acme/prod/host")
+        .secret_string("127.0.0.1")
+        .send()
+        .await
+        .expect("host");
+    admin
+        .create_secret()
+        .name("acme/prod/db")
+        .secret_string(db(passwords[0]))
+        .send()
+        .await
+        .expect("db");
+
+    let config = format!(
+        r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{moto}"
+namespace = "acme/prod/"
+cache_ttl_ms = 300000
+invalidate_interval_ms = 1
+
+[server]
+socket = "keyward.sock"
+
+[connectors.orders-db]
+component = "{component}"
+allow = ["db", "host"]
+public = ["host"]
+[connectors.orders-db.config]
+host = "{{{{ secrets.host }}}}"
+port = "{port}"
+database = "orders"
+user = "{{{{ secrets.db.user }}}}"
+password = "{{{{ secrets.db.password }}}}"
+sslmode = "disable"
+
+[connectors.denied]
+component = "{component}"
+allow = ["host"]
+[connectors.denied.config]
+host = "{{{{ secrets.host }}}}"
+database = "orders"
+user = "{{{{ secrets.db.user }}}}"
+"#,
+        moto = moto.url(),
+        component = keyward_test_support::artifacts::POSTGRES,
+        port = postgres.port(),
+    );
+    let server = Server::start_with(Scratch::new(&config, &json!({})));
+    let run = |program: &str, script: &Path, step: &str| -> Value {
+        let output = Command::new(program)
+            .arg(script)
+            .arg(step)
+            .current_dir(script.parent().expect("dir"))
+            .env("KEYWARD_SOCKET", server.socket())
+            .env("KEYWARD_TOKEN", TOKEN)
+            .output()
+            .expect("run the example");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{} {step}: {stdout} {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{step}: {stdout}"))
+    };
+    let clients = [
+        ("node", node_example.clone(), passwords[1]),
+        (
+            python.as_str(),
+            root.join("clients/python/example.py"),
+            passwords[2],
+        ),
+    ];
+    for (program, script, next_password) in clients {
+        assert_eq!(
+            run(program, &script, "connect"),
+            json!({"step": "connect", "one": 1}),
+            "{program}"
+        );
+        // Rotation: the role's password and the secret change together;
+        // keyward still holds the old one (a five-minute TTL).
+        postgres.sql(&format!(
+            "ALTER ROLE app PASSWORD {}",
+            sql_literal(next_password)
+        ));
+        admin
+            .put_secret_value()
+            .secret_id("acme/prod/db")
+            .secret_string(db(next_password))
+            .send()
+            .await
+            .expect("rotate");
+        assert_eq!(
+            run(program, &script, "rotated"),
+            json!({"step": "rotated", "one": 1, "invalidated": true}),
+            "{program}"
+        );
+        let denied = run(program, &script, "denied");
+        assert_eq!(
+            (
+                denied["status"].as_u64(),
+                denied["code"].as_str(),
+                denied["field"].as_str()
+            ),
+            (Some(422), Some("render_error"), Some("user")),
+            "{program}: {denied}"
+        );
+        assert!(
+            denied["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("was not found or is not allowed")
+        );
+    }
 }
