@@ -784,3 +784,214 @@ user = "{{{{ secrets.db.user }}}}"
         );
     }
 }
+
+/// Secrets in two namespaces whose values say which they came from.
+fn two_namespaces() -> Value {
+    json!({
+        "acme/prod/db": { "json": { "user": "prod-user" } },
+        "acme/prod/api": "prod-api",
+        "acme/dev/db": { "json": { "user": "dev-user" } },
+        "acme/dev/api": "dev-api",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_lose_nothing_and_never_mix_policies() {
+    let config = |namespace: &str| {
+        format!(
+            r#"
+[secrets]
+backend = "file"
+path = "secrets.json"
+namespace = "{namespace}"
+
+[server]
+socket = "keyward.sock"
+
+[connectors.echo]
+component = "{}"
+allow = ["db", "api"]
+"#,
+            keyward_test_support::artifacts::ECHO
+        )
+    };
+    let server = Server::start_with(Scratch::new(&config("acme/prod/"), &two_namespaces()));
+    let server = std::sync::Arc::new(server);
+    let body =
+        json!({"fields": {"a": "{{ secrets.db.user }}", "b": "{{ secrets.api }}"}}).to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (server, body, stop) = (server.clone(), body.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, value) = server
+                    .call(
+                        "POST",
+                        "/v1/connectors/echo/render",
+                        Some(TOKEN),
+                        &[],
+                        body.clone(),
+                    )
+                    .await;
+                assert_eq!(status, 200, "a request failed during reloads: {value}");
+                let outputs = &value["outputs"];
+                let (a, b) = (outputs[0]["value"].as_str(), outputs[1]["value"].as_str());
+                let namespace = match (a, b) {
+                    (Some("prod-user"), Some("prod-api")) => "prod",
+                    (Some("dev-user"), Some("dev-api")) => "dev",
+                    other => panic!("a render mixed two policies: {other:?}"),
+                };
+                seen.push(namespace);
+            }
+            seen
+        }));
+    }
+    for round in 0..10 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let namespace = if round % 2 == 0 {
+            "acme/dev/"
+        } else {
+            "acme/prod/"
+        };
+        std::fs::write(server.scratch.config(), config(namespace)).expect("write");
+        if round % 2 == 0 {
+            server.signal("HUP");
+        } else {
+            let (status, value) = server
+                .call("POST", "/v1/reload", Some(TOKEN), &[], "")
+                .await;
+            assert_eq!(status, 200, "{value}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for task in load {
+        seen.extend(task.await.expect("load task"));
+    }
+    assert!(seen.len() > 40, "the load ran: {} renders", seen.len());
+    assert!(
+        seen.contains(&"prod") && seen.contains(&"dev"),
+        "both policies served"
+    );
+    let (_, metrics) = server.call("GET", "/metrics", Some(TOKEN), &[], "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("keyward_reloads_total{outcome=\"ok\"} 10")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_faults_under_load_serve_stale_then_a_clear_error_then_recover() {
+    use keyward_test_support::{Fault, FaultProxy, Moto, sdk_builder};
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.address()).await;
+    let admin =
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    admin
+        .create_secret()
+        .name("acme/prod/db")
+        .secret_string(r#"{"user":"app"}"#)
+        .send()
+        .await
+        .expect("db");
+    let config = format!(
+        r#"
+[secrets]
+backend = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{}"
+namespace = "acme/prod/"
+cache_ttl_ms = 200
+max_stale_ms = 1500
+attempt_timeout_ms = 2000
+operation_timeout_ms = 3000
+max_attempts = 1
+
+[server]
+socket = "keyward.sock"
+
+[connectors.echo]
+component = "{}"
+allow = ["db"]
+"#,
+        proxy.url(),
+        keyward_test_support::artifacts::ECHO
+    );
+    let server = Server::start_with(Scratch::new(&config, &json!({})));
+    let body = json!({"fields": {"a": "{{ secrets.db.user }}"}}).to_string();
+    let render = || {
+        server.call(
+            "POST",
+            "/v1/connectors/echo/render",
+            Some(TOKEN),
+            &[],
+            body.clone(),
+        )
+    };
+    let (status, first) = render().await;
+    assert_eq!(status, 200, "{first}");
+    // Each kind of failure: past the TTL the cached value is served
+    // (within max_stale), then a clear `backend_unavailable` with the
+    // field and column, then recovery.
+    for fault in [Fault::ServerError, Fault::Throttle] {
+        proxy.set_fault(Some(fault));
+        let started = Instant::now();
+        let mut stale_served = 0;
+        let error = loop {
+            let (status, value) = render().await;
+            match status {
+                200 => {
+                    assert_eq!(value["outputs"][0]["value"], "app");
+                    stale_served += 1;
+                }
+                503 => break value,
+                other => panic!("unexpected {other}: {value}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never gave up on the cache"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            stale_served > 3,
+            "cached values were served while the backend failed"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(1300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(error["error"]["code"], "backend_unavailable", "{error}");
+        assert_eq!(error["error"]["field"], "a");
+        assert!(
+            !error
+                .to_string()
+                .contains(keyward_test_support::FAULT_MESSAGE_CANARY),
+            "the backend's message text never reaches a caller"
+        );
+        proxy.set_fault(None);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while render().await.0 != 200 {
+            assert!(Instant::now() < deadline, "no recovery");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // moto itself gone: the same, and the service keeps running.
+    drop(moto);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let (status, value) = render().await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (503, Some("backend_unavailable")),
+        "{value}"
+    );
+    let (status, _) = server.call("GET", "/healthz", None, &[], "").await;
+    assert_eq!(status, 200, "the process is still serving");
+}

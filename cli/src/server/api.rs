@@ -67,6 +67,17 @@ fn from_keyward(error: Error) -> ApiError {
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "render_error", message)
         },
         Error::Run {
+            error: RunError::Unavailable(e),
+            ..
+        } => ApiError {
+            place: Some((e.field.clone(), e.column)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_unavailable",
+                message,
+            )
+        },
+        Error::Run {
             error: RunError::Trap(why),
             ..
         } if why.contains("deadline") => {

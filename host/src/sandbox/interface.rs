@@ -23,10 +23,10 @@ use keyward_template::{Part, ValueRef};
 use wasmtime::component::{HasData, Linker};
 use zeroize::Zeroizing;
 
-use super::types::{RenderError, RenderedValue};
+use super::types::{RenderError, RenderedValue, RunError};
 use crate::escape::escape_untrusted;
 use crate::limits::SandboxConfig;
-use crate::resolve::{ConnectorSecrets, RenderBudget};
+use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
 use crate::sealed::{MAX_OUTPUT_BYTES, PreparedFields, Revealed, SealedTable, single_reference};
 use crate::value::SecretValue;
 
@@ -221,11 +221,11 @@ impl KeywardCtx {
     pub async fn expand(
         &mut self,
         prepared: Arc<PreparedFields>,
-    ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RenderError>> {
+    ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RunError>> {
         self.prepared = Some(prepared.clone());
         let requests = prepared.requests();
         if requests.len() > self.limits.max_references {
-            return Ok(Err(RenderError {
+            return Ok(Err(RunError::Render(RenderError {
                 field: None,
                 column: None,
                 message: format!(
@@ -234,7 +234,7 @@ impl KeywardCtx {
                     requests.len(),
                     self.limits.max_references
                 ),
-            }));
+            })));
         }
         let resolved = match (&self.secrets, requests.is_empty()) {
             (_, true) | (None, _) => Vec::new(),
@@ -248,10 +248,16 @@ impl KeywardCtx {
                 resolved?
             }
         };
+        // Expansion stops at the first unresolved reference: whether the
+        // backend failed for it decides the kind of error.
+        let mut unavailable = false;
         let expanded = prepared.plan().expand(|i| match resolved.get(i) {
             Some(Ok((SecretValue::Text(text), _))) => Ok(ValueRef::Text(text)),
             Some(Ok((SecretValue::Bytes(bytes), _))) => Ok(ValueRef::Bytes(bytes)),
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => {
+                unavailable = matches!(e, ResolveError::Unavailable { .. });
+                Err(e.to_string())
+            }
             None => Err(format!(
                 "secret `{}` was not found or is not allowed",
                 requests[i]
@@ -259,7 +265,10 @@ impl KeywardCtx {
         });
         let expanded = match expanded {
             Ok(expanded) => expanded,
-            Err(e) => return Ok(Err(crate::sealed::render_error(e))),
+            Err(e) if unavailable => {
+                return Ok(Err(RunError::Unavailable(crate::sealed::render_error(e))));
+            }
+            Err(e) => return Ok(Err(RunError::Render(crate::sealed::render_error(e)))),
         };
         let grants = |i: usize| match resolved.get(i) {
             Some(Ok((_, grants))) => *grants,

@@ -539,7 +539,7 @@ impl LoadedConnector {
         let expanded = store.data_mut().keyward.expand(prepared).await;
         let outcome = match expanded {
             Err(e) => Err(trap(e)),
-            Ok(Err(e)) => Err(RunError::Render(e)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(fields)) => {
                 let called = instance.call_render(&mut store, &fields).await;
                 drop(fields);

@@ -87,6 +87,10 @@ pub enum RunError {
     /// The connector rejected its input.
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// A field's secret could not be read because the backend failed (and
+    /// no cached copy was fresh enough); try again later.
+    #[error(transparent)]
+    Unavailable(RenderError),
     /// The guest trapped or the host could not run it.
     #[error("the connector failed: {0}")]
     Trap(String),
