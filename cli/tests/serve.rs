@@ -409,6 +409,16 @@ async fn every_endpoint_answers_as_the_openapi_document_says() {
         metrics.contains("keyward_renders_total{connector=\"echo\",outcome=\"render_error\"} 2")
     );
     assert!(metrics.contains("keyward_render_seconds_count{connector=\"orders-db\"} 2"));
+    for counted in [
+        "keyward_cache_reads_total{result=\"hit\"}",
+        "keyward_cache_reads_total{result=\"miss\"}",
+        "keyward_upstream_calls_total{operation=\"fetch",
+        "keyward_upstream_calls_total{operation=\"list\",outcome=\"ok\"}",
+        "keyward_decisions_total{decision=\"denied\"}",
+        "keyward_decisions_total{decision=\"rate_limited\"} 1",
+    ] {
+        assert!(metrics.contains(counted), "{counted} missing: {metrics}");
+    }
     assert!(
         !metrics.contains(CANARY) && !metrics.contains("forbidden") && !metrics.contains("nope")
     );

@@ -135,6 +135,8 @@ impl AuditRecord {
 pub struct AuditLog {
     to_tracing: bool,
     file: Option<(PathBuf, Mutex<File>)>,
+    /// Every decision taken, by kind, written or not (for metrics).
+    decisions: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Default for AuditLog {
@@ -142,6 +144,7 @@ impl Default for AuditLog {
         Self {
             to_tracing: true,
             file: None,
+            decisions: Mutex::default(),
         }
     }
 }
@@ -156,7 +159,11 @@ impl AuditLog {
             }
             None => None,
         };
-        Ok(Self { to_tracing, file })
+        Ok(Self {
+            to_tracing,
+            file,
+            decisions: Mutex::default(),
+        })
     }
 
     /// Whether records go anywhere now (so that a host with no sink pays
@@ -165,6 +172,26 @@ impl AuditLog {
         self.file.is_some()
             || (self.to_tracing
                 && tracing::enabled!(target: "keyward::audit", tracing::Level::INFO))
+    }
+
+    /// Counts a decision (whether or not its record is written).
+    pub fn count(&self, decision: &Decision) {
+        *self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(decision.kind())
+            .or_default() += 1;
+    }
+
+    /// Decisions taken so far, by kind (`allowed`, `denied`, ...).
+    pub fn decisions(&self) -> Vec<(&'static str, u64)> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(kind, n)| (*kind, *n))
+            .collect()
     }
 
     /// Writes one record. A failure to write is logged, never fatal and

@@ -109,6 +109,19 @@ struct Listing {
 #[derive(Debug, Default)]
 struct Counters {
     stale_served: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the cache has done since it started (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads served fresh from the cache.
+    pub hits: u64,
+    /// Reads that went upstream (or joined a fetch under way).
+    pub misses: u64,
+    /// Reads served stale because the backend failed.
+    pub stale_served: u64,
 }
 
 struct Inner {
@@ -189,6 +202,16 @@ impl SecretCache {
         self.inner.counters.stale_served.load(Ordering::Relaxed)
     }
 
+    /// Hits, misses and stale serves so far.
+    pub fn stats(&self) -> CacheStats {
+        let counters = &self.inner.counters;
+        CacheStats {
+            hits: counters.hits.load(Ordering::Relaxed),
+            misses: counters.misses.load(Ordering::Relaxed),
+            stale_served: counters.stale_served.load(Ordering::Relaxed),
+        }
+    }
+
     /// One version of one secret, for the operator (no budget).
     pub async fn get(&self, key: SecretKey) -> CacheRead {
         let mut waited = Duration::ZERO;
@@ -222,6 +245,13 @@ impl SecretCache {
             }
             cached.push(entry);
         }
+        let counters = &self.inner.counters;
+        counters
+            .hits
+            .fetch_add((keys.len() - to_fetch.len()) as u64, Ordering::Relaxed);
+        counters
+            .misses
+            .fetch_add(to_fetch.len() as u64, Ordering::Relaxed);
         let fetched: HashMap<CacheKey, FetchResult> = if to_fetch.is_empty() {
             HashMap::new()
         } else {

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::OnceCell;
 
 use crate::audit::AuditLog;
-use crate::cache::{CachePolicy, SecretCache};
+use crate::cache::{CachePolicy, CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     Backend, Config, ConfigError, ConnectorConfig, RefusedReference, SecretsConfig,
@@ -18,6 +18,7 @@ use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest
 use crate::sandbox::{ConnectorInfo, LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
+use crate::store::metered::{Metered, UpstreamCounts};
 use crate::store::{SecretStore, StoreIdentity};
 use crate::value::SecretValue;
 
@@ -62,6 +63,18 @@ pub enum Error {
         /// What failed (part of this error's message, not a separate cause).
         error: RunError,
     },
+}
+
+/// See [`Keyward::stats`].
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// The cache's hits, misses and stale serves.
+    pub cache: CacheStats,
+    /// Calls that reached the backend: (operation, outcome, count); a
+    /// batch counts one per secret in it.
+    pub upstream: Vec<(&'static str, &'static str, u64)>,
+    /// Policy decisions by kind (`allowed`, `denied`, `rate_limited`, ...).
+    pub decisions: Vec<(&'static str, u64)>,
 }
 
 /// A rendered connection.
@@ -122,6 +135,8 @@ pub struct Keyward {
     started_with: Config,
     /// Where the backend found itself to be.
     discovered: StoreIdentity,
+    /// The calls that reached the backend.
+    upstream: UpstreamCounts,
     clock: Arc<dyn Clock>,
     slots: RwLock<Slots>,
     /// The `[secrets]` of the configuration swapped in last, with what the
@@ -166,8 +181,10 @@ impl Keyward {
     ) -> Result<Self, Error> {
         let secrets = config.secrets.clone();
         let discovered = store.identity();
+        let metered = Metered::new(store);
+        let upstream = metered.counts();
         let cache = SecretCache::with_clock(
-            store,
+            Arc::new(metered),
             CachePolicy {
                 ttl: secrets.cache_ttl,
                 max_stale: secrets.max_stale,
@@ -192,6 +209,7 @@ impl Keyward {
             audit: Arc::new(audit),
             started_with: config.clone(),
             discovered,
+            upstream,
             clock,
             slots: RwLock::default(),
             live: RwLock::new(secrets),
@@ -297,6 +315,17 @@ impl Keyward {
 
     fn current(&self) -> Slots {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the host has done since it started, for metrics: cache hits,
+    /// misses and stale serves, calls that reached the backend by operation
+    /// and outcome, and policy decisions by kind. Never a name or a value.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            cache: self.cache.stats(),
+            upstream: self.upstream.snapshot(),
+            decisions: self.audit.decisions(),
+        }
     }
 
     /// The shared secret cache (for operators' invalidation).

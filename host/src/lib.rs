@@ -41,5 +41,5 @@ pub use keyward_policy::{name, policy};
 pub use keyward_template as template;
 
 pub use config::Config;
-pub use keyward::{Error, Keyward, Rendered};
+pub use keyward::{Error, Keyward, Rendered, Stats};
 pub use sandbox::{ConnectorInfo, FieldSpec, RenderError, RenderedValue, Sandbox};

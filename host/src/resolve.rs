@@ -436,6 +436,7 @@ impl ConnectorSecrets {
 
     /// Writes a record, or counts it if the render has written its share.
     fn write(&self, budget: &mut RenderBudget, record: &AuditRecord) {
+        self.audit.count(&record.decision);
         if self.audit.is_active() && budget.admit(&record.decision) {
             self.audit.write(record);
         }

@@ -185,7 +185,8 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["metrics"]) => {
-            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render_text())));
+            let text = state.metrics.render_text(&state.keyward().stats());
+            let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

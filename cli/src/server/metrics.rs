@@ -74,10 +74,34 @@ impl Metrics {
         self.with(|c| *c.refused.entry(why).or_default() += 1);
     }
 
-    /// The text format.
-    pub fn render_text(&self) -> String {
+    /// The text format, with the host's own counts.
+    pub fn render_text(&self, host: &keyward_host::Stats) -> String {
         self.with(|c| {
             let mut out = String::new();
+            out.push_str("# HELP keyward_cache_reads_total Cache reads by result.\n");
+            out.push_str("# TYPE keyward_cache_reads_total counter\n");
+            for (result, n) in [
+                ("hit", host.cache.hits),
+                ("miss", host.cache.misses),
+                ("stale", host.cache.stale_served),
+            ] {
+                let _ = writeln!(out, "keyward_cache_reads_total{{result=\"{result}\"}} {n}");
+            }
+            out.push_str(
+                "# HELP keyward_upstream_calls_total Calls that reached the backend, by operation and outcome (a batch counts one per secret).\n",
+            );
+            out.push_str("# TYPE keyward_upstream_calls_total counter\n");
+            for (operation, outcome, n) in &host.upstream {
+                let _ = writeln!(
+                    out,
+                    "keyward_upstream_calls_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP keyward_decisions_total Policy decisions by kind (denied, rate_limited, ...).\n");
+            out.push_str("# TYPE keyward_decisions_total counter\n");
+            for (kind, n) in &host.decisions {
+                let _ = writeln!(out, "keyward_decisions_total{{decision=\"{kind}\"}} {n}");
+            }
             out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
             out.push_str("# TYPE keyward_renders_total counter\n");
             for ((connector, outcome), n) in &c.renders {

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod file;
+pub mod metered;
 
 use std::fmt;
 use std::future::Future;
