@@ -76,7 +76,7 @@ log_level = "ERROR"
 http_port = "$AGENT_PORT"
 ttl_seconds = "300"
 cache_size = "1000"
-max_conn = "1024"
+max_conn = "1000"
 TOML
 (cd "$WORK" && AWS_TOKEN="$TOKEN" AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" "$AGENT" --config agent.toml >/dev/null 2>&1) &
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$AGENT_PORT/ping" >/dev/null && break; sleep 0.1; done

@@ -346,6 +346,14 @@ impl Keyward {
         Ok(())
     }
 
+    /// Whether a connector with this id is configured.
+    pub fn has_connector(&self, id: &str) -> bool {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
     /// The configured connector ids.
     pub fn connector_ids(&self) -> Vec<String> {
         self.current().keys().cloned().collect()

@@ -344,7 +344,12 @@ async fn render(
         (Some(false), Access::Masked) => false,
     };
     let keyward = state.keyward();
-    let configured = keyward.connector_ids().iter().any(|c| c == id);
+    if !keyward.has_connector(id) {
+        // The library's message lists the configured ids.
+        return Err(from_keyward(keyward.render(id).await.err().unwrap_or_else(
+            || Error::UnknownConnector(format!("unknown connector `{id}`")),
+        )));
+    }
     let _permit = state.render_permit(id).ok_or_else(|| {
         state.metrics.refused("busy");
         ApiError::new(
@@ -364,7 +369,7 @@ async fn render(
             keyward.render_fields(id, &fields).await
         }
     };
-    if configured {
+    {
         let outcome = match &rendered {
             Ok(_) => "ok",
             Err(Error::Run {

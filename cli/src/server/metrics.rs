@@ -21,11 +21,17 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct Counts {
-    renders: BTreeMap<(String, &'static str), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// Per configured connector: renders by outcome, and latency.
+    connectors: BTreeMap<String, ConnectorCounts>,
     responses: BTreeMap<u16, u64>,
     reloads: BTreeMap<&'static str, u64>,
     refused: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Default)]
+struct ConnectorCounts {
+    outcomes: BTreeMap<&'static str, u64>,
+    latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -43,10 +49,17 @@ impl Metrics {
     /// A render of a configured connector ended with `outcome`.
     pub fn render(&self, connector: &str, outcome: &'static str, took: Duration) {
         self.with(|c| {
-            *c.renders
-                .entry((connector.to_string(), outcome))
-                .or_default() += 1;
-            let histogram = c.latency.entry(connector.to_string()).or_default();
+            // The connector's entry exists after its first render: no
+            // allocation per request.
+            if !c.connectors.contains_key(connector) {
+                c.connectors
+                    .insert(connector.to_string(), ConnectorCounts::default());
+            }
+            let Some(counts) = c.connectors.get_mut(connector) else {
+                return;
+            };
+            *counts.outcomes.entry(outcome).or_default() += 1;
+            let histogram = &mut counts.latency;
             let seconds = took.as_secs_f64();
             for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
                 if seconds <= bound {
@@ -104,15 +117,17 @@ impl Metrics {
             }
             out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
             out.push_str("# TYPE keyward_renders_total counter\n");
-            for ((connector, outcome), n) in &c.renders {
-                let _ = writeln!(
-                    out,
-                    "keyward_renders_total{{connector=\"{connector}\",outcome=\"{outcome}\"}} {n}"
-                );
+            for (connector, counts) in &c.connectors {
+                for (outcome, n) in &counts.outcomes {
+                    let _ = writeln!(
+                        out,
+                        "keyward_renders_total{{connector=\"{connector}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
             }
             out.push_str("# HELP keyward_render_seconds Render latency by connector.\n");
             out.push_str("# TYPE keyward_render_seconds histogram\n");
-            for (connector, h) in &c.latency {
+            for (connector, h) in c.connectors.iter().map(|(id, c)| (id, &c.latency)) {
                 for (bound, n) in BUCKETS.iter().zip(h.buckets) {
                     let _ = writeln!(
                         out,

@@ -69,15 +69,19 @@ impl State {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// A slot for one render of `id`, if it has one free.
+    /// A slot for one render of `id` (a configured connector: the map
+    /// holds no id a caller made up), if it has one free.
     fn render_permit(&self, id: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = self
-            .renders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_renders_per_connector)))
-            .clone();
+        let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
+        let semaphore = match renders.get(id) {
+            Some(semaphore) => semaphore.clone(),
+            None => {
+                let semaphore = Arc::new(Semaphore::new(self.settings.max_renders_per_connector));
+                renders.insert(id.to_string(), semaphore.clone());
+                semaphore
+            }
+        };
+        drop(renders);
         semaphore.try_acquire_owned().ok()
     }
 
