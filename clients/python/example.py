@@ -1,5 +1,6 @@
 """The client in use, against a real `keyward serve` and a real PostgreSQL:
 
+    python example.py render     render `orders-db`: its outputs, values masked here
     python example.py connect    render `orders-db`, connect, SELECT 1
     python example.py rotated    connect fails? invalidate, render again, connect
     python example.py denied     render `denied`: a clear error naming the field
@@ -15,8 +16,6 @@ import os
 import sys
 from urllib.parse import unquote, urlsplit
 
-import pg8000.native
-
 from keyward_client import KeywardClient, KeywardError
 
 keyward = KeywardClient(socket_path=os.environ.get("KEYWARD_SOCKET"),
@@ -26,6 +25,8 @@ keyward = KeywardClient(socket_path=os.environ.get("KEYWARD_SOCKET"),
 
 def connect() -> int:
     """Renders `orders-db` and runs SELECT 1 with the DSN it rendered."""
+    import pg8000.native  # only the steps that connect need it
+
     dsn = urlsplit(KeywardClient.values(keyward.render("orders-db"))["dsn"])
     connection = pg8000.native.Connection(
         user=unquote(dsn.username or ""), password=unquote(dsn.password or ""),
@@ -38,9 +39,16 @@ def connect() -> int:
 
 
 def main(step: str) -> dict:
+    if step == "render":
+        rendered = keyward.render("orders-db")
+        return {"step": step, "connector": rendered.connector, "outputs": [
+            {"name": o.name, "sensitive": o.sensitive, "value": "****" if o.sensitive else o.value}
+            for o in rendered.outputs]}
     if step == "connect":
         return {"step": step, "one": connect()}
     if step == "rotated":
+        import pg8000.native
+
         try:
             return {"step": step, "one": connect(), "invalidated": False}
         except pg8000.native.DatabaseError:

@@ -1,4 +1,5 @@
 // The client in use, against a real `keyward serve` and a real PostgreSQL:
+//   node dist/example.js render             render `orders-db`: its outputs, values masked here
 //   node dist/example.js connect            render `orders-db`, connect, SELECT 1
 //   node dist/example.js rotated            connect fails? invalidate, render again, connect
 //   node dist/example.js denied             render `denied`: a clear error naming the field
@@ -29,6 +30,11 @@ async function connect(): Promise<number> {
 
 async function main(step: string): Promise<unknown> {
   switch (step) {
+    case "render": {
+      const rendered = await keyward.render("orders-db");
+      const outputs = rendered.outputs.map((o) => ({ name: o.name, sensitive: o.sensitive, value: o.sensitive ? "****" : o.value }));
+      return { step, connector: rendered.connector, outputs };
+    }
     case "connect":
       return { step, one: await connect() };
     case "rotated": {
