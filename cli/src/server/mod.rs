@@ -147,7 +147,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     if let Some(path) = &settings.socket {
         let listener = bind_unix(path)?;
         listening.push(format!("unix:{}", path.display()));
-        accepting.push(tokio::spawn(accept_unix(
+        accepting.push(tokio::spawn(accept_loop(
             listener,
             state.clone(),
             graceful.clone(),
@@ -160,7 +160,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("server.listen {address}: {e}"))?;
         listening.push(format!("tcp:{}", listener.local_addr()?));
-        accepting.push(tokio::spawn(accept_tcp(
+        accepting.push(tokio::spawn(accept_loop(
             listener,
             state.clone(),
             graceful.clone(),
@@ -222,35 +222,38 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-async fn accept_unix(
-    listener: UnixListener,
-    state: Arc<State>,
-    graceful: Arc<GracefulShutdown>,
-    connections: Arc<Semaphore>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => connection(stream, &state, &graceful, &connections),
-                Err(e) => tracing::warn!("accepting a connection failed: {e}"),
-            },
-            _ = stopped.changed() => {
-                // Connections the kernel completed before the stop are
-                // served, not dropped from the backlog.
-                while let Ok(Ok((stream, _))) =
-                    tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
-                {
-                    connection(stream, &state, &graceful, &connections);
-                }
-                return;
-            }
-        }
+/// A listener of either kind, as the accept loop takes it.
+trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    fn accept_stream(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept_stream(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
     }
 }
 
-async fn accept_tcp(
-    listener: TcpListener,
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept_stream(&self) -> std::io::Result<Self::Stream> {
+        let (stream, _) = self.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// Accepts connections until the stop signal; then serves the ones the
+/// kernel completed before it (rather than dropping them from the
+/// backlog) and returns.
+async fn accept_loop<L: Listener>(
+    listener: L,
     state: Arc<State>,
     graceful: Arc<GracefulShutdown>,
     connections: Arc<Semaphore>,
@@ -258,16 +261,13 @@ async fn accept_tcp(
 ) {
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    connection(stream, &state, &graceful, &connections);
-                }
+            accepted = listener.accept_stream() => match accepted {
+                Ok(stream) => connection(stream, &state, &graceful, &connections),
                 Err(e) => tracing::warn!("accepting a connection failed: {e}"),
             },
             _ = stopped.changed() => {
-                while let Ok(Ok((stream, _))) =
-                    tokio::time::timeout(Duration::from_millis(1), listener.accept()).await
+                while let Ok(Ok(stream)) =
+                    tokio::time::timeout(Duration::from_millis(1), listener.accept_stream()).await
                 {
                     connection(stream, &state, &graceful, &connections);
                 }
