@@ -346,12 +346,10 @@ impl Keyward {
         Ok(())
     }
 
-    /// Whether a connector with this id is configured.
-    pub fn has_connector(&self, id: &str) -> bool {
-        self.slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+    /// Ok if a connector with this id is configured, else the error that
+    /// lists the ids there are.
+    pub fn require_connector(&self, id: &str) -> Result<(), Error> {
+        self.slot(id).map(drop)
     }
 
     /// The configured connector ids.

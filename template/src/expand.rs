@@ -200,11 +200,6 @@ impl Plan {
         &self.references
     }
 
-    /// The planned fields' names, in declaration order.
-    pub fn field_names(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|f| f.name.as_str())
-    }
-
     /// Each field's parts, taking reference `i`'s value from
     /// `value_of(i)`; an unresolved reference is an error at its
     /// placeholder's column, with `value_of`'s message.

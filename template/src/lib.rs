@@ -178,11 +178,6 @@ impl Template {
         Ok(parts)
     }
 
-    /// Whether the template holds no placeholder (its text is a literal).
-    pub fn is_literal(&self) -> bool {
-        self.placeholders().next().is_none()
-    }
-
     /// Builds the text, taking each placeholder's value from `value_of`.
     /// Values are inserted as they are: a value is never parsed again.
     pub fn render<'v, E>(

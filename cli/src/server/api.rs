@@ -344,12 +344,8 @@ async fn render(
         (Some(false), Access::Masked) => false,
     };
     let keyward = state.keyward();
-    if !keyward.has_connector(id) {
-        // The library's message lists the configured ids.
-        return Err(from_keyward(keyward.render(id).await.err().unwrap_or_else(
-            || Error::UnknownConnector(format!("unknown connector `{id}`")),
-        )));
-    }
+    // Before the render slot: the server keeps slots for configured ids only.
+    keyward.require_connector(id).map_err(from_keyward)?;
     let _permit = state.render_permit(id).ok_or_else(|| {
         state.metrics.refused("busy");
         ApiError::new(
@@ -427,31 +423,29 @@ async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Bod
         .invalidate(id, &reference)
         .await
         .map_err(from_keyward)?;
-    let (status, word) = match outcome {
-        Invalidation::Done => (StatusCode::OK, "invalidated"),
+    let (status, code, word) = match outcome {
+        Invalidation::Done => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({ "connector": id, "outcome": "invalidated" }),
+            ));
+        }
         Invalidation::RateLimited => {
             state.metrics.refused("rate_limited");
-            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate_limited",
+            )
         }
-        Invalidation::NotAllowed => (StatusCode::NOT_FOUND, "not_allowed"),
-        Invalidation::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+        Invalidation::NotAllowed => (StatusCode::NOT_FOUND, "not_allowed", "not_allowed"),
+        Invalidation::Invalid => (StatusCode::BAD_REQUEST, "bad_reference", "invalid"),
     };
-    if status == StatusCode::OK {
-        Ok(json_response(
-            status,
-            &json!({ "connector": id, "outcome": word }),
-        ))
-    } else {
-        Err(ApiError::new(
-            status,
-            match word {
-                "rate_limited" => "rate_limited",
-                "not_allowed" => "not_allowed",
-                _ => "bad_reference",
-            },
-            format!("connector `{id}`: the reference was not invalidated ({word})"),
-        ))
-    }
+    Err(ApiError::new(
+        status,
+        code,
+        format!("connector `{id}`: the reference was not invalidated ({word})"),
+    ))
 }
 
 async fn invalidate_cache(

@@ -373,7 +373,7 @@ fn from_wit_encoding(encoding: wit_types::Encoding) -> Encoding {
 }
 
 /// Why a render past its wall-clock deadline was stopped.
-pub(super) fn wall_deadline_passed(limit: Duration) -> String {
+fn wall_deadline_passed(limit: Duration) -> String {
     format!(
         "the render took longer than its {} ms wall-clock deadline",
         limit.as_millis()
