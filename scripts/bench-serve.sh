@@ -42,13 +42,15 @@ TOKEN="bench-token-0123456789abcdef"
 KW_PORT=$(free_port)
 cat > "$WORK/keyward.toml" <<TOML
 [secrets]
-backend = "aws"
-region = "us-east-1"
-account_id = "123456789012"
-endpoint_url = "http://127.0.0.1:$MOTO_PORT"
 namespace = "bench/"
 cache_ttl_ms = 300000
 connector_fetch_burst = 100000
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "http://127.0.0.1:$MOTO_PORT"
 
 [sandbox]
 mode = "warm"

@@ -19,12 +19,14 @@ const ACCOUNT: &str = "123456789012";
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "aws"
+namespace = "acme/prod/"
+cache_ttl_ms = {TTL}
+
+[secrets.backend]
+kind = "aws"
 region = "us-east-1"
 account_id = "123456789012"
 endpoint_url = "{PROXY}"
-namespace = "acme/prod/"
-cache_ttl_ms = {TTL}
 attempt_timeout_ms = 500
 operation_timeout_ms = 1500
 max_attempts = {ATTEMPTS}
@@ -746,10 +748,15 @@ async fn path_style_names_resolve_by_arn_and_bracket_form() {
 #[tokio::test]
 async fn no_connector_exceeds_its_rate_limit_of_upstream_calls() {
     let aws = Aws::start_with(
-        &CONFIG.replace(
-            "max_attempts = {ATTEMPTS}",
-            "max_attempts = {ATTEMPTS}\nconnector_fetch_rate = 0\nconnector_fetch_burst = 5\n\n[sandbox]\nrender_timeout_ms = 300\nmax_host_calls = 100000000",
-        ),
+        &CONFIG
+            .replace(
+                "cache_ttl_ms = {TTL}",
+                "cache_ttl_ms = {TTL}\nconnector_fetch_rate = 0\nconnector_fetch_burst = 5",
+            )
+            .replace(
+                "max_attempts = {ATTEMPTS}",
+                "max_attempts = {ATTEMPTS}\n\n[sandbox]\nrender_timeout_ms = 300\nmax_host_calls = 100000000",
+            ),
         300_000,
         1,
     )
@@ -801,10 +808,12 @@ async fn without_account_id_the_account_comes_from_sts() {
     let config = format!(
         r#"
 [secrets]
-backend = "aws"
+namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "aws"
 region = "us-east-1"
 endpoint_url = "{}"
-namespace = "acme/prod/"
 
 [connectors.echo]
 component = "{{ECHO}}"
@@ -814,7 +823,10 @@ allow = ["api"]
     );
     let scratch = Scratch::new(&config, &serde_json::json!({}));
     let config = Config::load(&scratch.config()).expect("config");
-    assert_eq!(config.secrets.identity.account_id, None);
+    assert_eq!(
+        config.secrets.backend.configured_identity().account_id,
+        None
+    );
     let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {
         panic!("aws backend")
     };
@@ -824,6 +836,10 @@ allow = ["api"]
         settings,
     );
     store.discover_account().await.expect("STS answers");
+    let found = keyward_host::store::SecretStore::identity(&store);
+    assert_eq!(found.account_id.as_deref(), Some(ACCOUNT), "from STS");
+    assert_eq!(found.partition.as_deref(), Some("aws"), "from STS's ARN");
+    assert_eq!(found.region.as_deref(), Some("us-east-1"));
     let keyward = Keyward::with_store(config, Arc::new(store)).expect("keyward");
     let arn = format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:acme/prod/api");
     for template in [

@@ -37,9 +37,11 @@ async fn keyward_links_into_an_embedders_own_linker() {
     let scratch = Scratch::new(
         r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [connectors.echo]
 component = "{ECHO}"

@@ -15,9 +15,11 @@ use serde_json::json;
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 region = "us-east-1"
 account_id = "123456789012"
 

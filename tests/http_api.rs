@@ -11,11 +11,13 @@ use serde_json::json;
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "aws"
+namespace = "prod/"
+
+[secrets.backend]
+kind = "aws"
 region = "us-east-1"
 account_id = "123456789012"
 endpoint_url = "{MOTO}"
-namespace = "prod/"
 
 [connectors.jira]
 component = "{HTTP_API}"

@@ -17,13 +17,15 @@ const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
-region = "us-east-1"
-account_id = "123456789012"
 connector_fetch_rate = 0
 connector_fetch_burst = 1000
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
+region = "us-east-1"
+account_id = "123456789012"
 
 [audit]
 file = "audit.jsonl"
@@ -424,7 +426,7 @@ async fn a_new_policy_applies_without_a_restart() {
     assert_eq!(
         e.to_string(),
         "these settings take effect only at start-up and differ in the new configuration: \
-         secrets.path; the running configuration is unchanged"
+         secrets.backend.path; the running configuration is unchanged"
     );
 }
 

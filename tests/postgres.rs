@@ -19,13 +19,15 @@ const THIRD: &str = "th1rd#p@ss:%2F";
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "aws"
-region = "us-east-1"
-account_id = "123456789012"
-endpoint_url = "{MOTO}"
 namespace = "acme/prod/"
 cache_ttl_ms = 500
 invalidate_interval_ms = 1
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{MOTO}"
 
 [connectors.orders-db]
 component = "{POSTGRES}"

@@ -33,10 +33,12 @@ fn secrets() -> serde_json::Value {
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
 cache_ttl_ms = 300000
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 region = "us-east-1"
 account_id = "123456789012"
 

@@ -11,11 +11,13 @@ use serde_json::json;
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "aws"
+namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "aws"
 region = "us-east-1"
 account_id = "123456789012"
 endpoint_url = "{MOTO}"
-namespace = "acme/prod/"
 
 [connectors.files]
 component = "{S3}"

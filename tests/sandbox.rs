@@ -14,9 +14,11 @@ use serde_json::json;
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [sandbox]
 render_timeout_ms = 100

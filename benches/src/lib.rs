@@ -21,13 +21,15 @@ pub const SECRET_IDS: [&str; 3] = ["bench/user", "bench/password", "bench/host"]
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "aws"
-region = "us-east-1"
-account_id = "123456789012"
-endpoint_url = "{PROXY}"
 namespace = "bench/"
 cache_ttl_ms = 3600000
 connector_fetch_burst = 100000
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{PROXY}"
 
 [sandbox]
 mode = "{MODE}"

@@ -8,9 +8,11 @@ use serde_json::json;
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [audit]
 file = "audit.jsonl"
@@ -276,7 +278,9 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
 
     std::fs::write(
         s.path().join("keyward.toml"),
-        format!("[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\npasword = \"{CANARY}\"\n"),
+        format!(
+            "[secrets.backend]\nkind = \"file\"\npath = \"secrets.json\"\npasword = \"{CANARY}\"\n"
+        ),
     )
     .unwrap();
     assert_clean_failure(
@@ -309,11 +313,13 @@ mod aws {
         format!(
             r#"
 [secrets]
-backend = "aws"
+namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "aws"
 region = "us-east-1"
 account_id = "123456789012"
 endpoint_url = "{}"
-namespace = "acme/prod/"
 
 [connectors.orders-db]
 component = "{}"
@@ -413,8 +419,8 @@ user = "{{{{ secrets.db.user }}}}"
         let config = s.config();
         drop(moto);
         let text = std::fs::read_to_string(&config).unwrap().replace(
-            "namespace = \"acme/prod/\"",
-            "namespace = \"acme/prod/\"\nmax_attempts = 1\nattempt_timeout_ms = 500\noperation_timeout_ms = 1000",
+            "kind = \"aws\"",
+            "kind = \"aws\"\nmax_attempts = 1\nattempt_timeout_ms = 500\noperation_timeout_ms = 1000",
         );
         std::fs::write(&config, text).unwrap();
         let check = keyward_with_env(&["check", "--config", config.to_str().unwrap()]);
@@ -428,7 +434,7 @@ user = "{{{{ secrets.db.user }}}}"
 #[test]
 fn hostile_output_never_reaches_the_terminal() {
     let config = format!(
-        "[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\n\n\
+        "[secrets.backend]\nkind = \"file\"\npath = \"secrets.json\"\n\n\
          [connectors.printer]\ncomponent = \"{}\"\nallow = [\"key\"]\n\
          [connectors.printer.config]\nmode = \"stdout\"\nsecret = \"{{{{ secrets.key }}}}\"\n\n\
          [connectors.snoop]\ncomponent = \"{}\"\n[connectors.snoop.config]\nmode = \"env\"\n",
@@ -456,7 +462,7 @@ fn hostile_output_never_reaches_the_terminal() {
 #[test]
 fn a_connector_cannot_forge_lines_or_escapes_on_the_terminal() {
     let config = format!(
-        "[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\n\n\
+        "[secrets.backend]\nkind = \"file\"\npath = \"secrets.json\"\n\n\
          [connectors.forger]\ncomponent = \"{}\"\nallow = [\"key\"]\n\
          [connectors.forger.config]\nmode = \"forge\"\n",
         artifacts::HOSTILE

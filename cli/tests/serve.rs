@@ -18,9 +18,11 @@ const MASKED: &str = "masked-token-0123456789";
 
 const CONFIG: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [server]
 socket = "keyward.sock"
@@ -690,13 +692,15 @@ async fn the_typescript_and_python_clients_render_and_connect() {
     let config = format!(
         r#"
 [secrets]
-backend = "aws"
-region = "us-east-1"
-account_id = "123456789012"
-endpoint_url = "{moto}"
 namespace = "acme/prod/"
 cache_ttl_ms = 300000
 invalidate_interval_ms = 1
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{moto}"
 
 [server]
 socket = "keyward.sock"
@@ -811,9 +815,11 @@ async fn reloads_under_load_lose_nothing_and_never_mix_policies() {
         format!(
             r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "{namespace}"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [server]
 socket = "keyward.sock"
@@ -912,13 +918,15 @@ async fn backend_faults_under_load_serve_stale_then_a_clear_error_then_recover()
     let config = format!(
         r#"
 [secrets]
-backend = "aws"
-region = "us-east-1"
-account_id = "123456789012"
-endpoint_url = "{}"
 namespace = "acme/prod/"
 cache_ttl_ms = 200
 max_stale_ms = 1500
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{}"
 attempt_timeout_ms = 2000
 operation_timeout_ms = 3000
 max_attempts = 1

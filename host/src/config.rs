@@ -29,6 +29,9 @@ use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 use crate::resolve::ConnectorPolicy;
 use crate::sealed::request_of;
+pub use crate::store::StoreIdentity;
+pub use crate::store::aws::AwsSettings;
+pub use crate::store::file::FileSettings;
 use keyward_template::Template;
 
 /// Default time a fetched secret is served from the cache (5 minutes).
@@ -49,6 +52,8 @@ const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3_000;
 /// Default attempts per backend operation (the SDK's standard retry mode).
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The partition ARNs name when neither the configuration nor the backend says.
+const DEFAULT_PARTITION: &str = "aws";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +72,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecrets {
-    backend: String,
-    path: Option<PathBuf>,
+    backend: RawBackend,
     #[serde(default)]
     namespace: String,
     cache_ttl_ms: Option<u64>,
@@ -78,14 +82,26 @@ struct RawSecrets {
     invalidate_interval_ms: Option<u64>,
     connector_fetch_rate: Option<f64>,
     connector_fetch_burst: Option<u32>,
+}
+
+/// `[secrets.backend]`: a `kind` and that kind's settings. Read flat (not
+/// as a serde-tagged enum) so that every error keeps its line and column.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [secrets.backend] table with kind = \"file\" or \"aws\""
+)]
+struct RawBackend {
+    kind: String,
+    path: Option<PathBuf>,
+    region: Option<String>,
+    account_id: Option<String>,
+    partition: Option<String>,
     endpoint_url: Option<String>,
     role_arn: Option<String>,
     operation_timeout_ms: Option<u64>,
     attempt_timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
-    partition: Option<String>,
-    region: Option<String>,
-    account_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,34 +157,33 @@ struct RawConnector {
     config: BTreeMap<String, String>,
 }
 
-/// Where secrets come from.
+/// Where secrets come from: `[secrets.backend]`, each kind with its own
+/// settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// A local JSON file (see [`crate::store::file`]).
-    File {
-        /// Absolute, or relative to the working directory.
-        path: PathBuf,
-    },
+    File(FileSettings),
     /// AWS Secrets Manager.
     Aws(AwsSettings),
 }
 
-/// How to reach AWS Secrets Manager. Credentials come from the SDK's
-/// default chain (environment, profile, SSO, web identity, ECS/EC2 roles).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AwsSettings {
-    /// Region; the SDK's default chain when absent.
-    pub region: Option<String>,
-    /// Endpoint override, for VPC endpoints and local API servers.
-    pub endpoint_url: Option<String>,
-    /// A role to assume with the default credentials.
-    pub role_arn: Option<String>,
-    /// Bound on one operation, retries included.
-    pub operation_timeout: Duration,
-    /// Bound on one attempt.
-    pub attempt_timeout: Duration,
-    /// Attempts per operation (standard retry mode).
-    pub max_attempts: u32,
+impl Backend {
+    /// Its `kind` in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::File(_) => "file",
+            Backend::Aws(_) => "aws",
+        }
+    }
+
+    /// What the configuration says of where the backend is; the host
+    /// fills the gaps with what the backend finds out itself.
+    pub fn configured_identity(&self) -> StoreIdentity {
+        match self {
+            Backend::File(settings) => settings.identity.clone(),
+            Backend::Aws(settings) => settings.configured_identity(),
+        }
+    }
 }
 
 /// The `[secrets]` table, checked.
@@ -192,8 +207,25 @@ pub struct SecretsConfig {
     pub connector_fetch_rate: f64,
     /// Upstream fetches a connector may make in a burst.
     pub connector_fetch_burst: u32,
-    /// Where ARNs in references must point.
-    pub identity: BackendIdentity,
+}
+
+impl SecretsConfig {
+    /// Where ARNs in references must point: what the configuration names,
+    /// else what the backend `discovered` itself, the partition `aws` when
+    /// neither says.
+    pub fn identity(&self, discovered: &StoreIdentity) -> BackendIdentity {
+        let configured = self.backend.configured_identity();
+        BackendIdentity {
+            partition: configured
+                .partition
+                .or_else(|| discovered.partition.clone())
+                .unwrap_or_else(|| DEFAULT_PARTITION.into()),
+            region: configured.region.or_else(|| discovered.region.clone()),
+            account_id: configured
+                .account_id
+                .or_else(|| discovered.account_id.clone()),
+        }
+    }
 }
 
 /// One `[connectors.ID]` table, checked.
@@ -259,14 +291,15 @@ impl ConnectorConfig {
         refused
     }
 
-    /// The connector's policy under the host's namespace and identity.
-    pub fn policy(&self, secrets: &SecretsConfig) -> ConnectorPolicy {
+    /// The connector's policy under the host's namespace and the backend's
+    /// identity.
+    pub fn policy(&self, namespace: &Namespace, identity: &BackendIdentity) -> ConnectorPolicy {
         ConnectorPolicy {
             allow: self.allow.clone(),
             public: self.public.clone(),
             reveal: self.reveal.clone(),
-            namespace: secrets.namespace.clone(),
-            identity: secrets.identity.clone(),
+            namespace: namespace.clone(),
+            identity: identity.clone(),
         }
     }
 }
@@ -397,10 +430,15 @@ impl Config {
     /// connector, field and column. Rendering such a field fails, and the
     /// connector cannot tell a refused secret from a missing one: this is
     /// how the operator hears of it, at load and from `keyward check`.
-    pub fn refused_references(&self) -> Vec<RefusedReference> {
+    /// `discovered` is what the backend found out of where it is (see
+    /// [`SecretsConfig::identity`]).
+    pub fn refused_references(&self, discovered: &StoreIdentity) -> Vec<RefusedReference> {
+        let identity = self.secrets.identity(discovered);
         self.connectors
             .values()
-            .flat_map(|connector| connector.refused_references(&connector.policy(&self.secrets)))
+            .flat_map(|connector| {
+                connector.refused_references(&connector.policy(&self.secrets.namespace, &identity))
+            })
             .collect()
     }
 
@@ -418,24 +456,35 @@ impl Config {
         };
         let (a, b) = (&self.secrets, &new.secrets);
         match (&a.backend, &b.backend) {
-            (Backend::File { path: x }, Backend::File { path: y }) => {
-                differs("secrets.path", x != y)
+            (Backend::File(x), Backend::File(y)) => {
+                differs("secrets.backend.path", x.path != y.path);
+                differs_identity(&mut differs, &x.identity, &y.identity);
             }
             (Backend::Aws(x), Backend::Aws(y)) => {
-                differs("secrets.region", x.region != y.region);
-                differs("secrets.endpoint_url", x.endpoint_url != y.endpoint_url);
-                differs("secrets.role_arn", x.role_arn != y.role_arn);
+                differs_identity(
+                    &mut differs,
+                    &x.configured_identity(),
+                    &y.configured_identity(),
+                );
                 differs(
-                    "secrets.operation_timeout_ms",
+                    "secrets.backend.endpoint_url",
+                    x.endpoint_url != y.endpoint_url,
+                );
+                differs("secrets.backend.role_arn", x.role_arn != y.role_arn);
+                differs(
+                    "secrets.backend.operation_timeout_ms",
                     x.operation_timeout != y.operation_timeout,
                 );
                 differs(
-                    "secrets.attempt_timeout_ms",
+                    "secrets.backend.attempt_timeout_ms",
                     x.attempt_timeout != y.attempt_timeout,
                 );
-                differs("secrets.max_attempts", x.max_attempts != y.max_attempts);
+                differs(
+                    "secrets.backend.max_attempts",
+                    x.max_attempts != y.max_attempts,
+                );
             }
-            _ => differs("secrets.backend", true),
+            _ => differs("secrets.backend.kind", true),
         }
         differs("secrets.cache_ttl_ms", a.cache_ttl != b.cache_ttl);
         differs(
@@ -446,17 +495,6 @@ impl Config {
         differs(
             "secrets.refresh_ahead_ms",
             a.refresh_ahead != b.refresh_ahead,
-        );
-        if !matches!(b.backend, Backend::Aws(_)) {
-            differs("secrets.region", a.identity.region != b.identity.region);
-        }
-        differs(
-            "secrets.account_id",
-            a.identity.account_id != b.identity.account_id,
-        );
-        differs(
-            "secrets.partition",
-            a.identity.partition != b.identity.partition,
         );
         differs("audit.file", self.audit.file != new.audit.file);
         differs(
@@ -518,67 +556,13 @@ impl Config {
 }
 
 fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> {
-    let aws_only = [
-        ("endpoint_url", raw.endpoint_url.is_some()),
-        ("role_arn", raw.role_arn.is_some()),
-        ("operation_timeout_ms", raw.operation_timeout_ms.is_some()),
-        ("attempt_timeout_ms", raw.attempt_timeout_ms.is_some()),
-        ("max_attempts", raw.max_attempts.is_some()),
-    ];
-    let backend = match raw.backend.as_str() {
-        "file" => {
-            if let Some((key, _)) = aws_only.iter().find(|(_, set)| *set) {
-                return Err(format!("secrets.{key}: only for backend = \"aws\""));
-            }
-            Backend::File {
-                path: base.join(
-                    raw.path
-                        .ok_or("secrets.path: required for backend = \"file\"")?,
-                ),
-            }
-        }
-        "aws" => {
-            if raw.path.is_some() {
-                return Err("secrets.path: only for backend = \"file\"".into());
-            }
-            let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-            if max_attempts == 0 {
-                return Err("secrets.max_attempts: must be at least 1".into());
-            }
-            Backend::Aws(AwsSettings {
-                region: raw.region.clone(),
-                endpoint_url: raw.endpoint_url,
-                role_arn: raw.role_arn,
-                operation_timeout: positive_ms(
-                    raw.operation_timeout_ms,
-                    DEFAULT_OPERATION_TIMEOUT_MS,
-                    "operation_timeout_ms",
-                )?,
-                attempt_timeout: positive_ms(
-                    raw.attempt_timeout_ms,
-                    DEFAULT_ATTEMPT_TIMEOUT_MS,
-                    "attempt_timeout_ms",
-                )?,
-                max_attempts,
-            })
-        }
-        other => {
-            return Err(format!(
-                "secrets.backend: unknown backend `{other}` (expected \"file\" or \"aws\")"
-            ));
-        }
-    };
+    let backend = check_backend(raw.backend, base)?;
     let namespace =
         Namespace::new(&raw.namespace).map_err(|e| format!("secrets.namespace: {e}"))?;
     let cache_ttl = Duration::from_millis(raw.cache_ttl_ms.unwrap_or(DEFAULT_CACHE_TTL_MS));
     let cache_max_entries =
         NonZeroU64::new(raw.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES))
             .ok_or("secrets.cache_max_entries: must be at least 1")?;
-    if let Some(account) = &raw.account_id
-        && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err("secrets.account_id: an AWS account id is 12 digits".into());
-    }
     let refresh_ahead = raw
         .refresh_ahead_ms
         .filter(|ms| *ms > 0)
@@ -614,12 +598,91 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
             raw.invalidate_interval_ms
                 .unwrap_or(DEFAULT_INVALIDATE_INTERVAL_MS),
         ),
-        identity: BackendIdentity {
-            partition: raw.partition.unwrap_or_else(|| "aws".into()),
-            region: raw.region,
-            account_id: raw.account_id,
-        },
     })
+}
+
+/// `[secrets.backend]`: the kind, then only the settings that kind has.
+fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
+    if let Some(account) = &raw.account_id
+        && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err("secrets.backend.account_id: an AWS account id is 12 digits".into());
+    }
+    if raw.partition.as_deref() == Some("") {
+        return Err("secrets.backend.partition: must not be empty (`aws`, `aws-cn`, ...)".into());
+    }
+    let aws_only = [
+        ("endpoint_url", raw.endpoint_url.is_some()),
+        ("role_arn", raw.role_arn.is_some()),
+        ("operation_timeout_ms", raw.operation_timeout_ms.is_some()),
+        ("attempt_timeout_ms", raw.attempt_timeout_ms.is_some()),
+        ("max_attempts", raw.max_attempts.is_some()),
+    ];
+    let identity = StoreIdentity {
+        region: raw.region,
+        account_id: raw.account_id,
+        partition: raw.partition,
+    };
+    match raw.kind.as_str() {
+        "file" => {
+            if let Some((key, _)) = aws_only.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "secrets.backend.{key}: a setting of kind = \"aws\", not \"file\""
+                ));
+            }
+            let path = raw
+                .path
+                .ok_or("secrets.backend.path: required for kind = \"file\"")?;
+            Ok(Backend::File(FileSettings {
+                path: base.join(path),
+                identity,
+            }))
+        }
+        "aws" => {
+            if raw.path.is_some() {
+                return Err(
+                    "secrets.backend.path: a setting of kind = \"file\", not \"aws\"".into(),
+                );
+            }
+            let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+            if max_attempts == 0 {
+                return Err("secrets.backend.max_attempts: must be at least 1".into());
+            }
+            Ok(Backend::Aws(AwsSettings {
+                region: identity.region,
+                account_id: identity.account_id,
+                partition: identity.partition,
+                endpoint_url: raw.endpoint_url,
+                role_arn: raw.role_arn,
+                operation_timeout: positive_ms(
+                    raw.operation_timeout_ms,
+                    DEFAULT_OPERATION_TIMEOUT_MS,
+                    "operation_timeout_ms",
+                )?,
+                attempt_timeout: positive_ms(
+                    raw.attempt_timeout_ms,
+                    DEFAULT_ATTEMPT_TIMEOUT_MS,
+                    "attempt_timeout_ms",
+                )?,
+                max_attempts,
+            }))
+        }
+        other => Err(format!(
+            "secrets.backend.kind: unknown backend `{other}` (expected \"file\" or \"aws\")"
+        )),
+    }
+}
+
+/// Names each identity setting that differs (all restart-only: policies
+/// were built with them).
+fn differs_identity(
+    differs: &mut impl FnMut(&'static str, bool),
+    a: &StoreIdentity,
+    b: &StoreIdentity,
+) {
+    differs("secrets.backend.region", a.region != b.region);
+    differs("secrets.backend.account_id", a.account_id != b.account_id);
+    differs("secrets.backend.partition", a.partition != b.partition);
 }
 
 fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> {
@@ -740,7 +803,7 @@ fn check_server(raw: RawServer, base: &Path) -> Result<ServerConfig, String> {
 
 fn positive_ms(value: Option<u64>, default: u64, key: &str) -> Result<Duration, String> {
     match value.unwrap_or(default) {
-        0 => Err(format!("secrets.{key}: must be at least 1")),
+        0 => Err(format!("secrets.backend.{key}: must be at least 1")),
         ms => Ok(Duration::from_millis(ms)),
     }
 }
@@ -778,10 +841,12 @@ mod tests {
 
     const GOOD: &str = r#"
 [secrets]
-backend = "file"
-path = "secrets.json"
 namespace = "acme/prod"
 cache_ttl_ms = 1000
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
 
 [connectors.orders-db]
 component = "postgres.wasm"
@@ -797,9 +862,10 @@ host = "{{ secrets.host }}"
         assert_eq!(c.secrets.cache_ttl, Duration::from_secs(1));
         assert_eq!(
             c.secrets.backend,
-            Backend::File {
-                path: "/etc/kw/secrets.json".into()
-            }
+            Backend::File(FileSettings {
+                path: "/etc/kw/secrets.json".into(),
+                identity: StoreIdentity::default(),
+            })
         );
         let conn = c.connector("orders-db").unwrap();
         assert_eq!(conn.component, Path::new("/etc/kw/postgres.wasm"));
@@ -811,7 +877,16 @@ host = "{{ secrets.host }}"
         let e =
             Config::parse(&GOOD.replace("cache_ttl_ms", "cache_ttl"), Path::new(".")).unwrap_err();
         assert!(
-            e.starts_with("line 6, column 1: unknown field `cache_ttl`"),
+            e.starts_with("line 4, column 1: unknown field `cache_ttl`"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &GOOD.replace("path = ", "region = \"us-east-1\"\nfile = "),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("line 9, column 1: unknown field `file`"),
             "{e}"
         );
         let e = Config::parse(&GOOD.replace("allow =", "allowed ="), Path::new(".")).unwrap_err();
@@ -822,20 +897,26 @@ host = "{{ secrets.host }}"
     fn bad_values_name_the_key() {
         let e = Config::parse(&GOOD.replace("\"file\"", "\"vault\""), Path::new(".")).unwrap_err();
         assert!(
-            e.contains("secrets.backend: unknown backend `vault`"),
+            e.contains("secrets.backend.kind: unknown backend `vault`"),
             "{e}"
         );
         let e = Config::parse(
             &GOOD.replace(
-                "cache_ttl_ms = 1000",
-                "cache_ttl_ms = 1000\nendpoint_url = \"http://x\"",
+                "path = \"secrets.json\"",
+                "path = \"secrets.json\"\nendpoint_url = \"http://x\"",
             ),
             Path::new("."),
         )
         .expect_err("aws-only key");
         assert!(
-            e.contains("secrets.endpoint_url: only for backend = \"aws\""),
+            e.contains("secrets.backend.endpoint_url: a setting of kind = \"aws\", not \"file\""),
             "{e}"
+        );
+        let old_style = "[secrets]\nbackend = \"file\"\npath = \"secrets.json\"\n";
+        assert_eq!(
+            Config::parse(old_style, Path::new(".")).unwrap_err(),
+            "line 2, column 11: invalid value, expected a [secrets.backend] table with \
+             kind = \"file\" or \"aws\""
         );
         let e = Config::parse(&GOOD.replace("\"db\", ", "\"a//b\", "), Path::new(".")).unwrap_err();
         assert!(e.contains("connectors.orders-db.allow"), "{e}");
@@ -844,9 +925,9 @@ host = "{{ secrets.host }}"
             Path::new("."),
         )
         .unwrap_err();
-        assert_eq!(e, "line 12, column 8: invalid value, expected a string");
+        assert_eq!(e, "line 14, column 8: invalid value, expected a string");
         let e = Config::parse(&GOOD.replace("1000", "\"canary-ttl\""), Path::new(".")).unwrap_err();
-        assert!(e.contains("line 6") && !e.contains("canary"), "{e}");
+        assert!(e.contains("line 4") && !e.contains("canary"), "{e}");
     }
 
     #[test]
@@ -902,7 +983,7 @@ host = "{{ secrets.host }}"
         );
         let c = Config::parse(&refused, Path::new(".")).unwrap();
         let lines: Vec<String> = c
-            .refused_references()
+            .refused_references(&StoreIdentity::default())
             .iter()
             .map(|r| r.to_string())
             .collect();
@@ -920,7 +1001,7 @@ host = "{{ secrets.host }}"
             "public = [\"a/**\"]\nreveal = [\"k#x\"]\nallow = [",
         );
         let c = Config::parse(&public, Path::new(".")).unwrap();
-        assert!(c.refused_references().is_empty());
+        assert!(c.refused_references(&StoreIdentity::default()).is_empty());
         let bad_rule = GOOD.replace("allow = [", "reveal = [\"a/**x\"]\nallow = [");
         assert!(
             Config::parse(&bad_rule, Path::new("."))
@@ -952,6 +1033,71 @@ host = "{{ secrets.host }}"
                 "secrets.refresh_ahead_ms",
                 "sandbox.max_memory_mb"
             ]
+        );
+        let moved = GOOD.replace(
+            "path = \"secrets.json\"",
+            "path = \"other.json\"\npartition = \"aws-cn\"",
+        );
+        let new = Config::parse(&moved, Path::new(".")).unwrap();
+        assert_eq!(
+            old.restart_only_changes(&new),
+            ["secrets.backend.path", "secrets.backend.partition"]
+        );
+        let aws = GOOD.replace("kind = \"file\"\npath = \"secrets.json\"", "kind = \"aws\"");
+        let new = Config::parse(&aws, Path::new(".")).unwrap();
+        assert_eq!(old.restart_only_changes(&new), ["secrets.backend.kind"]);
+    }
+
+    #[test]
+    fn the_identity_is_the_configurations_then_the_backends_then_the_default_partition() {
+        let discovered = StoreIdentity {
+            region: Some("cn-north-1".into()),
+            account_id: Some("210987654321".into()),
+            partition: Some("aws-cn".into()),
+        };
+        let aws = |settings: &str| {
+            let text = GOOD.replace(
+                "kind = \"file\"\npath = \"secrets.json\"",
+                &format!("kind = \"aws\"\n{settings}"),
+            );
+            Config::parse(&text, Path::new(".")).unwrap().secrets
+        };
+        assert_eq!(
+            aws("").identity(&discovered),
+            BackendIdentity {
+                partition: "aws-cn".into(),
+                region: Some("cn-north-1".into()),
+                account_id: Some("210987654321".into()),
+            },
+            "all from the backend (the region from the SDK's chain, the rest from STS)"
+        );
+        assert_eq!(
+            aws("region = \"us-east-1\"\naccount_id = \"123456789012\"\npartition = \"aws\"")
+                .identity(&discovered),
+            BackendIdentity {
+                partition: "aws".into(),
+                region: Some("us-east-1".into()),
+                account_id: Some("123456789012".into()),
+            },
+            "what the configuration names wins"
+        );
+        assert_eq!(
+            aws("").identity(&StoreIdentity::default()),
+            BackendIdentity {
+                partition: "aws".into(),
+                region: None,
+                account_id: None,
+            },
+            "nothing known: partition aws, no region or account (ARNs refused)"
+        );
+        let e = Config::parse(
+            &GOOD.replace("kind = \"file\"", "kind = \"aws\""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "secrets.backend.path: a setting of kind = \"file\", not \"aws\""
         );
     }
 

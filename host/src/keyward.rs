@@ -139,8 +139,7 @@ pub struct Keyward {
     upstream: UpstreamCounts,
     clock: Arc<dyn Clock>,
     slots: RwLock<Slots>,
-    /// The `[secrets]` of the configuration swapped in last, with what the
-    /// backend discovered filled in.
+    /// The `[secrets]` of the configuration swapped in last.
     live: RwLock<SecretsConfig>,
 }
 
@@ -149,17 +148,19 @@ impl Keyward {
     /// first use (or all at once with [`Keyward::preload`]).
     pub async fn new(config: Config) -> Result<Self, Error> {
         let store: Arc<dyn SecretStore> = match &config.secrets.backend {
-            Backend::File { path } => {
-                Arc::new(FileStore::open(path).map_err(|e| Error::Backend(e.to_string()))?)
-            }
+            Backend::File(settings) => Arc::new(
+                FileStore::open(&settings.path).map_err(|e| Error::Backend(e.to_string()))?,
+            ),
             Backend::Aws(settings) => {
                 let mut store = AwsStore::connect(settings).await;
-                if config.secrets.identity.account_id.is_none()
+                if settings.account_id.is_none()
                     && let Err(e) = store.discover_account().await
                 {
                     // ARN references are refused (as without an account)
                     // until the configuration names `account_id`.
-                    tracing::warn!("{e}; set `account_id` under [secrets] to check ARN references");
+                    tracing::warn!(
+                        "{e}; set `account_id` under [secrets.backend] to check ARN references"
+                    );
                 }
                 Arc::new(store)
             }
@@ -233,25 +234,12 @@ impl Keyward {
         Ok(())
     }
 
-    /// `secrets` with what the backend discovered filled in where the
-    /// configuration leaves it open.
-    fn effective(&self, secrets: &SecretsConfig) -> SecretsConfig {
-        let mut secrets = secrets.clone();
-        let identity = &mut secrets.identity;
-        if identity.region.is_none() {
-            identity.region.clone_from(&self.discovered.region);
-        }
-        if identity.account_id.is_none() {
-            identity.account_id.clone_from(&self.discovered.account_id);
-        }
-        secrets
-    }
-
     fn swap_slots(&self, config: &Config) {
-        for refused in config.refused_references() {
+        for refused in config.refused_references(&self.discovered) {
             tracing::warn!("{refused}");
         }
-        let secrets = self.effective(&config.secrets);
+        let secrets = config.secrets.clone();
+        let identity = secrets.identity(&self.discovered);
         let previous = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
         // A changed rate limit takes effect with a new bucket per connector;
         // an unchanged one keeps each connector's tokens.
@@ -269,7 +257,7 @@ impl Keyward {
             .connectors
             .iter()
             .map(|(id, c)| {
-                let policy = Arc::new(c.policy(&secrets));
+                let policy = Arc::new(c.policy(&secrets.namespace, &identity));
                 let slot = match current.get(id) {
                     Some(old) => {
                         let secrets = Arc::new(old.secrets.with_policy(

@@ -16,9 +16,58 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_types::Blob;
 
 use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity};
-use crate::config::AwsSettings;
 use crate::name::{AWSCURRENT, VersionSelector};
 use crate::value::SecretValue;
+
+/// How to reach AWS Secrets Manager: `[secrets.backend]` with
+/// `kind = "aws"`. Credentials come from the SDK's default chain
+/// (environment, profile, SSO, web identity, ECS/EC2 roles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region; the SDK's default chain when absent.
+    pub region: Option<String>,
+    /// The account ARNs in references must name; asked of STS when absent.
+    pub account_id: Option<String>,
+    /// The partition (`aws`, `aws-cn`, ...); asked of STS when absent.
+    pub partition: Option<String>,
+    /// Endpoint override, for VPC endpoints and local API servers.
+    pub endpoint_url: Option<String>,
+    /// A role to assume with the default credentials.
+    pub role_arn: Option<String>,
+    /// Bound on one operation, retries included.
+    pub operation_timeout: std::time::Duration,
+    /// Bound on one attempt.
+    pub attempt_timeout: std::time::Duration,
+    /// Attempts per operation (standard retry mode).
+    pub max_attempts: u32,
+}
+
+impl AwsSettings {
+    /// What the configuration itself says of where the backend is.
+    pub fn configured_identity(&self) -> StoreIdentity {
+        StoreIdentity {
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            partition: self.partition.clone(),
+        }
+    }
+}
+
+/// The partition a region belongs to, by the region-name prefixes AWS's
+/// partitions use; STS's answer, when asked, takes precedence.
+fn partition_of_region(region: &str) -> &'static str {
+    [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+    ]
+    .iter()
+    .find(|(prefix, _)| region.starts_with(prefix))
+    .map_or("aws", |(_, partition)| partition)
+}
 
 /// BatchGetSecretValue takes at most this many ids per call.
 const BATCH_LIMIT: usize = 20;
@@ -81,9 +130,13 @@ impl AwsStore {
             secrets = secrets.endpoint_url(endpoint);
             sts = sts.endpoint_url(endpoint);
         }
+        let region = sdk_config.region().map(|r| r.to_string());
         let identity = StoreIdentity {
-            region: sdk_config.region().map(|r| r.to_string()),
-            ..StoreIdentity::default()
+            partition: region
+                .as_deref()
+                .map(|r| partition_of_region(r).to_string()),
+            region,
+            account_id: None,
         };
         Self {
             client: Client::from_conf(secrets.build()),
@@ -358,5 +411,26 @@ impl SecretStore for AwsStore {
             names.dedup();
             Ok(names)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of_region;
+
+    #[test]
+    fn a_region_names_its_partition() {
+        for (region, partition) in [
+            ("us-east-1", "aws"),
+            ("eu-west-3", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+            ("us-isof-south-1", "aws-iso-f"),
+        ] {
+            assert_eq!(partition_of_region(region), partition, "{region}");
+        }
     }
 }

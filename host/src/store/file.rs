@@ -30,9 +30,20 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError};
+use super::{BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity};
 use crate::name::{AWSCURRENT, SecretName, VersionSelector};
 use crate::value::SecretValue;
+
+/// The file backend's settings: `[secrets.backend]` with `kind = "file"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSettings {
+    /// The JSON file (relative paths in the configuration are resolved
+    /// against the configuration file's directory).
+    pub path: PathBuf,
+    /// A file has no region, account or partition of its own: the
+    /// operator names those that ARNs in references must point at.
+    pub identity: StoreIdentity,
+}
 
 /// Secrets read from a JSON file.
 #[derive(Debug)]
