@@ -119,11 +119,23 @@ impl Rendered {
 #[derive(Debug)]
 struct Slot {
     config: ConnectorConfig,
+    /// The configured fields as a render takes them, built once per swap
+    /// (a render of the configured fields copies nothing).
+    fields: Arc<[(String, String)]>,
     secrets: Arc<ConnectorSecrets>,
     loaded: Arc<OnceCell<Arc<LoadedConnector>>>,
 }
 
 type Slots = Arc<BTreeMap<String, Arc<Slot>>>;
+
+/// A connector's configured fields, in name order.
+fn configured_fields(config: &ConnectorConfig) -> Arc<[(String, String)]> {
+    config
+        .fields
+        .iter()
+        .map(|(name, template)| (name.clone(), template.clone()))
+        .collect()
+}
 
 /// A keyward host: one sandbox, one cache, the configured connectors.
 #[derive(Debug)]
@@ -277,12 +289,14 @@ impl Keyward {
                         };
                         Slot {
                             config: c.clone(),
+                            fields: configured_fields(c),
                             secrets,
                             loaded,
                         }
                     }
                     None => Slot {
                         config: c.clone(),
+                        fields: configured_fields(c),
                         secrets: Arc::new(ConnectorSecrets::new(
                             id,
                             policy,
@@ -409,8 +423,7 @@ impl Keyward {
 
     /// Renders a connector with the fields from its configuration.
     pub async fn render(&self, id: &str) -> Result<Rendered, Error> {
-        let fields: Vec<(String, String)> =
-            self.slot(id)?.config.fields.clone().into_iter().collect();
+        let fields = self.slot(id)?.fields.clone();
         self.render_fields(id, &fields).await
     }
 

@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use keyward_host::Error;
 use keyward_host::resolve::Invalidation;
 use keyward_host::sandbox::{MASK, RunError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::State;
@@ -103,14 +103,31 @@ fn from_keyward(error: Error) -> ApiError {
     }
 }
 
-pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    // Serializing these types (strings, numbers, maps) cannot fail.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The answer to a render (typed, so the hot path builds no JSON tree).
+#[derive(Serialize)]
+struct RenderResponse<'a> {
+    connector: &'a str,
+    outputs: Vec<RenderedOutput<'a>>,
+}
+
+/// One output of a render, masked unless the token may see its value.
+#[derive(Serialize)]
+struct RenderedOutput<'a> {
+    name: &'a str,
+    value: &'a str,
+    sensitive: bool,
 }
 
 /// The body of a render request.
@@ -378,21 +395,25 @@ async fn render(
         state.metrics.render(id, outcome, started.elapsed());
     }
     let rendered = rendered.map_err(from_keyward)?;
-    let outputs: Vec<Value> = rendered
+    let outputs = rendered
         .values
         .iter()
-        .map(|v| {
-            let value = if v.sensitive && !reveal {
+        .map(|v| RenderedOutput {
+            name: &v.name,
+            value: if v.sensitive && !reveal {
                 MASK
             } else {
                 v.value.as_str()
-            };
-            json!({ "name": v.name, "value": value, "sensitive": v.sensitive })
+            },
+            sensitive: v.sensitive,
         })
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "connector": rendered.connector, "outputs": outputs }),
+        &RenderResponse {
+            connector: &rendered.connector,
+            outputs,
+        },
     ))
 }
 
