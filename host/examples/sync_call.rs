@@ -1,6 +1,17 @@
-//! Experiment (issue 14): what one `render` export call costs on an async
-//! store (a fiber) against a sync store, with the echo connector and one
-//! plain field. Run: cargo run --release -p keyward-host --example sync_call
+//! What one `render` export call costs on an async store (wasmtime runs it
+//! on a fiber) against a sync store, with the echo connector and one plain
+//! field: the saving a synchronous render path could buy at most.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=target/connectors cargo build --target wasm32-wasip2 \
+//!     --profile connector -p echo-connector
+//! cargo run --release -p keyward-host --example sync_call -- \
+//!     target/connectors/wasm32-wasip2/connector/echo_connector.wasm
+//! ```
+//!
+//! On the 2-core bench machine: 1.06 µs async, 0.90 µs sync (three runs).
+//! A real sync path is harder than this loop: wasmtime-wasi's sync
+//! bindings block on `in_tokio`, which panics on a tokio worker thread.
 use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
