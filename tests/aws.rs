@@ -824,7 +824,12 @@ allow = ["api"]
     let scratch = Scratch::new(&config, &serde_json::json!({}));
     let config = Config::load(&scratch.config()).expect("config");
     assert_eq!(
-        config.secrets.backend.configured_identity().account_id,
+        config
+            .secrets
+            .backend
+            .configured_identity()
+            .account_id
+            .clone(),
         None
     );
     let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {

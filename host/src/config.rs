@@ -29,6 +29,7 @@ use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 use crate::resolve::ConnectorPolicy;
 use crate::sealed::request_of;
+use crate::store::AWS_PARTITION;
 pub use crate::store::StoreIdentity;
 pub use crate::store::aws::AwsSettings;
 pub use crate::store::file::FileSettings;
@@ -52,8 +53,6 @@ const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3_000;
 /// Default attempts per backend operation (the SDK's standard retry mode).
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
-/// The partition ARNs name when neither the configuration nor the backend says.
-const DEFAULT_PARTITION: &str = "aws";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,20 +167,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Its `kind` in the configuration.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Backend::File(_) => "file",
-            Backend::Aws(_) => "aws",
-        }
-    }
-
     /// What the configuration says of where the backend is; the host
     /// fills the gaps with what the backend finds out itself.
-    pub fn configured_identity(&self) -> StoreIdentity {
+    pub fn configured_identity(&self) -> &StoreIdentity {
         match self {
-            Backend::File(settings) => settings.identity.clone(),
-            Backend::Aws(settings) => settings.configured_identity(),
+            Backend::File(settings) => &settings.identity,
+            Backend::Aws(settings) => &settings.identity,
         }
     }
 }
@@ -215,15 +206,12 @@ impl SecretsConfig {
     /// neither says.
     pub fn identity(&self, discovered: &StoreIdentity) -> BackendIdentity {
         let configured = self.backend.configured_identity();
+        let either = |mine: &Option<String>, found: &Option<String>| mine.clone().or(found.clone());
         BackendIdentity {
-            partition: configured
-                .partition
-                .or_else(|| discovered.partition.clone())
-                .unwrap_or_else(|| DEFAULT_PARTITION.into()),
-            region: configured.region.or_else(|| discovered.region.clone()),
-            account_id: configured
-                .account_id
-                .or_else(|| discovered.account_id.clone()),
+            partition: either(&configured.partition, &discovered.partition)
+                .unwrap_or_else(|| AWS_PARTITION.into()),
+            region: either(&configured.region, &discovered.region),
+            account_id: either(&configured.account_id, &discovered.account_id),
         }
     }
 }
@@ -458,14 +446,8 @@ impl Config {
         match (&a.backend, &b.backend) {
             (Backend::File(x), Backend::File(y)) => {
                 differs("secrets.backend.path", x.path != y.path);
-                differs_identity(&mut differs, &x.identity, &y.identity);
             }
             (Backend::Aws(x), Backend::Aws(y)) => {
-                differs_identity(
-                    &mut differs,
-                    &x.configured_identity(),
-                    &y.configured_identity(),
-                );
                 differs(
                     "secrets.backend.endpoint_url",
                     x.endpoint_url != y.endpoint_url,
@@ -486,6 +468,14 @@ impl Config {
             }
             _ => differs("secrets.backend.kind", true),
         }
+        // Policies were built with the identity: all of it is restart-only.
+        let (x, y) = (
+            a.backend.configured_identity(),
+            b.backend.configured_identity(),
+        );
+        differs("secrets.backend.region", x.region != y.region);
+        differs("secrets.backend.account_id", x.account_id != y.account_id);
+        differs("secrets.backend.partition", x.partition != y.partition);
         differs("secrets.cache_ttl_ms", a.cache_ttl != b.cache_ttl);
         differs(
             "secrets.cache_max_entries",
@@ -649,9 +639,7 @@ fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
                 return Err("secrets.backend.max_attempts: must be at least 1".into());
             }
             Ok(Backend::Aws(AwsSettings {
-                region: identity.region,
-                account_id: identity.account_id,
-                partition: identity.partition,
+                identity,
                 endpoint_url: raw.endpoint_url,
                 role_arn: raw.role_arn,
                 operation_timeout: positive_ms(
@@ -671,18 +659,6 @@ fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
             "secrets.backend.kind: unknown backend `{other}` (expected \"file\" or \"aws\")"
         )),
     }
-}
-
-/// Names each identity setting that differs (all restart-only: policies
-/// were built with them).
-fn differs_identity(
-    differs: &mut impl FnMut(&'static str, bool),
-    a: &StoreIdentity,
-    b: &StoreIdentity,
-) {
-    differs("secrets.backend.region", a.region != b.region);
-    differs("secrets.backend.account_id", a.account_id != b.account_id);
-    differs("secrets.backend.partition", a.partition != b.partition);
 }
 
 fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> {

@@ -165,7 +165,7 @@ impl Keyward {
             ),
             Backend::Aws(settings) => {
                 let mut store = AwsStore::connect(settings).await;
-                if settings.account_id.is_none()
+                if settings.identity.account_id.is_none()
                     && let Err(e) = store.discover_account().await
                 {
                     // ARN references are refused (as without an account)
@@ -247,9 +247,6 @@ impl Keyward {
     }
 
     fn swap_slots(&self, config: &Config) {
-        for refused in config.refused_references(&self.discovered) {
-            tracing::warn!("{refused}");
-        }
         let secrets = config.secrets.clone();
         let identity = secrets.identity(&self.discovered);
         let previous = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -270,6 +267,10 @@ impl Keyward {
             .iter()
             .map(|(id, c)| {
                 let policy = Arc::new(c.policy(&secrets.namespace, &identity));
+                for refused in c.refused_references(&policy) {
+                    tracing::warn!("{refused}");
+                }
+                let fields = configured_fields(c);
                 let slot = match current.get(id) {
                     Some(old) => {
                         let secrets = Arc::new(old.secrets.with_policy(
@@ -289,14 +290,14 @@ impl Keyward {
                         };
                         Slot {
                             config: c.clone(),
-                            fields: configured_fields(c),
+                            fields,
                             secrets,
                             loaded,
                         }
                     }
                     None => Slot {
                         config: c.clone(),
-                        fields: configured_fields(c),
+                        fields,
                         secrets: Arc::new(ConnectorSecrets::new(
                             id,
                             policy,

@@ -24,12 +24,10 @@ use crate::value::SecretValue;
 /// (environment, profile, SSO, web identity, ECS/EC2 roles).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsSettings {
-    /// Region; the SDK's default chain when absent.
-    pub region: Option<String>,
-    /// The account ARNs in references must name; asked of STS when absent.
-    pub account_id: Option<String>,
-    /// The partition (`aws`, `aws-cn`, ...); asked of STS when absent.
-    pub partition: Option<String>,
+    /// What the configuration names: the region (else the SDK's default
+    /// chain), the account and partition ARNs must name (else STS's
+    /// answer, else the region's partition).
+    pub identity: StoreIdentity,
     /// Endpoint override, for VPC endpoints and local API servers.
     pub endpoint_url: Option<String>,
     /// A role to assume with the default credentials.
@@ -40,17 +38,6 @@ pub struct AwsSettings {
     pub attempt_timeout: std::time::Duration,
     /// Attempts per operation (standard retry mode).
     pub max_attempts: u32,
-}
-
-impl AwsSettings {
-    /// What the configuration itself says of where the backend is.
-    pub fn configured_identity(&self) -> StoreIdentity {
-        StoreIdentity {
-            region: self.region.clone(),
-            account_id: self.account_id.clone(),
-            partition: self.partition.clone(),
-        }
-    }
 }
 
 /// The partition a region belongs to, by the region-name prefixes AWS's
@@ -66,7 +53,7 @@ fn partition_of_region(region: &str) -> &'static str {
     ]
     .iter()
     .find(|(prefix, _)| region.starts_with(prefix))
-    .map_or("aws", |(_, partition)| partition)
+    .map_or(super::AWS_PARTITION, |(_, partition)| partition)
 }
 
 /// BatchGetSecretValue takes at most this many ids per call.
@@ -85,7 +72,7 @@ impl AwsStore {
     /// region, endpoint, role to assume, timeouts and standard retries.
     pub async fn connect(settings: &AwsSettings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
+        if let Some(region) = &settings.identity.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk_config = loader.load().await;

@@ -120,6 +120,10 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// The commercial AWS partition: what ARNs name unless a backend or the
+/// configuration says otherwise.
+pub const AWS_PARTITION: &str = "aws";
+
 /// What a backend knows of where it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreIdentity {
