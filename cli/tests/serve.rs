@@ -418,6 +418,7 @@ async fn every_endpoint_answers_as_the_openapi_document_says() {
         "keyward_upstream_calls_total{operation=\"list\",outcome=\"ok\"}",
         "keyward_decisions_total{decision=\"denied\"}",
         "keyward_decisions_total{decision=\"rate_limited\"} 1",
+        "keyward_render_paths_total{path=\"sync\"}",
     ] {
         assert!(metrics.contains(counted), "{counted} missing: {metrics}");
     }

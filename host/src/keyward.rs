@@ -75,6 +75,8 @@ pub struct Stats {
     pub upstream: Vec<(&'static str, &'static str, u64)>,
     /// Policy decisions by kind (`allowed`, `denied`, `rate_limited`, ...).
     pub decisions: Vec<(&'static str, u64)>,
+    /// Renders by the path they ran on (synchronous, rerun, async).
+    pub render_paths: crate::sandbox::RenderPaths,
 }
 
 /// A rendered connection.
@@ -328,6 +330,7 @@ impl Keyward {
             cache: self.cache.stats(),
             upstream: self.upstream.snapshot(),
             decisions: self.audit.decisions(),
+            render_paths: self.sandbox.render_paths(),
         }
     }
 

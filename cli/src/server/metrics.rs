@@ -115,6 +115,18 @@ impl Metrics {
             for (kind, n) in &host.decisions {
                 let _ = writeln!(out, "keyward_decisions_total{{decision=\"{kind}\"}} {n}");
             }
+            out.push_str(
+                "# HELP keyward_render_paths_total Renders by how the connector ran: sync (no fiber), rerun (began sync, reached an import that may wait, ran again async), async.\n",
+            );
+            out.push_str("# TYPE keyward_render_paths_total counter\n");
+            let paths = &host.render_paths;
+            for (path, n) in [
+                ("sync", paths.sync),
+                ("rerun", paths.rerun),
+                ("async", paths.async_only),
+            ] {
+                let _ = writeln!(out, "keyward_render_paths_total{{path=\"{path}\"}} {n}");
+            }
             out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
             out.push_str("# TYPE keyward_renders_total counter\n");
             for (connector, counts) in &c.connectors {

@@ -59,6 +59,19 @@ pub struct KeywardCtx {
     /// The fields of the render under way: what its sealed entries refer to.
     prepared: Option<Arc<PreparedFields>>,
     revealed: Revealed,
+    /// On the synchronous path, what the guest did that must not happen
+    /// twice if the render is run again on the async path.
+    held: Option<HeldEffects>,
+}
+
+/// Log lines and reveal audits held back during a synchronous attempt:
+/// released when it finishes (or traps), discarded when it ends for the
+/// async path, which does them again.
+#[derive(Debug, Default)]
+struct HeldEffects {
+    logs: Vec<(tracing::Level, String)>,
+    /// Indexes into the render's requests.
+    reveals: Vec<usize>,
 }
 
 impl std::fmt::Debug for KeywardCtx {
@@ -83,9 +96,13 @@ impl<'a> KeywardView<'a> {
     pub fn new(ctx: &'a mut KeywardCtx) -> Self {
         Self { ctx }
     }
+
+    pub(super) fn ctx(&mut self) -> &mut KeywardCtx {
+        self.ctx
+    }
 }
 
-struct HasKeyward;
+pub(super) struct HasKeyward;
 
 impl HasData for HasKeyward {
     type Data<'a> = KeywardView<'a>;
@@ -117,7 +134,50 @@ impl KeywardCtx {
             sealed: SealedTable::default(),
             prepared: None,
             revealed: Revealed::default(),
+            held: None,
         }
+    }
+
+    /// Holds back log lines and reveal audits until
+    /// [`KeywardCtx::release_effects`] or [`KeywardCtx::discard_effects`].
+    pub(super) fn hold_effects(&mut self) {
+        self.held = Some(HeldEffects::default());
+    }
+
+    /// Writes the held log lines and reveal audits: the attempt counted.
+    pub(super) fn release_effects(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        for (level, message) in &held.logs {
+            emit_guest_line(&self.connector, *level, message);
+        }
+        if let (Some(secrets), Some(prepared)) = (&self.secrets, &self.prepared) {
+            for &reference in &held.reveals {
+                secrets.audit_reveal(&prepared.requests()[reference], &mut self.budget);
+            }
+        }
+    }
+
+    /// Drops the held effects: the render runs again elsewhere.
+    pub(super) fn discard_effects(&mut self) {
+        self.held = None;
+    }
+
+    /// Moves the render under way (its policy, sealed text, clock and
+    /// budget) to `to`, the ctx of the instance that runs it again. The
+    /// clock is not restarted: both attempts count against one deadline.
+    pub(super) fn hand_over_render(&mut self, to: &mut KeywardCtx) {
+        to.connector = self.connector.clone();
+        to.secrets = self.secrets.take();
+        to.prepared = self.prepared.take();
+        std::mem::swap(&mut to.sealed, &mut self.sealed);
+        self.sealed.clear();
+        to.started = self.started;
+        to.budget = std::mem::take(&mut self.budget);
+        to.host_calls = 0;
+        to.log_lines = 0;
+        to.held = None;
     }
 
     /// Readies the ctx for a render under `secrets` (its policy and view).
@@ -361,6 +421,84 @@ impl KeywardCtx {
     }
 }
 
+impl KeywardCtx {
+    /// `secrets.reveal`: the plaintext of a sealed handle of this render,
+    /// where the operator granted it; audited as a reveal and masked in
+    /// this instance's logs and errors from now on.
+    pub(super) fn reveal(&mut self, value: u64) -> wasmtime::Result<Result<String, String>> {
+        self.enter_host_call()?;
+        let entry = match self.sealed.get(value) {
+            Ok(entry) => entry,
+            Err(why) => return Ok(Err(why)),
+        };
+        let (Some(secrets), Some(prepared)) = (&self.secrets, &self.prepared) else {
+            return Ok(Err("no render is under way".into()));
+        };
+        if !entry.revealable {
+            return Ok(Err(
+                "reveal is not granted to this connector for this secret".into(),
+            ));
+        }
+        let reference = entry.reference;
+        let text = entry.text().to_string();
+        let request = &prepared.requests()[reference];
+        match &mut self.held {
+            Some(held) => held.reveals.push(reference),
+            None => secrets.audit_reveal(request, &mut self.budget),
+        }
+        self.revealed.add(&text, std::slice::from_ref(request));
+        Ok(Ok(text))
+    }
+
+    /// `log.log`: one line of the connector's, escaped, masked and cut to
+    /// the configured size; past the line limit, one warning and silence.
+    pub(super) fn log(&mut self, level: tracing::Level, message: String) -> wasmtime::Result<()> {
+        self.enter_host_call()?;
+        self.log_lines += 1;
+        let limits = &self.limits;
+        if self.log_lines > limits.max_log_lines {
+            if self.log_lines == limits.max_log_lines + 1 {
+                let warning = format!(
+                    "log limit of {} lines per render reached; further lines are dropped",
+                    limits.max_log_lines
+                );
+                self.write_guest_line(tracing::Level::WARN, warning);
+            }
+            return Ok(());
+        }
+        let mut message = self.sanitize(&message);
+        if message.len() > limits.max_log_bytes {
+            let length = message.len();
+            let mut cut = limits.max_log_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(&format!("… (cut; {length} bytes)"));
+        }
+        self.write_guest_line(level, message);
+        Ok(())
+    }
+
+    fn write_guest_line(&mut self, level: tracing::Level, message: String) {
+        match &mut self.held {
+            Some(held) => held.logs.push((level, message)),
+            None => emit_guest_line(&self.connector, level, &message),
+        }
+    }
+}
+
+/// One line for the connector's log target (already escaped and masked).
+fn emit_guest_line(connector: &str, level: tracing::Level, message: &str) {
+    match level {
+        tracing::Level::TRACE => tracing::trace!(target: "keyward::guest", connector, "{message}"),
+        tracing::Level::DEBUG => tracing::debug!(target: "keyward::guest", connector, "{message}"),
+        tracing::Level::INFO => tracing::info!(target: "keyward::guest", connector, "{message}"),
+        tracing::Level::WARN => tracing::warn!(target: "keyward::guest", connector, "{message}"),
+        tracing::Level::ERROR => tracing::error!(target: "keyward::guest", connector, "{message}"),
+    }
+}
+
 fn from_wit_encoding(encoding: wit_types::Encoding) -> Encoding {
     match encoding {
         wit_types::Encoding::Percent => Encoding::Percent,
@@ -382,25 +520,7 @@ fn wall_deadline_passed(limit: Duration) -> String {
 
 impl wit_secrets::Host for KeywardView<'_> {
     async fn reveal(&mut self, value: u64) -> wasmtime::Result<Result<String, String>> {
-        let ctx = &mut *self.ctx;
-        ctx.enter_host_call()?;
-        let entry = match ctx.sealed.get(value) {
-            Ok(entry) => entry,
-            Err(why) => return Ok(Err(why)),
-        };
-        let (Some(secrets), Some(prepared)) = (ctx.secrets.clone(), ctx.prepared.clone()) else {
-            return Ok(Err("no render is under way".into()));
-        };
-        if !entry.revealable {
-            return Ok(Err(
-                "reveal is not granted to this connector for this secret".into(),
-            ));
-        }
-        let request = &prepared.requests()[entry.reference];
-        secrets.audit_reveal(request, &mut ctx.budget);
-        let text = entry.text().to_string();
-        ctx.revealed.add(&text, std::slice::from_ref(request));
-        Ok(Ok(text))
+        self.ctx.reveal(value)
     }
 
     async fn invalidate(&mut self, reference: String) -> wasmtime::Result<bool> {
@@ -441,49 +561,14 @@ impl wit_secrets::Host for KeywardView<'_> {
 
 impl wit_log::Host for KeywardView<'_> {
     async fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
-        let ctx = &mut *self.ctx;
-        ctx.enter_host_call()?;
-        ctx.log_lines += 1;
-        let connector = &*ctx.connector;
-        if ctx.log_lines > ctx.limits.max_log_lines {
-            if ctx.log_lines == ctx.limits.max_log_lines + 1 {
-                tracing::warn!(
-                    target: "keyward::guest",
-                    connector,
-                    "log limit of {} lines per render reached; further lines are dropped",
-                    ctx.limits.max_log_lines
-                );
-            }
-            return Ok(());
-        }
-        let mut message = ctx.sanitize(&message);
-        if message.len() > ctx.limits.max_log_bytes {
-            let length = message.len();
-            let mut cut = ctx.limits.max_log_bytes;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(&format!("… (cut; {length} bytes)"));
-        }
-        match level {
-            wit_log::Level::Trace => {
-                tracing::trace!(target: "keyward::guest", connector, "{message}")
-            }
-            wit_log::Level::Debug => {
-                tracing::debug!(target: "keyward::guest", connector, "{message}")
-            }
-            wit_log::Level::Info => {
-                tracing::info!(target: "keyward::guest", connector, "{message}")
-            }
-            wit_log::Level::Warn => {
-                tracing::warn!(target: "keyward::guest", connector, "{message}")
-            }
-            wit_log::Level::Error => {
-                tracing::error!(target: "keyward::guest", connector, "{message}")
-            }
-        }
-        Ok(())
+        let level = match level {
+            wit_log::Level::Trace => tracing::Level::TRACE,
+            wit_log::Level::Debug => tracing::Level::DEBUG,
+            wit_log::Level::Info => tracing::Level::INFO,
+            wit_log::Level::Warn => tracing::Level::WARN,
+            wit_log::Level::Error => tracing::Level::ERROR,
+        };
+        self.ctx.log(level, message)
     }
 }
 

@@ -6,9 +6,12 @@
 //! `InstancePre`-backed `ConnectorPre`, however many connector ids use it.
 //! A render runs in a fresh store, or in fast mode's warm instance, which
 //! never holds a secret value: the host expands the fields into sealed text
-//! before the connector runs and evaluates its outputs after.
+//! before the connector runs and evaluates its outputs after. The guest is
+//! called synchronously where it can be ([`sync_path`]), on a fiber where
+//! it calls an import that may wait.
 
 mod interface;
+mod sync_path;
 mod types;
 
 pub use interface::{KeywardCtx, KeywardView, add_to_linker, bindings};
@@ -18,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
@@ -34,6 +38,7 @@ use crate::escape::escape_untrusted;
 use crate::limits::{EpochTicker, ExecutionMode, SandboxConfig};
 use crate::resolve::ConnectorSecrets;
 use crate::sealed::PreparedFields;
+use bindings::keyward::connector::types as wit_types;
 use bindings::{Connector, ConnectorPre};
 
 /// The most random bytes a guest gets in one WASI call; more traps.
@@ -156,8 +161,52 @@ impl HostState {
 /// One compiled component, shared by every connector id that loads the
 /// same bytes.
 struct Compiled {
+    /// Instances on the async path: every import, on a fiber.
     pre: ConnectorPre<HostState>,
+    /// Instances on the synchronous path; `None` if the component's
+    /// imports could not be given stubs (it then always runs async).
+    sync_pre: Option<sync_path::bindings::ConnectorPre<HostState>>,
 }
+
+/// Renders by the way they ran, over every connector of a sandbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenderPaths {
+    /// Finished on the synchronous path.
+    pub sync: u64,
+    /// Began on the synchronous path, called an import that may wait, and
+    /// ran again on the async path.
+    pub rerun: u64,
+    /// Ran on the async path from the start (a component that cannot take
+    /// the synchronous path, or a connector that recently needed a rerun).
+    pub async_only: u64,
+}
+
+#[derive(Debug, Default)]
+struct RenderPathCounters {
+    sync: AtomicU64,
+    rerun: AtomicU64,
+    async_only: AtomicU64,
+}
+
+impl RenderPathCounters {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RenderPaths {
+        RenderPaths {
+            sync: self.sync.load(Ordering::Relaxed),
+            rerun: self.rerun.load(Ordering::Relaxed),
+            async_only: self.async_only.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// After a rerun, this many of the connector's renders go straight to the
+/// async path before the synchronous one is tried again: a connector that
+/// needs an async import on every render (one that prints, say) then pays
+/// for a wasted attempt once in this many renders, not on each.
+const ASYNC_TURNS_AFTER_RERUN: u32 = 100;
 
 /// Compiled components by content hash, held as long as a connector uses them.
 type CompiledByHash = Mutex<HashMap<[u8; 32], Weak<Compiled>>>;
@@ -200,6 +249,8 @@ impl IdleInstances {
 pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    sync_linker: Arc<Linker<HostState>>,
+    paths: Arc<RenderPathCounters>,
     limits: Arc<SandboxConfig>,
     compiled: Arc<CompiledByHash>,
     idle: Arc<IdleInstances>,
@@ -224,6 +275,9 @@ pub struct LoadedConnector {
     warm: Arc<Mutex<Vec<Warm>>>,
     idle: Arc<IdleInstances>,
     limits: Arc<SandboxConfig>,
+    paths: Arc<RenderPathCounters>,
+    /// Renders left that go straight to the async path (after a rerun).
+    async_turns: Arc<AtomicU32>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -284,9 +338,15 @@ impl Sandbox {
             KeywardView::new(&mut state.keyward)
         })
         .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
+        let sync_linker = sync_path::base_linker(&engine, |state: &mut HostState| {
+            KeywardView::new(&mut state.keyward)
+        })
+        .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            sync_linker: Arc::new(sync_linker),
+            paths: Arc::default(),
             limits: Arc::new(limits),
             compiled: Arc::default(),
             idle: Arc::default(),
@@ -328,6 +388,8 @@ impl Sandbox {
             warm,
             idle: self.idle.clone(),
             limits: self.limits.clone(),
+            paths: self.paths.clone(),
+            async_turns: Arc::default(),
             _ticker: self._ticker.clone(),
         })
     }
@@ -341,7 +403,17 @@ impl Sandbox {
             .map_err(|e| format!("not a keyward connector (imports do not match): {e:#}"))?;
         let pre = ConnectorPre::new(instance_pre)
             .map_err(|e| format!("not a keyward connector (exports do not match): {e:#}"))?;
-        Ok(Compiled { pre })
+        let sync_pre = sync_path::instance_pre(&self.sync_linker, &self.engine, &component)
+            .inspect_err(|e| {
+                tracing::debug!("the component will run on the async path only: {e:#}");
+            })
+            .ok();
+        Ok(Compiled { pre, sync_pre })
+    }
+
+    /// How renders ran since the sandbox started.
+    pub fn render_paths(&self) -> RenderPaths {
+        self.paths.snapshot()
     }
 
     /// How many distinct components are compiled and in use.
@@ -436,28 +508,31 @@ impl LoadedConnector {
         store
     }
 
-    /// A new instance in a new store. If the instance pool is full, idle
+    /// A new instance in a new store, on the synchronous path if `sync`
+    /// and the component can take it. If the instance pool is full, idle
     /// warm instances (of any connector) are dropped to free their slots
     /// and it is tried once more.
-    async fn instantiate(
-        &self,
-        connector: Arc<str>,
-    ) -> Result<(Store<HostState>, Connector), RunError> {
-        let mut store = self.store(connector.clone());
-        match self.compiled.pre.instantiate_async(&mut store).await {
-            Ok(instance) => Ok((store, instance)),
-            Err(e) if e.is::<PoolConcurrencyLimitError>() && self.idle.reclaim() > 0 => {
-                drop(store);
-                let mut store = self.store(connector);
-                let instance = self
-                    .compiled
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(trap)?;
-                Ok((store, instance))
+    async fn instantiate(&self, connector: Arc<str>, mut sync: bool) -> Result<Warm, RunError> {
+        let mut reclaimed = false;
+        loop {
+            let mut store = self.store(connector.clone());
+            let instance = match (&self.compiled.sync_pre, sync) {
+                (Some(pre), true) => pre.instantiate(&mut store).map(Instance::Sync),
+                _ => (self.compiled.pre.instantiate_async(&mut store).await).map(Instance::Async),
+            };
+            match instance {
+                Ok(instance) => return Ok(Warm { store, instance }),
+                Err(e)
+                    if !reclaimed
+                        && e.is::<PoolConcurrencyLimitError>()
+                        && self.idle.reclaim() > 0 =>
+                {
+                    reclaimed = true;
+                }
+                // A start function that calls WASI: this one runs async.
+                Err(e) if sync && sync_path::needs_async(&e) => sync = false,
+                Err(e) => return Err(trap(e)),
             }
-            Err(e) => Err(trap(e)),
         }
     }
 
@@ -470,7 +545,13 @@ impl LoadedConnector {
     async fn info(&self) -> Result<Arc<ConnectorInfo>, RunError> {
         self.info
             .get_or_try_init(|| async {
-                let (mut store, instance) = self.instantiate("describe".into()).await?;
+                let Warm {
+                    mut store,
+                    instance: Instance::Async(instance),
+                } = self.instantiate("describe".into(), false).await?
+                else {
+                    return Err(RunError::Trap("describe needs an async instance".into()));
+                };
                 let info = instance
                     .call_describe(&mut store)
                     .await
@@ -527,24 +608,24 @@ impl LoadedConnector {
         fields: &[(String, String)],
     ) -> Result<Vec<RenderedValue>, RunError> {
         let prepared = self.prepare(fields).await?;
-        let (mut store, instance) = match self.take_warm(&secrets) {
-            Some(warm) => {
-                let mut store = warm.store;
-                store.set_epoch_deadline(1);
-                (store, warm.instance)
+        let sync = self.compiled.sync_pre.is_some() && !self.take_async_turn();
+        let mut run = match self.take_warm(&secrets, sync) {
+            Some(mut warm) => {
+                warm.store.set_epoch_deadline(1);
+                warm
             }
-            None => self.instantiate(secrets.connector_id()).await?,
+            None => self.instantiate(secrets.connector_id(), sync).await?,
         };
-        store.data_mut().keyward.begin_render(secrets);
-        let expanded = store.data_mut().keyward.expand(prepared).await;
+        run.store.data_mut().keyward.begin_render(secrets.clone());
+        let expanded = run.store.data_mut().keyward.expand(prepared).await;
         let outcome = match expanded {
             Err(e) => Err(trap(e)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(fields)) => {
-                let called = instance.call_render(&mut store, &fields).await;
+                let called = self.call_render(&secrets, &mut run, &fields).await;
                 drop(fields);
-                called.map_err(|e| run_error(&store, e)).and_then(|result| {
-                    let ctx = &store.data().keyward;
+                called.and_then(|result| {
+                    let ctx = &run.store.data().keyward;
                     match result {
                         Ok(outputs) => ctx.outputs(outputs).map_err(RunError::Render),
                         Err(e) => Err(RunError::Render(ctx.render_error(e))),
@@ -552,23 +633,85 @@ impl LoadedConnector {
                 })
             }
         };
-        let ctx = &mut store.data_mut().keyward;
+        let ctx = &mut run.store.data_mut().keyward;
         ctx.finish_render();
         ctx.end_render();
         // A trapped instance is never reused; nor is one that revealed
         // more values than it can keep masks for.
         let trapped = matches!(outcome, Err(RunError::Trap(_)));
         if self.limits.mode == ExecutionMode::Warm && !trapped && !ctx.revealed().is_full() {
-            self.put_warm(Warm { store, instance });
+            self.put_warm(run);
         }
         outcome
     }
 
-    /// An idle warm instance, unless it revealed a secret the current
-    /// policy no longer lets it reveal (then it is dropped).
-    fn take_warm(&self, secrets: &ConnectorSecrets) -> Option<Warm> {
+    /// Calls `render` in `run`. A synchronous attempt that reaches an
+    /// import that may wait ends there; the render is handed, as it was
+    /// expanded, to an instance on the async path, which replaces `run`.
+    async fn call_render(
+        &self,
+        secrets: &ConnectorSecrets,
+        run: &mut Warm,
+        fields: &[wit_types::Field],
+    ) -> Result<RenderResult, RunError> {
+        if let Instance::Sync(instance) = &run.instance {
+            let store = &mut run.store;
+            store.data_mut().keyward.hold_effects();
+            let called = instance.call_render(&mut *store, fields);
+            let ctx = &mut store.data_mut().keyward;
+            match called {
+                Err(e) if sync_path::needs_async(&e) => {
+                    ctx.discard_effects();
+                    RenderPathCounters::count(&self.paths.rerun);
+                    self.async_turns
+                        .store(ASYNC_TURNS_AFTER_RERUN, Ordering::Relaxed);
+                    let mut rerun = match self.take_warm(secrets, false) {
+                        Some(mut warm) => {
+                            warm.store.set_epoch_deadline(1);
+                            warm
+                        }
+                        None => self.instantiate(secrets.connector_id(), false).await?,
+                    };
+                    let from = &mut run.store.data_mut().keyward;
+                    from.hand_over_render(&mut rerun.store.data_mut().keyward);
+                    // The attempted instance trapped: it is dropped.
+                    *run = rerun;
+                }
+                called => {
+                    ctx.release_effects();
+                    RenderPathCounters::count(&self.paths.sync);
+                    return called.map_err(|e| run_error(store, e));
+                }
+            }
+        } else {
+            RenderPathCounters::count(&self.paths.async_only);
+        }
+        match &run.instance {
+            Instance::Async(instance) => (instance.call_render(&mut run.store, fields).await)
+                .map_err(|e| run_error(&run.store, e)),
+            Instance::Sync(_) => Err(RunError::Trap(
+                "a synchronous instance was handed a render to run again".into(),
+            )),
+        }
+    }
+
+    /// Whether this render goes straight to the async path (a recent
+    /// render of this connector needed a rerun); takes one such turn.
+    fn take_async_turn(&self) -> bool {
+        self.async_turns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |turns| {
+                turns.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    /// An idle warm instance on the given path, unless it revealed a
+    /// secret the current policy no longer lets it reveal (then it is
+    /// dropped).
+    fn take_warm(&self, secrets: &ConnectorSecrets, sync: bool) -> Option<Warm> {
         let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(warm) = pool.pop() {
+        while let Some(i) = pool.iter().rposition(|warm| warm.is_sync() == sync) {
+            let warm = pool.swap_remove(i);
             if warm
                 .store
                 .data()
@@ -608,9 +751,10 @@ impl LoadedConnector {
     /// first renders do not pay for instantiation. Returns how many are idle.
     pub async fn prewarm(&self, count: usize) -> Result<usize, RunError> {
         let count = count.min(self.limits.warm_instances);
+        let sync = self.compiled.sync_pre.is_some();
         while self.warm.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
-            let (store, instance) = self.instantiate("prewarm".into()).await?;
-            self.put_warm(Warm { store, instance });
+            let warm = self.instantiate("prewarm".into(), sync).await?;
+            self.put_warm(warm);
         }
         Ok(self.warm.lock().unwrap_or_else(|p| p.into_inner()).len())
     }
@@ -621,11 +765,26 @@ impl LoadedConnector {
     }
 }
 
-/// An instance kept between renders in warm mode.
+/// An instance and its store; kept between renders in warm mode.
 struct Warm {
     store: Store<HostState>,
-    instance: Connector,
+    instance: Instance,
 }
+
+impl Warm {
+    fn is_sync(&self) -> bool {
+        matches!(self.instance, Instance::Sync(_))
+    }
+}
+
+/// A connector instance, on one of the two paths.
+enum Instance {
+    Sync(sync_path::bindings::Connector),
+    Async(Connector),
+}
+
+/// What the `render` export returns.
+type RenderResult = Result<Vec<wit_types::Output>, wit_types::RenderError>;
 
 /// A trap, reported as the bound it hit where the store knows it.
 fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
