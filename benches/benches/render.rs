@@ -4,23 +4,38 @@
 //! string building. All caches are warm; no upstream call is timed.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keyward_benches::{Fixture, fields, keyward_render, peer_render};
+use keyward_benches::{
+    Fixture, fields, keyward_render, peer_render, peer_render_wide, wide_template,
+};
 use keyward_host::resolve::SecretRequest;
 
 fn warm_render(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (fixture, warm, fresh, peer) = runtime.block_on(async {
+    let wide = vec![("a".to_string(), wide_template())];
+    let (fixture, warm, fresh, audited, peer) = runtime.block_on(async {
         let mut fixture = Fixture::start().await;
         let warm = fixture.keyward("warm");
         let fresh = fixture.keyward("fresh");
+        let audited = fixture.keyward_audited();
         let peer = fixture.peer().await;
         // Fill every cache (and compile the component) before timing.
         let fields = fields();
         let expected = peer_render(&peer).await;
         assert_eq!(keyward_render(&warm, &fields).await, expected);
         assert_eq!(keyward_render(&fresh, &fields).await, expected);
-        (fixture, warm, fresh, peer)
+        let rendered = audited
+            .render_fields("echo-audited", &fields)
+            .await
+            .expect("render");
+        assert_eq!(rendered.get("a"), Some(expected.as_str()));
+        assert_eq!(
+            keyward_render(&warm, &wide).await,
+            peer_render_wide(&peer).await
+        );
+        (fixture, warm, fresh, audited, peer)
     });
+    let audit_file = fixture.audit_file();
+    let audited_before = std::fs::read_to_string(&audit_file).map_or(0, |a| a.lines().count());
     let fields = fields();
     let upstream_before = fixture.proxy.total();
 
@@ -53,7 +68,27 @@ fn warm_render(c: &mut Criterion) {
     group.bench_function("peer_caching_client", |b| {
         b.to_async(&runtime).iter(|| peer_render(&peer))
     });
+    group.bench_function("keyward_warm_instance_policy_and_audit", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let rendered = audited
+                .render_fields("echo-audited", &fields)
+                .await
+                .expect("render");
+            assert!(rendered.get("a").is_some());
+        })
+    });
+    group.bench_function("keyward_warm_instance_20_secrets", |b| {
+        b.to_async(&runtime).iter(|| keyward_render(&warm, &wide))
+    });
+    group.bench_function("peer_caching_client_20_secrets", |b| {
+        b.to_async(&runtime).iter(|| peer_render_wide(&peer))
+    });
     group.finish();
+    let audited_after = std::fs::read_to_string(&audit_file).map_or(0, |a| a.lines().count());
+    assert!(
+        audited_after > audited_before,
+        "the audited renders wrote audit records"
+    );
     assert_eq!(
         fixture.proxy.total(),
         upstream_before,

@@ -19,6 +19,33 @@ pub const TEMPLATE: &str = "postgresql://{{ secrets.user }}:{{ secrets.password 
 /// The same three secrets, as the peer reads them.
 pub const SECRET_IDS: [&str; 3] = ["bench/user", "bench/password", "bench/host"];
 
+/// How many secrets the wide template reads (the cost per secret).
+pub const WIDE: usize = 20;
+
+/// The name of the wide template's `i`th secret, under the namespace.
+fn wide_name(i: usize) -> String {
+    format!("wide{i:02}")
+}
+
+/// A template of [`WIDE`] secrets, comma-separated.
+pub fn wide_template() -> String {
+    (0..WIDE)
+        .map(|i| format!("{{{{ secrets.{} }}}}", wide_name(i)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The policy-and-audit variant: the connector's allowlist names the
+/// three secrets (no wildcard), and every read is audited to a file.
+const AUDITED: &str = r#"
+[audit]
+file = "audit.jsonl"
+
+[connectors.echo-audited]
+component = "{ECHO}"
+allow = ["user", "password", "host"]
+"#;
+
 const CONFIG: &str = r#"
 [secrets]
 namespace = "bench/"
@@ -74,6 +101,15 @@ impl Fixture {
                 .await
                 .expect("create secret");
         }
+        for i in 0..WIDE {
+            admin
+                .create_secret()
+                .name(format!("bench/{}", wide_name(i)))
+                .secret_string(format!("value-{i:02}"))
+                .send()
+                .await
+                .expect("create secret");
+        }
         Self {
             _moto: moto,
             proxy,
@@ -101,6 +137,24 @@ impl Fixture {
             ));
         }
         self.keyward_from(&config, "fresh", &cache)
+    }
+
+    /// A warm-mode host that also has `echo-audited`: a connector whose
+    /// allowlist names its three secrets, with every read audited to a
+    /// file in the host's scratch directory.
+    pub fn keyward_audited(&mut self) -> Keyward {
+        let cache = self.compile_cache.path().to_path_buf();
+        let config = format!("{AUDITED}{CONFIG}");
+        self.keyward_from(&config, "warm", &cache)
+    }
+
+    /// The audit file of the most recent host (see [`Fixture::keyward_audited`]).
+    pub fn audit_file(&self) -> std::path::PathBuf {
+        self.scratch
+            .last()
+            .expect("a host was made")
+            .path()
+            .join("audit.jsonl")
     }
 
     /// Like [`Fixture::keyward`] with the compile cache in `dir`.
@@ -145,6 +199,20 @@ pub async fn keyward_render(keyward: &Keyward, fields: &[(String, String)]) -> S
 /// The fields of one render.
 pub fn fields() -> Vec<(String, String)> {
     vec![("a".to_string(), TEMPLATE.to_string())]
+}
+
+/// The peer's equivalent of the wide template: [`WIDE`] cached lookups,
+/// joined as keyward joins them.
+pub async fn peer_render_wide(peer: &SecretsManagerCachingClient) -> String {
+    let mut values = Vec::with_capacity(WIDE);
+    for i in 0..WIDE {
+        let output = peer
+            .get_secret_value(&format!("bench/{}", wide_name(i)), None, None, false)
+            .await
+            .expect("peer read");
+        values.push(output.secret_string.unwrap_or_default());
+    }
+    values.join(",")
 }
 
 /// The peer's equivalent: three cached lookups and the same string.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use keyward_benches::{Fixture, SECRET_IDS, fields, keyward_render, peer_render};
+use keyward_benches::{Fixture, SECRET_IDS, WIDE, fields, keyward_render, peer_render};
 use keyward_host::resolve::SecretRequest;
 
 /// How long each throughput round lasts, and how many rounds.
@@ -116,6 +116,36 @@ async fn report() -> String {
         us(resolve),
         us(peer),
         ratio(resolve, peer)
+    );
+    let audited = criterion_median("keyward_warm_instance_policy_and_audit");
+    let _ = writeln!(
+        out,
+        "| 1d | warm render, 3 secrets, with policy and audit on (an allowlist naming the 3 secrets; each read audited to a file) | {} | {} | {} | – |",
+        us(audited),
+        us(peer),
+        ratio(audited, peer)
+    );
+    let wide = criterion_median("keyward_warm_instance_20_secrets");
+    let peer_wide = criterion_median("peer_caching_client_20_secrets");
+    let _ = writeln!(
+        out,
+        "| 1e | warm render, {WIDE} cached secrets (median) | {} | {} | {} | – |",
+        us(wide),
+        us(peer_wide),
+        ratio(wide, peer_wide)
+    );
+    let per_secret = |many: Option<f64>, three: Option<f64>| {
+        many.zip(three)
+            .map(|(many, three)| (many - three) / (WIDE - 3) as f64)
+    };
+    let (keyward_per, peer_per) = (per_secret(wide, warm), per_secret(peer_wide, peer));
+    let _ = writeln!(
+        out,
+        "| 1f | cost of each secret past the third ((1e − 1) / {}) | {} | {} | {} | – |",
+        WIDE - 3,
+        us(keyward_per),
+        us(peer_per),
+        ratio(keyward_per, peer_per)
     );
     let _ = writeln!(
         out,
@@ -268,19 +298,28 @@ Notes:
   up to a third; read the ratios, which come from side-by-side runs in one process.
   Criterion medians for rows 1 to 2 (`cargo bench -p keyward-benches --bench render`);
   row 3 is the median of alternating 1 s rounds; rows 4 to 7 are one-shot.
-- Row 1 misses its target. A warm render is one sandbox crossing, the render export (an
-  async wasmtime call on a fiber, its arguments lifted and lowered): the host expands
-  the fields into plain and sealed pieces before it and evaluates the connector's
-  compositions after it, so the connector never holds a value; row 1b is that floor with
-  no secrets. Row 1c is the policy work the peer does not do (canonical name, allowlist,
-  audit, cache, JSON path), kept per connector after the first decision. The peer is
+- Row 1 misses its target. A warm render is one sandbox crossing, the render export,
+  now called synchronously (no fiber; `host/src/sandbox/sync_path.rs`): the host
+  resolves every reference and expands the fields into plain and sealed pieces before
+  it and evaluates the connector's compositions after it, so the connector never holds
+  a value. Row 1b is that floor with no secrets. Row 1c is the policy work the peer
+  does not do (canonical name, allowlist, audit count, cache, JSON path). The peer is
   three hash-map lookups in the caller's own process, which is exactly what a sandbox
-  for third-party code cannot be; meeting it would need a synchronous embedding (no
-  fibers), which would block a thread on every cache miss.
-- Row 2 misses its target, by 2x or more: wasmtime's pooling allocator with copy-on-write
-  images, slots reset in place with Linux's PAGEMAP_SCAN (about 40 µs before), then the
-  guest's first render in a new instance (parse, declaration, allocator warm-up).
+  for third-party code cannot be. `benches/PROFILE.md` shows where the rest goes: the
+  guest's own code and wasmtime's lifting and lowering of the fields and outputs take
+  about 1.9 µs, three times the peer's whole render, before any policy or cache work.
+- Row 1d is row 1 with what a production policy adds: an allowlist naming each secret
+  instead of `**`, and one JSON audit record appended to a file per read (one write
+  each). Rows 1e and 1f show the cost per secret: keyward's is the policy decision,
+  the cache read, sealing, and one more sealed and plain piece across the sandbox.
+- Row 2 (target 10 µs): a new store and an instance from wasmtime's pooling allocator
+  (copy-on-write images, slots reset in place with Linux's PAGEMAP_SCAN; about 40 µs
+  before that), instantiated synchronously (no fiber stack), then the guest's first
+  render in the instance (its allocator warming up) and the store's teardown.
 - Row 3 misses its target: it is row 1 on two cores (minus the load generator).
+- Row 2 and row 3 use the synchronous path too; a render whose connector calls an
+  import that may wait (`list`, `invalidate`, any WASI call) is run again on the async
+  path, which `tests/sync_path.rs` covers.
 - Row 4: keyward coalesces concurrent misses into one upstream call; the peer makes one
   call per waiter.
 - Row 5 meets its target: a running host loads a precompiled component from the disk

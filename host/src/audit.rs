@@ -202,7 +202,7 @@ impl AuditLog {
         }
         let mut record = record.clone();
         record.time = rfc3339(record.at);
-        let json = match serde_json::to_string(&record) {
+        let mut json = match serde_json::to_string(&record) {
             Ok(json) => json,
             Err(e) => {
                 tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
@@ -213,8 +213,11 @@ impl AuditLog {
             tracing::info!(target: "keyward::audit", "{json}");
         }
         if let Some((path, file)) = &self.file {
+            // One write of the whole line: an append-mode write is placed
+            // whole, so lines from several hosts never interleave.
+            json.push('\n');
             let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = writeln!(file, "{json}") {
+            if let Err(e) = file.write_all(json.as_bytes()) {
                 tracing::error!(target: "keyward::audit", "cannot write the audit log {}: {e}", path.display());
             }
         }
