@@ -10,8 +10,9 @@
 //! ```
 //!
 //! On the 2-core bench machine: 1.06 µs async, 0.90 µs sync (three runs).
-//! A real sync path is harder than this loop: wasmtime-wasi's sync
-//! bindings block on `in_tokio`, which panics on a tokio worker thread.
+//! The host's real synchronous path is `src/sandbox/sync_path.rs`: it links
+//! no WASI at all (wasmtime-wasi's sync bindings block on `in_tokio`, which
+//! panics on a tokio worker thread), and reruns a render async instead.
 use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
