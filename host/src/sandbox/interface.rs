@@ -561,15 +561,43 @@ impl wit_secrets::Host for KeywardView<'_> {
 
 impl wit_log::Host for KeywardView<'_> {
     async fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            wit_log::Level::Trace => tracing::Level::TRACE,
-            wit_log::Level::Debug => tracing::Level::DEBUG,
-            wit_log::Level::Info => tracing::Level::INFO,
-            wit_log::Level::Warn => tracing::Level::WARN,
-            wit_log::Level::Error => tracing::Level::ERROR,
-        };
-        self.ctx.log(level, message)
+        self.ctx.log(tracing_level(level as u8), message)
+    }
+}
+
+/// A connector's log level, by its case index in the WIT `level` enum (the
+/// async and the synchronous bindings each generate their own enum from
+/// it, with those indexes as discriminants), as `tracing`'s.
+pub(super) fn tracing_level(case: u8) -> tracing::Level {
+    match case {
+        0 => tracing::Level::TRACE,
+        1 => tracing::Level::DEBUG,
+        2 => tracing::Level::INFO,
+        3 => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
     }
 }
 
 impl wit_types::Host for KeywardView<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_map_by_their_wit_case() {
+        let levels = [
+            (wit_log::Level::Trace, tracing::Level::TRACE),
+            (wit_log::Level::Debug, tracing::Level::DEBUG),
+            (wit_log::Level::Info, tracing::Level::INFO),
+            (wit_log::Level::Warn, tracing::Level::WARN),
+            (wit_log::Level::Error, tracing::Level::ERROR),
+        ];
+        for (wit, expected) in levels {
+            assert_eq!(tracing_level(wit as u8), expected);
+        }
+        use super::super::sync_path::bindings::keyward::connector::log::Level as SyncLevel;
+        assert_eq!(tracing_level(SyncLevel::Warn as u8), tracing::Level::WARN);
+        assert_eq!(tracing_level(SyncLevel::Trace as u8), tracing::Level::TRACE);
+    }
+}

@@ -24,7 +24,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 
 use super::interface::bindings::keyward::connector::types as wit_types;
-use super::interface::{HasKeyward, KeywardView};
+use super::interface::{HasKeyward, KeywardView, tracing_level};
 
 /// Bindings for the synchronous path; the `types` interface is shared with
 /// the async bindings, so fields and outputs are one set of types.
@@ -136,13 +136,6 @@ impl wit_secrets::Host for KeywardView<'_> {
 
 impl wit_log::Host for KeywardView<'_> {
     fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            wit_log::Level::Trace => tracing::Level::TRACE,
-            wit_log::Level::Debug => tracing::Level::DEBUG,
-            wit_log::Level::Info => tracing::Level::INFO,
-            wit_log::Level::Warn => tracing::Level::WARN,
-            wit_log::Level::Error => tracing::Level::ERROR,
-        };
-        self.ctx().log(level, message)
+        self.ctx().log(tracing_level(level as u8), message)
     }
 }
