@@ -48,6 +48,18 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// instances and are reset in place (see `Sandbox::new`).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
+/// Core module instances one connector instance may hold in the pool. A
+/// Rust connector has 3 or 4; a Python one (componentize-py) 14, a
+/// JavaScript one (componentize-js) fewer. Unused entries cost only
+/// address space.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+
+/// Linear memories one connector instance may hold in the pool.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Tables one connector instance may hold in the pool.
+const TABLES_PER_SLOT: u32 = 16;
+
 /// Prepared fields by the (field, template) pairs they were prepared from.
 type PreparedByFields = Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>>>;
 
@@ -299,13 +311,14 @@ impl Sandbox {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         if let Some(slots) = limits.pooled_instances {
-            // A connector built by wasm32-wasip2 Rust instantiates a few
-            // core modules; leave room for them.
+            // A slot is one component instance; the core instances,
+            // memories and tables inside it are pooled per slot too, sized
+            // for the largest connectors there are (see the constants).
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(slots)
-                .total_core_instances(slots.saturating_mul(4))
-                .total_memories(slots.saturating_mul(2))
-                .total_tables(slots.saturating_mul(4))
+                .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_SLOT))
+                .total_memories(slots.saturating_mul(MEMORIES_PER_SLOT))
+                .total_tables(slots.saturating_mul(TABLES_PER_SLOT))
                 .total_stacks(slots)
                 .max_memory_size(limits.max_memory_bytes)
                 // A render dirties a few dozen pages of a slot. Resetting

@@ -1,0 +1,92 @@
+"""The SDK natively: composition, encodings (as the host applies them),
+field errors, and the test double's host rules."""
+
+import pytest
+
+from keyward_connector import Connector, ConnectorInfo, Field, Output, RenderError, Text, log, reveal
+from keyward_connector.testing import TestSecrets
+
+HOSTILE = 'p@ss:w/rd#%?&"é'
+
+
+class Url(Connector):
+    @classmethod
+    def info(cls):
+        return ConnectorInfo("url", "0.1.0", "A URL", [Field("password", "The password", required=True)])
+
+    @classmethod
+    def render(cls, fields):
+        port = fields.parse("port", int, "port number") or 5432
+        log("info", f"rendering with {fields.require('password')!r}")
+        url = Text.concat(["scheme://user:", fields.require("password").percent(), f"@h:{port}"])
+        return [Output("url", url), Output("port", str(port))]
+
+
+def test_sealed_values_compose_and_make_outputs_sensitive():
+    secrets = TestSecrets()
+    rendered = secrets.render(Url, {"password": secrets.seal(HOSTILE)})
+    assert rendered["url"].value == "scheme://user:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@h:5432"
+    assert rendered["url"].sensitive
+    assert rendered["port"] == rendered["port"].__class__("5432", False)
+    assert HOSTILE not in repr(rendered["url"])
+    # The connector saw a handle, never the value, even in its own logs.
+    assert secrets.logs == [("info", "rendering with <sealed>")]
+
+
+def test_plain_text_is_encoded_at_once_as_the_host_would():
+    text = Text.plain(HOSTILE)
+    assert text.percent().as_plain() == "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9"
+    assert Text.plain("a b+c").form().as_plain() == "a+b%2Bc"
+    assert Text.plain('q"\n\x01').json_string().as_plain() == '"q\\"\\n\\u0001"'
+    assert Text.plain("hi?").base64().as_plain() == "aGk/"
+    assert Text.plain("hi?").base64url().as_plain() == "aGk_"
+    assert Text.plain("::1").uri_host().as_plain() == "[::1]"
+    assert Text.plain("[::1]").uri_host().as_plain() == "[::1]"
+    assert Text.plain("db host").uri_host().as_plain() == "db%20host"
+
+
+def test_errors_name_the_field_never_the_value():
+    secrets = TestSecrets()
+    with pytest.raises(RenderError) as missing:
+        secrets.render(Url, {})
+    assert str(missing.value) == "field `password`: required field is not configured"
+    with pytest.raises(RenderError) as bad:
+        secrets.render(Url, {"password": secrets.seal("x"), "port": "eighty"})
+    assert str(bad.value) == "field `port`: not a valid port number"
+    assert "eighty" not in str(bad.value)
+
+
+def test_a_secret_in_a_field_that_must_be_read_is_refused():
+    class Reads(Connector):
+        @classmethod
+        def render(cls, fields):
+            return [Output("mode", fields.plain("mode") or "")]
+
+    secrets = TestSecrets()
+    with pytest.raises(RenderError, match="field `mode`: holds a secret"):
+        secrets.render(Reads, {"mode": secrets.seal("x")})
+
+
+def test_reveal_needs_the_grant_and_makes_every_output_sensitive():
+    class Signs(Connector):
+        @classmethod
+        def render(cls, fields):
+            key = reveal(fields.require("key"))
+            return [Output("signature", key[::-1]), Output("note", "plain")]
+
+    secrets = TestSecrets()
+    with pytest.raises(RenderError, match="reveal is not granted"):
+        secrets.render(Signs, {"key": secrets.seal("abc")})
+    rendered = secrets.render(Signs, {"key": secrets.seal("abc", reveal=True)})
+    assert rendered["signature"].value == "cba"
+    assert rendered["note"].sensitive
+
+
+def test_an_unexpected_exception_is_a_render_error():
+    class Buggy(Connector):
+        @classmethod
+        def render(cls, fields):
+            return [Output("x", str(1 / 0))]
+
+    with pytest.raises(RenderError, match="ZeroDivisionError"):
+        TestSecrets().render(Buggy, {})
