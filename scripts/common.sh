@@ -58,3 +58,33 @@ ensure_postgres() {
     fi
     command -v runuser >/dev/null || { echo "runuser (util-linux) is needed to run PostgreSQL as its own user"; exit 1; }
 }
+
+# The Python connector toolchain, in the same virtualenv: componentize-py
+# (one self-contained wheel) builds components, pytest runs the SDK's and
+# the examples' native tests, redis-py is the example's real client.
+COMPONENTIZE_PY_VERSION="0.25.1"
+PYTEST_VERSION="8.3.4"
+REDIS_PY_VERSION="5.2.1"
+ensure_python_toolchain() {
+    ensure_moto
+    local venv="$ROOT/target/venv"
+    if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $COMPONENTIZE_PY_VERSION"; then
+        echo "==> installing componentize-py==$COMPONENTIZE_PY_VERSION"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+    fi
+    if ! "$venv/bin/python" -c "import pytest, redis, sys; sys.exit(pytest.__version__ != '$PYTEST_VERSION' or redis.__version__ != '$REDIS_PY_VERSION')" 2>/dev/null; then
+        echo "==> installing pytest==$PYTEST_VERSION redis==$REDIS_PY_VERSION"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION" "redis==$REDIS_PY_VERSION"
+    fi
+}
+
+# Redis from Debian's packages, for the Python example's real connection;
+# each test starts its own server on a free port.
+ensure_redis() {
+    if ! command -v redis-server >/dev/null; then
+        echo "==> installing Redis (Debian's redis-server package)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq redis-server >/dev/null
+    fi
+}

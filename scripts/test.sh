@@ -7,6 +7,8 @@ ensure_wasm_target
 ensure_moto
 ensure_postgres
 ensure_clients
+ensure_python_toolchain
+ensure_redis
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
@@ -17,6 +19,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo clippy (connectors, wasm32-wasip2)"
 CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-wasip2 \
     -p keyward-guest -p postgres-connector -p http-api-connector -p s3-connector -p echo-connector -p hostile-connector -p not-a-connector -- -D warnings
+echo "==> pytest: the Python SDK and the Python example, natively"
+(cd sdk/python && "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+(cd examples/redis-python && PYTHONPATH="$ROOT/sdk/python:." "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 echo "==> cargo test"
 cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude s3-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 

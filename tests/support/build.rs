@@ -17,6 +17,17 @@ const CONNECTORS: &[(&str, &str, &str)] = &[
     ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
 ];
 
+/// (constant name, app directory, wasm file name): Python connectors, built
+/// with componentize-py against `wit/` and the SDK in `sdk/python`.
+const PYTHON_CONNECTORS: &[(&str, &str, &str)] = &[
+    ("REDIS_PY", "examples/redis-python", "redis_python.wasm"),
+    (
+        "HOSTILE_PY",
+        "tests/connectors/hostile-python",
+        "hostile_python.wasm",
+    ),
+];
+
 fn main() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -31,6 +42,8 @@ fn main() {
         "examples/http-api",
         "examples/s3",
         "tests/connectors",
+        "sdk/python/keyward_connector",
+        "examples/redis-python/app.py",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -81,9 +94,55 @@ fn main() {
             path.display().to_string()
         ));
     }
+    let python_dir = target_dir.join("python");
+    for (constant, app, file) in PYTHON_CONNECTORS {
+        let path = python_dir.join(file);
+        build_python(&workspace, app, &path);
+        code.push_str(&format!(
+            "/// The Python connector in `{app}`.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
     let dest =
         PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("artifacts.rs");
     std::fs::write(dest, code).expect("cannot write artifacts.rs");
+}
+
+/// Builds the Python connector in `app` (its `app.py`) into `out` with the
+/// componentize-py that `scripts/common.sh` installs in `target/venv`.
+fn build_python(workspace: &Path, app: &str, out: &Path) {
+    let componentize = workspace.join("target/venv/bin/componentize-py");
+    assert!(
+        exists(&componentize),
+        "{} is missing: scripts/test.sh installs it (ensure_python_toolchain in scripts/common.sh)",
+        componentize.display()
+    );
+    std::fs::create_dir_all(out.parent().expect("a file in a directory"))
+        .expect("cannot create the Python connectors' directory");
+    let output = Command::new(&componentize)
+        .current_dir(workspace)
+        .args([
+            "-d",
+            "wit",
+            "-w",
+            "connector",
+            "componentize",
+            "-p",
+            "sdk/python",
+            "-p",
+        ])
+        .arg(app)
+        .arg("app")
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("cannot run componentize-py");
+    assert!(
+        output.status.success(),
+        "componentize-py failed for {app}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn exists(path: &Path) -> bool {

@@ -34,6 +34,8 @@ impl Scratch {
         let config = config
             .replace("{ECHO}", artifacts::ECHO)
             .replace("{HOSTILE}", artifacts::HOSTILE)
+            .replace("{HOSTILE_PY}", artifacts::HOSTILE_PY)
+            .replace("{REDIS_PY}", artifacts::REDIS_PY)
             .replace("{POSTGRES}", artifacts::POSTGRES)
             .replace("{HTTP_API}", artifacts::HTTP_API)
             .replace("{S3}", artifacts::S3)
