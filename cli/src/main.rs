@@ -39,6 +39,9 @@ enum Command {
     /// Start something new from a template.
     #[command(subcommand)]
     New(commands::new::New),
+    /// Build the connector project here (or --dir) with the command its
+    /// connector.toml names; print the path of the component it wrote.
+    Build(commands::build::Args),
     /// Run keyward as a local HTTP service (see the README's `keyward serve`).
     Serve(commands::serve::Args),
 }
@@ -92,6 +95,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
         Command::Describe(args) => commands::describe::run(args).await,
         Command::Compile(args) => commands::compile::run(args).await,
         Command::New(new) => commands::new::run(new),
+        Command::Build(args) => commands::build::run(args),
         Command::Serve(args) => commands::serve::run(args).await,
     }
 }

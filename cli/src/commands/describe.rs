@@ -12,11 +12,21 @@ use keyward_host::limits::SandboxConfig;
 pub struct Args {
     /// The component file (`.wasm`).
     component: PathBuf,
+    /// Where compiled components are kept, so that describing a large
+    /// component (Python's are about 18 MB) compiles it once.
+    #[arg(long, default_value = ".keyward-cache")]
+    compile_cache: PathBuf,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<String> {
     let component = &args.component;
-    let sandbox = Sandbox::new(SandboxConfig::default()).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.compile_cache)
+        .with_context(|| format!("compile cache {}", args.compile_cache.display()))?;
+    let limits = SandboxConfig {
+        compile_cache: Some(args.compile_cache.clone()),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(limits).map_err(anyhow::Error::msg)?;
     let loaded = sandbox
         .load(component)
         .map_err(anyhow::Error::msg)

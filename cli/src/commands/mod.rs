@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `Args` and its `run`.
 
 pub mod audit;
+pub mod build;
 pub mod check;
 pub mod compile;
 pub mod describe;

@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
-use super::scaffold;
+use super::scaffold::{self, Lang};
 
 /// What `keyward new` can create.
 #[derive(clap::Subcommand)]
 pub enum New {
-    /// Write a connector crate (with unit tests and a local keyward.toml)
-    /// that builds to a component with `cargo build --target wasm32-wasip2 --release`.
+    /// Write a connector project (with unit tests, a local keyward.toml
+    /// and a connector.toml for `keyward build`) in Rust or Python.
     Connector {
         /// The connector's name: lowercase letters, digits, `-` and `_`.
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
         /// The directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -23,13 +26,24 @@ pub enum New {
 }
 
 pub fn run(new: New) -> anyhow::Result<String> {
-    let New::Connector { name, dir, sdk } = new;
-    let (dir, files) = scaffold::new_connector(&name, &dir, sdk.as_deref())?;
+    let New::Connector {
+        name,
+        lang,
+        dir,
+        sdk,
+    } = new;
+    let (dir, files) = scaffold::new_connector(&name, lang, &dir, sdk.as_deref())?;
     let mut report = vec![format!("created connector `{name}` in {}:", dir.display())];
     report.extend(files.iter().map(|file| format!("  {file}")));
+    let test = match lang {
+        Lang::Rust => "cargo test",
+        Lang::Python => {
+            "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt \
+             && .venv/bin/python -m pytest"
+        }
+    };
     report.push(format!(
-        "next: cd {} && cargo test && cargo build --target wasm32-wasip2 --release \
-         && keyward render --config keyward.toml {name}",
+        "next: cd {} && {test} && keyward build && keyward render --config keyward.toml {name}",
         dir.display()
     ));
     Ok(report.join("\n"))

@@ -1,17 +1,33 @@
-//! `keyward new connector NAME`: writes a compiling connector crate, with
-//! unit tests and a local configuration, from the template kept in
-//! `cli/templates/connector` (compiled into the CLI, so the command works
-//! from anywhere).
+//! `keyward new connector NAME --lang rust|python`: writes a connector
+//! project that builds with its language's own tools, with unit tests, a
+//! local configuration and a `connector.toml` for `keyward build`, from the
+//! templates kept in `cli/templates/` (compiled into the CLI, so the
+//! command works from anywhere). A Python project gets the SDK
+//! (`sdk/python`) and the contract (`wit/`) copied in.
 //!
 //! Placeholders are `@CONNECTOR@` (the name), `@CRATE@` (its Rust crate
-//! name), `@TYPE@` (its type name) and `@SDK@` (the `keyward-guest`
-//! dependency); `{{ }}` is left alone for the connector's own templates.
+//! name), `@TYPE@` (its type or class name) and `@SDK@` (the
+//! `keyward-guest` dependency); `{{ }}` is left alone for the connector's
+//! own templates.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The template's files: (path in the new crate, contents).
-const FILES: &[(&str, &str)] = &[
+/// The languages a connector can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate on the `keyward-guest` SDK.
+    Rust,
+    /// Python, built by componentize-py, on the `keyward_connector` SDK.
+    Python,
+}
+
+/// The Rust template's files: (path in the new project, contents).
+const RUST_FILES: &[(&str, &str)] = &[
+    (
+        "connector.toml",
+        include_str!("../../templates/connector/connector.toml.in"),
+    ),
     (
         "Cargo.toml",
         include_str!("../../templates/connector/Cargo.toml.in"),
@@ -33,6 +49,80 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../templates/connector/gitignore"),
     ),
 ];
+
+/// The Python template's files, the SDK and the contract included.
+const PYTHON_FILES: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../templates/python/app.py.in")),
+    (
+        "tests/test_app.py",
+        include_str!("../../templates/python/tests/test_app.py.in"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../../templates/python/requirements.txt"),
+    ),
+    (
+        "connector.toml",
+        include_str!("../../templates/python/connector.toml.in"),
+    ),
+    (
+        "keyward.toml",
+        include_str!("../../templates/python/keyward.toml.in"),
+    ),
+    (
+        "secrets.json",
+        include_str!("../../templates/python/secrets.json"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/python/README.md.in"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/python/gitignore"),
+    ),
+    (
+        "wit/connector.wit",
+        include_str!("../../../wit/connector.wit"),
+    ),
+    (
+        "keyward_connector/__init__.py",
+        include_str!("../../../sdk/python/keyward_connector/__init__.py"),
+    ),
+    (
+        "keyward_connector/connector.py",
+        include_str!("../../../sdk/python/keyward_connector/connector.py"),
+    ),
+    (
+        "keyward_connector/encode.py",
+        include_str!("../../../sdk/python/keyward_connector/encode.py"),
+    ),
+    (
+        "keyward_connector/export.py",
+        include_str!("../../../sdk/python/keyward_connector/export.py"),
+    ),
+    (
+        "keyward_connector/host.py",
+        include_str!("../../../sdk/python/keyward_connector/host.py"),
+    ),
+    (
+        "keyward_connector/testing.py",
+        include_str!("../../../sdk/python/keyward_connector/testing.py"),
+    ),
+    (
+        "keyward_connector/text.py",
+        include_str!("../../../sdk/python/keyward_connector/text.py"),
+    ),
+];
+
+impl Lang {
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Rust => RUST_FILES,
+            Self::Python => PYTHON_FILES,
+        }
+    }
+}
 
 /// Where the SDK is in the checkout this CLI was built from.
 const BUILT_IN_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest");
@@ -159,37 +249,46 @@ fn sdk_path(sdk: Option<&Path>) -> Result<PathBuf, ScaffoldError> {
     std::fs::canonicalize(&path).map_err(|error| ScaffoldError::Io { path, error })
 }
 
-/// Writes the connector crate `name` under `parent` and returns its
-/// directory and the files written (relative to it).
+/// Writes the connector project `name` in `lang` under `parent` and
+/// returns its directory and the files written (relative to it).
 pub fn new_connector(
     name: &str,
+    lang: Lang,
     parent: &Path,
     sdk: Option<&Path>,
 ) -> Result<(PathBuf, Vec<&'static str>), ScaffoldError> {
     let names = Names::new(name)?;
-    let sdk = sdk_path(sdk)?;
+    let dependency = match lang {
+        Lang::Rust => format!(
+            "{{ path = {} }}",
+            toml::Value::String(sdk_path(sdk)?.to_string_lossy().into_owned())
+        ),
+        Lang::Python => String::new(),
+    };
     let dir = parent.join(&names.connector);
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir));
     }
-    let dependency = format!(
-        "{{ path = {} }}",
-        toml::Value::String(sdk.to_string_lossy().into_owned())
-    );
-    let written = write_files(&dir, &names, &dependency);
+    let files = lang.files();
+    let written = write_files(&dir, files, &names, &dependency);
     if written.is_err() {
         // The directory did not exist before: leave nothing half-written.
         let _ = std::fs::remove_dir_all(&dir);
     }
-    written.map(|()| (dir, FILES.iter().map(|(path, _)| *path).collect()))
+    written.map(|()| (dir, files.iter().map(|(path, _)| *path).collect()))
 }
 
-fn write_files(dir: &Path, names: &Names, dependency: &str) -> Result<(), ScaffoldError> {
+fn write_files(
+    dir: &Path,
+    files: &[(&str, &str)],
+    names: &Names,
+    dependency: &str,
+) -> Result<(), ScaffoldError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |error| ScaffoldError::Io { path, error }
     };
-    for (relative, template) in FILES {
+    for (relative, template) in files {
         let path = dir.join(relative);
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder).map_err(io(folder))?;
@@ -234,7 +333,8 @@ mod tests {
     #[test]
     fn every_placeholder_is_replaced_and_an_existing_directory_is_kept() {
         let parent = tempfile::tempdir().expect("tempdir");
-        let (dir, files) = new_connector("acme-api", parent.path(), None).expect("written");
+        let (dir, files) =
+            new_connector("acme-api", Lang::Rust, parent.path(), None).expect("written");
         for file in files {
             let text = std::fs::read_to_string(dir.join(file)).expect(file);
             for placeholder in ["@CONNECTOR@", "@CRATE@", "@TYPE@", "@SDK@"] {
@@ -243,14 +343,31 @@ mod tests {
         }
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).expect("lib.rs");
         assert!(lib.contains("pub struct AcmeApi;"));
-        let error = new_connector("acme-api", parent.path(), None).expect_err("exists");
+        let error = new_connector("acme-api", Lang::Rust, parent.path(), None).expect_err("exists");
         assert!(matches!(error, ScaffoldError::Exists(_)), "{error}");
+    }
+
+    #[test]
+    fn a_python_project_gets_the_sdk_and_the_contract() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let (dir, files) =
+            new_connector("acme-api", Lang::Python, parent.path(), None).expect("written");
+        for file in files {
+            let text = std::fs::read_to_string(dir.join(file)).expect(file);
+            for placeholder in ["@CONNECTOR@", "@TYPE@", "@SDK@"] {
+                assert!(!text.contains(placeholder), "{file} keeps {placeholder}");
+            }
+        }
+        let app = std::fs::read_to_string(dir.join("app.py")).expect("app.py");
+        assert!(app.contains("class AcmeApi(Connector):"));
+        assert!(dir.join("keyward_connector/text.py").is_file());
+        assert!(dir.join("wit/connector.wit").is_file());
     }
 
     #[test]
     fn a_directory_that_is_not_the_sdk_is_refused() {
         let elsewhere = tempfile::tempdir().expect("tempdir");
-        let error = new_connector("acme", elsewhere.path(), Some(elsewhere.path()))
+        let error = new_connector("acme", Lang::Rust, elsewhere.path(), Some(elsewhere.path()))
             .expect_err("not the SDK");
         assert!(error.to_string().contains("--sdk"), "{error}");
         assert!(!elsewhere.path().join("acme").exists());
