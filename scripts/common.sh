@@ -88,3 +88,23 @@ ensure_redis() {
         apt-get install -y -qq redis-server >/dev/null
     fi
 }
+
+# The TypeScript connector toolchain: the SDK (componentize-js, esbuild,
+# tsc, pinned in its package-lock.json) built once, and the example's
+# packages (mysql2 is its real client). `npm ci` installs exactly the lock.
+ensure_typescript_toolchain() {
+    echo "==> building sdk/typescript and installing examples/mariadb-typescript (npm ci)"
+    (cd "$ROOT/sdk/typescript" && npm ci --no-audit --no-fund --silent && npm run --silent build)
+    (cd "$ROOT/examples/mariadb-typescript" && npm ci --no-audit --no-fund --silent)
+}
+
+# MariaDB from Debian's packages, for the TypeScript example's real
+# connection; each test starts its own server in a temporary directory.
+ensure_mariadb() {
+    if ! command -v mariadbd >/dev/null; then
+        echo "==> installing MariaDB (Debian's mariadb-server package)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq mariadb-server >/dev/null
+    fi
+}

@@ -9,6 +9,8 @@ ensure_postgres
 ensure_clients
 ensure_python_toolchain
 ensure_redis
+ensure_typescript_toolchain
+ensure_mariadb
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
@@ -22,6 +24,9 @@ CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-
 echo "==> pytest: the Python SDK and the Python example, natively"
 (cd sdk/python && "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 (cd examples/redis-python && PYTHONPATH="$ROOT/sdk/python:." "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+echo "==> node --test: the TypeScript SDK and the TypeScript example, natively"
+(cd sdk/typescript && npm test --silent)
+(cd examples/mariadb-typescript && npm test --silent)
 echo "==> cargo test"
 cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude s3-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 

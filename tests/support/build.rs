@@ -28,6 +28,15 @@ const PYTHON_CONNECTORS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// (constant name, project directory, wasm file name): TypeScript
+/// connectors, built by the SDK's `keyward-componentize` (componentize-js)
+/// from the project's `app.ts`.
+const TYPESCRIPT_CONNECTORS: &[(&str, &str, &str)] = &[(
+    "MARIADB_TS",
+    "examples/mariadb-typescript",
+    "mariadb_typescript.wasm",
+)];
+
 fn main() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -44,6 +53,9 @@ fn main() {
         "tests/connectors",
         "sdk/python/keyward_connector",
         "examples/redis-python/app.py",
+        "sdk/typescript/src",
+        "sdk/typescript/bin",
+        "examples/mariadb-typescript/app.ts",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -103,6 +115,15 @@ fn main() {
             path.display().to_string()
         ));
     }
+    let typescript_dir = target_dir.join("typescript");
+    for (constant, project, file) in TYPESCRIPT_CONNECTORS {
+        let path = typescript_dir.join(file);
+        build_typescript(&workspace, project, &path);
+        code.push_str(&format!(
+            "/// The TypeScript connector in `{project}`.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
     let dest =
         PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("artifacts.rs");
     std::fs::write(dest, code).expect("cannot write artifacts.rs");
@@ -140,6 +161,34 @@ fn build_python(workspace: &Path, app: &str, out: &Path) {
     assert!(
         output.status.success(),
         "componentize-py failed for {app}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Builds the TypeScript connector in `project` into `out` with the SDK's
+/// `keyward-componentize`, from the project's installed packages (`npm ci`,
+/// which `scripts/common.sh` runs).
+fn build_typescript(workspace: &Path, project: &str, out: &Path) {
+    let dir = workspace.join(project);
+    let componentize = dir.join("node_modules/.bin/keyward-componentize");
+    assert!(
+        componentize.exists(),
+        "{} is missing: scripts/test.sh installs it (ensure_typescript_toolchain in scripts/common.sh)",
+        componentize.display()
+    );
+    let output = Command::new(&componentize)
+        .current_dir(&dir)
+        .arg("app.ts")
+        .arg("-o")
+        .arg(out)
+        .args(["--wit"])
+        .arg(workspace.join("wit"))
+        .output()
+        .expect("cannot run keyward-componentize (is node installed?)");
+    assert!(
+        output.status.success(),
+        "keyward-componentize failed for {project}: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

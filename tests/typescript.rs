@@ -1,0 +1,184 @@
+//! Connectors written in TypeScript (componentize-js and `sdk/typescript`),
+//! held to the same contract as Rust ones.
+//!
+//! The MariaDB example, proven for real: its password in the local Secrets
+//! Manager, a real MariaDB server (Debian's), a user whose password is
+//! URL-hostile; the rendered `mysql://` URL authenticates with mysql2 (the
+//! Node client) and runs `SELECT 1`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyward_test_support::{Moto, sdk_builder};
+use serde_json::json;
+
+const PASSWORD: &str = "p@ss:w/rd#%?&\"é ünï";
+
+const CONFIG: &str = r#"
+[secrets]
+namespace = "acme/prod/"
+
+[secrets.backend]
+kind = "aws"
+region = "us-east-1"
+account_id = "123456789012"
+endpoint_url = "{MOTO}"
+
+[connectors.orders]
+component = "{MARIADB_TS}"
+allow = ["mariadb"]
+[connectors.orders.config]
+host = "127.0.0.1"
+port = "{PORT}"
+user = "{{ secrets.mariadb.user }}"
+password = "{{ secrets.mariadb.password }}"
+database = "orders"
+"#;
+
+/// A MariaDB server in a temporary directory on a free loopback port,
+/// stopped on drop.
+struct MariaDb {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl MariaDb {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let installed = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db (scripts/test.sh installs Debian's mariadb-server)");
+        assert!(
+            installed.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--skip-log-bin"])
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let server = Self { child, dir, port };
+        let started = Instant::now();
+        while server.sql("SELECT 1").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "mariadbd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// Runs SQL as root over the server's socket.
+    fn sql(&self, sql: &str) -> Result<String, String> {
+        let output = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot"])
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("sock").display()
+            ))
+            .args(["-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mariadb-typescript")
+}
+
+/// `SELECT 1` over `url` with mysql2 (the example's test dependency).
+fn mysql2_select_one(url: &str) -> Result<String, String> {
+    let output = Command::new("node")
+        .current_dir(example_dir())
+        .args([
+            "-e",
+            "const m = require('mysql2/promise');
+             (async () => {
+               const c = await m.createConnection(process.env.URL);
+               const [rows] = await c.query('SELECT 1 AS one');
+               console.log(JSON.stringify(rows));
+               await c.end();
+             })().catch((e) => { console.error(e.message); process.exit(1); });",
+        ])
+        .env("URL", url)
+        .output()
+        .expect("node");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_typescript_mariadb_connector_renders_a_url_that_authenticates() {
+    let db = MariaDb::start();
+    let password = PASSWORD.replace('\'', "''");
+    db.sql(&format!(
+        "CREATE DATABASE orders; \
+         CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY '{}'; \
+         GRANT ALL ON orders.* TO 'app'@'127.0.0.1';",
+        password.replace('\\', "\\\\")
+    ))
+    .expect("create the user");
+    let moto = Moto::start();
+    let admin =
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    admin
+        .create_secret()
+        .name("acme/prod/mariadb")
+        .secret_string(json!({ "user": "app", "password": PASSWORD }).to_string())
+        .send()
+        .await
+        .expect("create secret");
+    let config = CONFIG
+        .replace("{MOTO}", &moto.url())
+        .replace("{PORT}", &db.port.to_string());
+    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
+
+    let rendered = keyward.render("orders").await.expect("render");
+    let url = rendered.get("url").expect("url");
+    assert_eq!(
+        url,
+        format!(
+            "mysql://app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9%20%C3%BCn%C3%AF@127.0.0.1:{}/orders",
+            db.port
+        )
+    );
+    assert!(rendered.values[0].sensitive);
+    assert_eq!(mysql2_select_one(url).as_deref(), Ok(r#"[{"one":1}]"#));
+    let wrong = url.replace("%C3%AF@", "x@");
+    let refused = mysql2_select_one(&wrong).expect_err("a wrong password is refused");
+    assert!(refused.contains("Access denied"), "{refused}");
+}
