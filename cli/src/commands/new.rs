@@ -18,8 +18,9 @@ pub enum New {
         /// The directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The keyward-guest SDK to depend on (a keyward checkout's guest/
-        /// directory); by default the one this CLI was built from.
+        /// The SDK to depend on (a keyward checkout's guest/ for Rust,
+        /// sdk/typescript/ for TypeScript); by default the one this CLI was
+        /// built from. A Python project gets its own copy of the SDK.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -41,6 +42,7 @@ pub fn run(new: New) -> anyhow::Result<String> {
             "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt \
              && .venv/bin/python -m pytest"
         }
+        Lang::Typescript => "npm install && npm test",
     };
     report.push(format!(
         "next: cd {} && {test} && keyward build && keyward render --config keyward.toml {name}",

@@ -20,6 +20,8 @@ pub enum Lang {
     Rust,
     /// Python, built by componentize-py, on the `keyward_connector` SDK.
     Python,
+    /// TypeScript, built by componentize-js, on the `keyward-connector` SDK.
+    Typescript,
 }
 
 /// The Rust template's files: (path in the new project, contents).
@@ -115,13 +117,74 @@ const PYTHON_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The TypeScript template's files, the contract included.
+const TYPESCRIPT_FILES: &[(&str, &str)] = &[
+    (
+        "app.ts",
+        include_str!("../../templates/typescript/app.ts.in"),
+    ),
+    (
+        "test/app.test.ts",
+        include_str!("../../templates/typescript/test/app.test.ts.in"),
+    ),
+    (
+        "package.json",
+        include_str!("../../templates/typescript/package.json.in"),
+    ),
+    (
+        "tsconfig.json",
+        include_str!("../../templates/typescript/tsconfig.json"),
+    ),
+    (
+        "connector.toml",
+        include_str!("../../templates/typescript/connector.toml.in"),
+    ),
+    (
+        "keyward.toml",
+        include_str!("../../templates/typescript/keyward.toml.in"),
+    ),
+    (
+        "secrets.json",
+        include_str!("../../templates/typescript/secrets.json"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/typescript/README.md.in"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/typescript/gitignore"),
+    ),
+    (
+        "wit/connector.wit",
+        include_str!("../../../wit/connector.wit"),
+    ),
+];
+
+/// Where the TypeScript SDK is in the checkout this CLI was built from.
+const BUILT_IN_TYPESCRIPT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/typescript");
+
 impl Lang {
     fn files(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Self::Rust => RUST_FILES,
             Self::Python => PYTHON_FILES,
+            Self::Typescript => TYPESCRIPT_FILES,
         }
     }
+}
+
+/// The TypeScript SDK to depend on: `sdk` if given, else the checkout's.
+fn typescript_sdk_path(sdk: Option<&Path>) -> Result<PathBuf, ScaffoldError> {
+    let path = sdk.map_or_else(|| PathBuf::from(BUILT_IN_TYPESCRIPT_SDK), Path::to_path_buf);
+    let manifest = std::fs::read_to_string(path.join("package.json")).unwrap_or_default();
+    let is_sdk = serde_json::from_str::<serde_json::Value>(&manifest)
+        .ok()
+        .is_some_and(|p| p["name"] == "keyward-connector");
+    if !is_sdk {
+        return Err(ScaffoldError::NoSdk(path));
+    }
+    std::fs::canonicalize(&path).map_err(|error| ScaffoldError::Io { path, error })
 }
 
 /// Where the SDK is in the checkout this CLI was built from.
@@ -154,8 +217,9 @@ impl fmt::Display for ScaffoldError {
             ),
             Self::NoSdk(path) => write!(
                 f,
-                "the keyward-guest SDK is not at {} (no Cargo.toml naming `keyward-guest`); \
-                 pass --sdk with the path of a keyward checkout's guest/ directory",
+                "the SDK is not at {} (no Cargo.toml naming `keyward-guest`, or package.json \
+                 naming `keyward-connector`); pass --sdk with the path of a keyward \
+                 checkout's guest/ (Rust) or sdk/typescript/ (TypeScript) directory",
                 path.display()
             ),
             Self::Io { path, error } => write!(f, "{}: {error}", path.display()),
@@ -264,6 +328,11 @@ pub fn new_connector(
             toml::Value::String(sdk_path(sdk)?.to_string_lossy().into_owned())
         ),
         Lang::Python => String::new(),
+        Lang::Typescript => serde_json::Value::String(format!(
+            "file:{}",
+            typescript_sdk_path(sdk)?.to_string_lossy()
+        ))
+        .to_string(),
     };
     let dir = parent.join(&names.connector);
     if dir.exists() {
@@ -361,6 +430,23 @@ mod tests {
         let app = std::fs::read_to_string(dir.join("app.py")).expect("app.py");
         assert!(app.contains("class AcmeApi(Connector):"));
         assert!(dir.join("keyward_connector/text.py").is_file());
+        assert!(dir.join("wit/connector.wit").is_file());
+    }
+
+    #[test]
+    fn a_typescript_project_depends_on_the_checkouts_sdk() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let (dir, _) =
+            new_connector("acme-ts", Lang::Typescript, parent.path(), None).expect("written");
+        let package = std::fs::read_to_string(dir.join("package.json")).expect("package.json");
+        let package: serde_json::Value = serde_json::from_str(&package).expect("valid JSON");
+        let sdk = package["devDependencies"]["keyward-connector"]
+            .as_str()
+            .expect("the SDK");
+        assert!(
+            sdk.starts_with("file:/") && sdk.ends_with("sdk/typescript"),
+            "{sdk}"
+        );
         assert!(dir.join("wit/connector.wit").is_file());
     }
 
