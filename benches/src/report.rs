@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod languages;
+
 use keyward_benches::{Fixture, SECRET_IDS, WIDE, fields, keyward_render, peer_render};
 use keyward_host::resolve::SecretRequest;
 
@@ -25,6 +27,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // `BENCH_LANGUAGES_ONLY=1`: print the per-language table alone (for a
+    // quick look; RESULTS.md is written only by a whole run).
+    if std::env::var_os("BENCH_LANGUAGES_ONLY").is_some() {
+        println!("{}", runtime.block_on(languages::table(resident_bytes)));
+        return;
+    }
     let report = runtime.block_on(report());
     println!("{report}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
@@ -285,6 +293,7 @@ async fn report() -> String {
         (after.saturating_sub(before)) as f64 / 1024.0 / SHARED_IDS as f64
     );
     out.push_str(NOTES);
+    out.push_str(&languages::table(resident_bytes).await);
     out
 }
 
