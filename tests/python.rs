@@ -5,16 +5,14 @@
 //! Manager, a real Redis server (Debian's), an ACL user whose password is
 //! URL-hostile; the rendered `redis://` URL authenticates with redis-py.
 //!
-//! A hostile Python connector meets the same bounds as the Rust one: the
-//! CPU deadline, the memory limit, the log limit, no filesystem,
-//! environment or network, and no channel that carries a sealed secret out.
+//! A hostile Python connector meets the same bounds as the Rust one
+//! (`keyward_tests::hostile`).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyward_host::{Config, Keyward};
-use keyward_test_support::{CANARY, Moto, Scratch, sdk_builder};
+use keyward_test_support::{Moto, sdk_builder};
 use serde_json::json;
 
 const PASSWORD: &str = "p@ss:w/rd#%?&\"é ünï";
@@ -161,128 +159,16 @@ async fn the_python_redis_connector_renders_a_url_that_authenticates() {
     );
 }
 
-const HOSTILE_CONFIG: &str = r#"
-[secrets]
-namespace = "acme/prod/"
-
-[secrets.backend]
-kind = "file"
-path = "secrets.json"
-
-[audit]
-file = "audit.jsonl"
-
-[sandbox]
-render_timeout_ms = 1000
-max_memory_mb = 64
-
-[connectors.sealed]
-component = "{HOSTILE_PY}"
-allow = ["key"]
-
-[connectors.revealing]
-component = "{HOSTILE_PY}"
-allow = ["key"]
-reveal = ["key"]
-"#;
-
-async fn hostile_host() -> (Scratch, Keyward) {
-    keyward_tests::captured_logs();
-    let scratch = Scratch::new(HOSTILE_CONFIG, &json!({ "acme/prod/key": CANARY }));
-    let keyward = Keyward::new(Config::load(&scratch.config()).expect("config"))
-        .await
-        .expect("keyward");
-    (scratch, keyward)
-}
-
-async fn attack(
-    k: &Keyward,
-    connector: &str,
-    mode: &str,
-) -> Result<keyward_host::Rendered, keyward_host::Error> {
-    let fields = [
-        ("mode".to_string(), mode.to_string()),
-        ("secret".to_string(), "{{ secrets.key }}".to_string()),
-    ];
-    k.render_fields(connector, &fields).await
-}
-
-fn contained(result: Result<keyward_host::Rendered, keyward_host::Error>, expected: &str) {
-    let message = result.expect_err("the attack must fail").to_string();
-    assert!(message.contains(expected), "{message}");
-    assert!(!message.contains(CANARY), "{message}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_python_connector_is_contained() {
-    let (_s, k) = hostile_host().await;
-    let ok = attack(&k, "sealed", "ok")
-        .await
-        .expect("a plain render works");
-    assert_eq!(ok.get("result"), Some("fine"));
-
-    let started = Instant::now();
-    contained(attack(&k, "sealed", "loop").await, "CPU deadline");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    contained(
-        attack(&k, "sealed", "memory").await,
-        "memory limit of 64 MiB",
-    );
-
-    let flood = attack(&k, "sealed", "log-flood").await;
-    contained(flood, "host calls in one render");
-
-    for (mode, denied) in [("fs", "denied: "), ("network", "denied: ")] {
-        let rendered = attack(&k, "sealed", mode).await.expect(mode);
-        let result = rendered.get("result").unwrap_or_default();
-        assert!(result.starts_with(denied), "{mode}: {result}");
-    }
-    let env = attack(&k, "sealed", "env").await.expect("env");
-    assert_eq!(
-        env.get("result"),
-        Some(""),
-        "no environment variable is visible"
-    );
-
-    // After all of that, the connector still renders.
-    let ok = attack(&k, "sealed", "ok").await.expect("still serving");
-    assert_eq!(ok.get("result"), Some("fine"));
+    keyward_tests::hostile::is_contained(
+        "{HOSTILE_PY}",
+        &[("fs", "denied: "), ("network", "denied: ")],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn no_channel_of_a_python_connector_carries_a_sealed_secret_out() {
-    let (s, k) = hostile_host().await;
-    for mode in ["stdout", "exfiltrate"] {
-        let rendered = attack(&k, "sealed", mode).await.expect(mode);
-        for value in &rendered.values {
-            assert!(!value.name.contains(CANARY), "an output name holds it");
-            if value.value.contains(CANARY) {
-                assert!(value.sensitive, "{} holds the secret unmasked", value.name);
-            }
-        }
-        assert!(!format!("{rendered:?}").contains(CANARY));
-    }
-    let refused = attack(&k, "sealed", "exfiltrate").await.expect("render");
-    assert!(
-        refused
-            .get("reveal")
-            .unwrap_or_default()
-            .contains("not granted")
-    );
-
-    // A connector granted reveal: every output is sensitive, and the value
-    // is masked in its logs.
-    let revealing = attack(&k, "revealing", "exfiltrate").await.expect("render");
-    assert_eq!(revealing.get("revealed"), Some(CANARY));
-    assert!(revealing.values.iter().all(|v| v.sensitive));
-
-    let logs = keyward_tests::logs_text();
-    assert!(
-        logs.contains("sealed <sealed>"),
-        "the connector's log line is there"
-    );
-    assert!(!logs.contains(CANARY), "the canary reached the log");
-    let audit = std::fs::read_to_string(s.path().join("audit.jsonl")).expect("audit");
-    assert!(!audit.contains(CANARY));
-    assert!(audit.contains("revealed"));
+    keyward_tests::hostile::no_channel_carries_a_sealed_secret_out("{HOSTILE_PY}").await;
 }

@@ -120,6 +120,39 @@ async fn a_memory_bomb_hits_the_memory_limit() {
 }
 
 #[tokio::test]
+async fn a_connector_can_have_a_lower_memory_limit_and_fewer_warm_instances() {
+    let s = Scratch::new(
+        &CONFIG.replace(
+            "[connectors.hostile]\ncomponent = \"{HOSTILE}\"",
+            "[connectors.hostile]\ncomponent = \"{HOSTILE}\"\nmax_memory_mb = 16\nwarm_instances = 0",
+        ),
+        &json!({ "acme/prod/key": CANARY, "acme/prod/host": "db.internal" }),
+    );
+    let k = keyward(&s).await;
+    contained(
+        hostile(&k, "memory").await,
+        "the connector exceeded its memory limit of 16 MiB (connectors.hostile.max_memory_mb)",
+    );
+    assert_eq!(hostile(&k, "ok").await.expect("next render"), "fine");
+    echo_works(&k).await;
+    assert_eq!(k.prewarm("hostile", 2).await.expect("prewarm"), 0);
+    assert_eq!(k.prewarm("echo", 2).await.expect("prewarm"), 2);
+
+    let too_much = CONFIG.replace(
+        "[connectors.hostile]\ncomponent = \"{HOSTILE}\"",
+        "[connectors.hostile]\ncomponent = \"{HOSTILE}\"\nmax_memory_mb = 128",
+    );
+    let error = Config::parse(&too_much, std::path::Path::new("."))
+        .expect_err("more than the sandbox's")
+        .to_string();
+    assert_eq!(
+        error,
+        "connectors.hostile.max_memory_mb: 128 is not from 1 to sandbox.max_memory_mb (64); \
+         a connector's limit may only lower the sandbox's"
+    );
+}
+
+#[tokio::test]
 async fn unbounded_recursion_traps_as_a_stack_overflow() {
     let s = scratch();
     let k = keyward(&s).await;

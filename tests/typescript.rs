@@ -4,7 +4,8 @@
 //! The MariaDB example, proven for real: its password in the local Secrets
 //! Manager, a real MariaDB server (Debian's), a user whose password is
 //! URL-hostile; the rendered `mysql://` URL authenticates with mysql2 (the
-//! Node client) and runs `SELECT 1`.
+//! Node client) and runs `SELECT 1`. A hostile TypeScript connector meets
+//! the same bounds as the Rust one (`keyward_tests::hostile`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -181,4 +182,17 @@ async fn the_typescript_mariadb_connector_renders_a_url_that_authenticates() {
     let wrong = url.replace("%C3%AF@", "x@");
     let refused = mysql2_select_one(&wrong).expect_err("a wrong password is refused");
     assert!(refused.contains("Access denied"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_typescript_connector_is_contained() {
+    // No network mode: StarlingMonkey keeps a `fetch` that has no
+    // `wasi:http` import behind it (the build leaves it out; the host
+    // refuses a component that imports it).
+    keyward_tests::hostile::is_contained("{HOSTILE_TS}", &[]).await;
+}
+
+#[tokio::test]
+async fn no_channel_of_a_typescript_connector_carries_a_sealed_secret_out() {
+    keyward_tests::hostile::no_channel_carries_a_sealed_secret_out("{HOSTILE_TS}").await;
 }

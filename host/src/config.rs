@@ -154,6 +154,8 @@ struct RawConnector {
     reveal: Vec<String>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    max_memory_mb: Option<u64>,
+    warm_instances: Option<usize>,
 }
 
 /// Where secrets come from: `[secrets.backend]`, each kind with its own
@@ -232,6 +234,21 @@ pub struct ConnectorConfig {
     pub reveal: Allowlist,
     /// Field templates, by field name.
     pub fields: BTreeMap<String, String>,
+    /// This connector's own sandbox bounds, where they differ.
+    pub limits: ConnectorLimits,
+}
+
+/// A connector's own sandbox bounds (`[connectors.ID] max_memory_mb`,
+/// `warm_instances`): an interpreted connector (Python, TypeScript) wants
+/// more memory or fewer idle instances than a Rust one. A connector's
+/// memory limit may lower the sandbox's, never raise it (the instance
+/// pool's slots are sized by the sandbox's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorLimits {
+    /// Linear memory per instance, in bytes.
+    pub max_memory_bytes: Option<usize>,
+    /// Idle warm instances kept.
+    pub warm_instances: Option<usize>,
 }
 
 /// A reference in a configured template that the connector's policy refuses.
@@ -368,6 +385,7 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         let secrets = check_secrets(raw.secrets, base)?;
+        let sandbox = check_sandbox(raw.sandbox, base)?;
         let mut connectors = BTreeMap::new();
         for (id, raw) in raw.connectors {
             let rules = |list: &[String], key: &str| {
@@ -386,6 +404,26 @@ impl Config {
                     )
                 })?;
             }
+            let max_memory_bytes = match raw.max_memory_mb {
+                None => None,
+                Some(mb) => Some(
+                    mb.checked_mul(1 << 20)
+                        .and_then(|bytes| usize::try_from(bytes).ok())
+                        .filter(|bytes| (1..=sandbox.max_memory_bytes).contains(bytes))
+                        .ok_or_else(|| {
+                            format!(
+                                "connectors.{id}.max_memory_mb: {mb} is not from 1 to \
+                                 sandbox.max_memory_mb ({}); a connector's limit may only \
+                                 lower the sandbox's",
+                                sandbox.max_memory_bytes >> 20
+                            )
+                        })?,
+                ),
+            };
+            let limits = ConnectorLimits {
+                max_memory_bytes,
+                warm_instances: raw.warm_instances,
+            };
             connectors.insert(
                 id.clone(),
                 ConnectorConfig {
@@ -395,6 +433,7 @@ impl Config {
                     public,
                     reveal,
                     fields: raw.config,
+                    limits,
                 },
             );
         }
@@ -402,7 +441,6 @@ impl Config {
             file: raw.audit.file.map(|f| base.join(f)),
             to_tracing: raw.audit.tracing.unwrap_or(true),
         };
-        let sandbox = check_sandbox(raw.sandbox, base)?;
         let server = check_server(raw.server, base)?;
         Ok(Self {
             secrets,
@@ -705,6 +743,7 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
         max_component_bytes: max_component_mb << 20,
         max_memory_bytes: usize::try_from(max_memory_mb << 20)
             .map_err(|_| "sandbox.max_memory_mb: too large")?,
+        memory_limit_setting: defaults.memory_limit_setting.clone(),
         max_references: positive(
             raw.max_references,
             defaults.max_references,

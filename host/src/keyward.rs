@@ -280,7 +280,9 @@ impl Keyward {
                             (!same_rate).then(bucket),
                             secrets.invalidate_interval,
                         ));
-                        let loaded = if old.config.component == c.component {
+                        let loaded = if old.config.component == c.component
+                            && old.config.limits == c.limits
+                        {
                             // Idle instances that revealed what the new
                             // policy no longer grants are dropped now.
                             if let Some(loaded) = old.loaded.get() {
@@ -383,16 +385,22 @@ impl Keyward {
             .loaded
             .get_or_try_init(|| async {
                 let path = slot.config.component.clone();
+                let limits = slot.config.limits.clone();
+                let connector = id.to_string();
                 let sandbox = self.sandbox.clone();
-                tokio::task::spawn_blocking(move || sandbox.load(&path).map(Arc::new))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r)
-                    .map_err(|message| Error::Load {
-                        connector: id.to_string(),
-                        path: slot.config.component.clone(),
-                        message,
-                    })
+                tokio::task::spawn_blocking(move || {
+                    sandbox
+                        .load_limited(&path, &connector, &limits)
+                        .map(Arc::new)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|message| Error::Load {
+                    connector: id.to_string(),
+                    path: slot.config.component.clone(),
+                    message,
+                })
             })
             .await?
             .clone();

@@ -32,6 +32,9 @@ pub struct SandboxConfig {
     pub max_component_bytes: u64,
     /// Linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,
+    /// The setting that gave `max_memory_bytes`, named when a connector
+    /// passes it (`sandbox.max_memory_mb`, or a connector's own).
+    pub memory_limit_setting: String,
     /// Distinct secret references the fields of one render may hold.
     pub max_references: usize,
     /// Log lines one render may write; the rest are dropped (and counted).
@@ -70,6 +73,7 @@ impl Default for SandboxConfig {
             max_host_calls: 1000,
             max_component_bytes: 64 << 20,
             max_memory_bytes: 64 << 20,
+            memory_limit_setting: "sandbox.max_memory_mb".into(),
             max_references: 256,
             max_log_lines: 100,
             max_log_bytes: 4096,

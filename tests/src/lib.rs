@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests of this crate.
 
+pub mod hostile;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 

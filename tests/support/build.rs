@@ -31,11 +31,18 @@ const PYTHON_CONNECTORS: &[(&str, &str, &str)] = &[
 /// (constant name, project directory, wasm file name): TypeScript
 /// connectors, built by the SDK's `keyward-componentize` (componentize-js)
 /// from the project's `app.ts`.
-const TYPESCRIPT_CONNECTORS: &[(&str, &str, &str)] = &[(
-    "MARIADB_TS",
-    "examples/mariadb-typescript",
-    "mariadb_typescript.wasm",
-)];
+const TYPESCRIPT_CONNECTORS: &[(&str, &str, &str)] = &[
+    (
+        "MARIADB_TS",
+        "examples/mariadb-typescript",
+        "mariadb_typescript.wasm",
+    ),
+    (
+        "HOSTILE_TS",
+        "tests/connectors/hostile-typescript",
+        "hostile_typescript.wasm",
+    ),
+];
 
 fn main() {
     let manifest_dir =
@@ -56,6 +63,7 @@ fn main() {
         "sdk/typescript/src",
         "sdk/typescript/bin",
         "examples/mariadb-typescript/app.ts",
+        "tests/connectors/hostile-typescript/app.ts",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -167,25 +175,26 @@ fn build_python(workspace: &Path, app: &str, out: &Path) {
 }
 
 /// Builds the TypeScript connector in `project` into `out` with the SDK's
-/// `keyward-componentize`, from the project's installed packages (`npm ci`,
-/// which `scripts/common.sh` runs).
+/// `keyward-componentize` (which resolves `keyward-connector` to itself),
+/// from the SDK's installed and built packages (`scripts/common.sh`).
 fn build_typescript(workspace: &Path, project: &str, out: &Path) {
-    let dir = workspace.join(project);
-    let componentize = dir.join("node_modules/.bin/keyward-componentize");
+    let sdk = workspace.join("sdk/typescript");
     assert!(
-        componentize.exists(),
-        "{} is missing: scripts/test.sh installs it (ensure_typescript_toolchain in scripts/common.sh)",
-        componentize.display()
+        sdk.join("node_modules").is_dir() && sdk.join("dist").is_dir(),
+        "{} is not installed and built: scripts/test.sh does it \
+         (ensure_typescript_toolchain in scripts/common.sh)",
+        sdk.display()
     );
-    let output = Command::new(&componentize)
-        .current_dir(&dir)
+    let output = Command::new("node")
+        .current_dir(workspace.join(project))
+        .arg(sdk.join("bin/componentize.mjs"))
         .arg("app.ts")
         .arg("-o")
         .arg(out)
         .args(["--wit"])
         .arg(workspace.join("wit"))
         .output()
-        .expect("cannot run keyward-componentize (is node installed?)");
+        .expect("cannot run node for keyward-componentize");
     assert!(
         output.status.success(),
         "keyward-componentize failed for {project}: {}{}",

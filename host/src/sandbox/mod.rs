@@ -374,6 +374,29 @@ impl Sandbox {
         self.load_bytes(&bytes)
     }
 
+    /// [`Sandbox::load`] with a connector's own bounds in place of the
+    /// sandbox's where it sets them.
+    pub fn load_limited(
+        &self,
+        path: &Path,
+        connector: &str,
+        own: &crate::config::ConnectorLimits,
+    ) -> Result<LoadedConnector, String> {
+        let mut loaded = self.load(path)?;
+        if *own != crate::config::ConnectorLimits::default() {
+            let mut limits = (*self.limits).clone();
+            if let Some(bytes) = own.max_memory_bytes {
+                limits.max_memory_bytes = bytes.min(limits.max_memory_bytes);
+                limits.memory_limit_setting = format!("connectors.{connector}.max_memory_mb");
+            }
+            if let Some(count) = own.warm_instances {
+                limits.warm_instances = count;
+            }
+            loaded.limits = Arc::new(limits);
+        }
+        Ok(loaded)
+    }
+
     /// Checks that bytes are a keyward connector and loads them, compiling
     /// only if no loaded connector has the same bytes.
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedConnector, String> {
@@ -803,9 +826,11 @@ type RenderResult = Result<Vec<wit_types::Output>, wit_types::RenderError>;
 fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
     let state = store.data();
     if state.limiter.memory_refused {
+        let limits = state.keyward.limits();
         return RunError::Trap(format!(
-            "the connector exceeded its memory limit of {} MiB (sandbox.max_memory_mb)",
-            state.keyward.limits().max_memory_bytes >> 20
+            "the connector exceeded its memory limit of {} MiB ({})",
+            limits.max_memory_bytes >> 20,
+            limits.memory_limit_setting
         ));
     }
     trap(e)

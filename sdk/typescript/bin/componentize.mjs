@@ -9,6 +9,11 @@ import { componentize } from "@bytecodealliance/componentize-js";
 import { build } from "esbuild";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// The app and the generated entry must share one copy of the SDK (the
+// entry installs the host's imports into it): both resolve to this one.
+const SDK = resolve(dirname(fileURLToPath(import.meta.url)), "../dist/src/index.js");
 
 function usage(message) {
   console.error(`keyward-componentize: ${message}\nusage: keyward-componentize APP.ts -o OUT.wasm [--wit DIR]`);
@@ -51,6 +56,7 @@ await build({
   platform: "neutral",
   target: "es2022",
   external: ["keyward:*"],
+  alias: { "keyward-connector": SDK },
   outfile: bundle,
   logLevel: "warning",
 });

@@ -37,6 +37,7 @@ impl Scratch {
             .replace("{HOSTILE_PY}", artifacts::HOSTILE_PY)
             .replace("{REDIS_PY}", artifacts::REDIS_PY)
             .replace("{MARIADB_TS}", artifacts::MARIADB_TS)
+            .replace("{HOSTILE_TS}", artifacts::HOSTILE_TS)
             .replace("{POSTGRES}", artifacts::POSTGRES)
             .replace("{HTTP_API}", artifacts::HTTP_API)
             .replace("{S3}", artifacts::S3)
