@@ -12,10 +12,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyward_test_support::{Moto, sdk_builder};
 use serde_json::json;
 
-const PASSWORD: &str = "p@ss:w/rd#%?&\"é ünï";
+use keyward_tests::URL_HOSTILE_PASSWORD as PASSWORD;
+use keyward_tests::URL_HOSTILE_PASSWORD_ENCODED as ENCODED;
 
 const REDIS_CONFIG: &str = r#"
 [secrets]
@@ -124,29 +124,16 @@ async fn the_python_redis_connector_renders_a_url_that_authenticates() {
         "+@all",
     ]);
     assert_eq!(set.trim(), "OK");
-    let moto = Moto::start();
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-    admin
-        .create_secret()
-        .name("acme/prod/redis")
-        .secret_string(json!({ "username": "app", "password": PASSWORD }).to_string())
-        .send()
-        .await
-        .expect("create secret");
-    let config = REDIS_CONFIG
-        .replace("{MOTO}", &moto.url())
-        .replace("{PORT}", &redis.port.to_string());
-    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
+    let config = REDIS_CONFIG.replace("{PORT}", &redis.port.to_string());
+    let secret = json!({ "username": "app", "password": PASSWORD });
+    let (_moto, _scratch, keyward) =
+        keyward_tests::keyward_with_one_secret("acme/prod/redis", &secret, &config).await;
 
     let rendered = keyward.render("cache").await.expect("render");
     let url = rendered.get("url").expect("url");
     assert_eq!(
         url,
-        format!(
-            "redis://app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9%20%C3%BCn%C3%AF@127.0.0.1:{}/0",
-            redis.port
-        )
+        format!("redis://app:{ENCODED}@127.0.0.1:{}/0", redis.port)
     );
     assert!(rendered.values[0].sensitive);
     assert_eq!(redis_py_ping(url).as_deref(), Ok("True"));

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyward_test_support::{Moto, sdk_builder};
 use serde_json::json;
 
-const PASSWORD: &str = "p@ss:w/rd#%?&\"é ünï";
+use keyward_tests::URL_HOSTILE_PASSWORD as PASSWORD;
+use keyward_tests::URL_HOSTILE_PASSWORD_ENCODED as ENCODED;
 
 const CONFIG: &str = r#"
 [secrets]
@@ -153,29 +153,16 @@ async fn the_typescript_mariadb_connector_renders_a_url_that_authenticates() {
         password.replace('\\', "\\\\")
     ))
     .expect("create the user");
-    let moto = Moto::start();
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-    admin
-        .create_secret()
-        .name("acme/prod/mariadb")
-        .secret_string(json!({ "user": "app", "password": PASSWORD }).to_string())
-        .send()
-        .await
-        .expect("create secret");
-    let config = CONFIG
-        .replace("{MOTO}", &moto.url())
-        .replace("{PORT}", &db.port.to_string());
-    let (_scratch, keyward) = keyward_tests::keyward_on_aws(&config);
+    let config = CONFIG.replace("{PORT}", &db.port.to_string());
+    let secret = json!({ "user": "app", "password": PASSWORD });
+    let (_moto, _scratch, keyward) =
+        keyward_tests::keyward_with_one_secret("acme/prod/mariadb", &secret, &config).await;
 
     let rendered = keyward.render("orders").await.expect("render");
     let url = rendered.get("url").expect("url");
     assert_eq!(
         url,
-        format!(
-            "mysql://app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9%20%C3%BCn%C3%AF@127.0.0.1:{}/orders",
-            db.port
-        )
+        format!("mysql://app:{ENCODED}@127.0.0.1:{}/orders", db.port)
     );
     assert!(rendered.values[0].sensitive);
     assert_eq!(mysql2_select_one(url).as_deref(), Ok(r#"[{"one":1}]"#));

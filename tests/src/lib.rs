@@ -13,7 +13,7 @@ use keyward_host::store::{
     BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity,
 };
 use keyward_host::{Config, Keyward};
-use keyward_test_support::{Scratch, sdk_config};
+use keyward_test_support::{Moto, Scratch, sdk_builder, sdk_config};
 
 /// A host on the AWS backend that `config` (TOML, with its endpoint
 /// filled in) describes, its SDK set up for the local server (static test
@@ -33,6 +33,36 @@ pub fn keyward_on_aws_with_clock(config: &str, clock: Arc<dyn Clock>) -> (Scratc
     let store = Arc::new(AwsStore::from_sdk_config(&sdk_config(), None, settings));
     let keyward = Keyward::with_store_and_clock(config, store, clock).expect("keyward");
     (scratch, keyward)
+}
+
+/// A password full of what URLs and shells choke on, for the examples that
+/// connect to real servers.
+pub const URL_HOSTILE_PASSWORD: &str = "p@ss:w/rd#%?&\"é ünï";
+
+/// [`URL_HOSTILE_PASSWORD`] percent-encoded, as a rendered URL holds it.
+pub const URL_HOSTILE_PASSWORD_ENCODED: &str =
+    "p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9%20%C3%BCn%C3%AF";
+
+/// A local Secrets Manager holding one secret (`name`, the JSON `value`),
+/// and a host on it as `config` describes (its `{MOTO}` filled in). Keep
+/// all three as long as the host.
+pub async fn keyward_with_one_secret(
+    name: &str,
+    value: &serde_json::Value,
+    config: &str,
+) -> (Moto, Scratch, Keyward) {
+    let moto = Moto::start();
+    let admin =
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
+    admin
+        .create_secret()
+        .name(name)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("create secret");
+    let (scratch, keyward) = keyward_on_aws(&config.replace("{MOTO}", &moto.url()));
+    (moto, scratch, keyward)
 }
 
 /// The file store, counting every fetch and listing that reaches it.
