@@ -645,13 +645,7 @@ impl LoadedConnector {
     ) -> Result<Vec<RenderedValue>, RunError> {
         let prepared = self.prepare(fields).await?;
         let sync = self.compiled.sync_pre.is_some() && !self.take_async_turn();
-        let mut run = match self.take_warm(&secrets, sync) {
-            Some(mut warm) => {
-                warm.store.set_epoch_deadline(1);
-                warm
-            }
-            None => self.instantiate(secrets.connector_id(), sync).await?,
-        };
+        let mut run = self.start(&secrets, sync).await?;
         run.store.data_mut().keyward.begin_render(secrets.clone());
         let expanded = run.store.data_mut().keyward.expand(prepared).await;
         let outcome = match expanded {
@@ -701,13 +695,7 @@ impl LoadedConnector {
                     RenderPathCounters::count(&self.paths.rerun);
                     self.async_turns
                         .store(ASYNC_TURNS_AFTER_RERUN, Ordering::Relaxed);
-                    let mut rerun = match self.take_warm(secrets, false) {
-                        Some(mut warm) => {
-                            warm.store.set_epoch_deadline(1);
-                            warm
-                        }
-                        None => self.instantiate(secrets.connector_id(), false).await?,
-                    };
+                    let mut rerun = self.start(secrets, false).await?;
                     let from = &mut run.store.data_mut().keyward;
                     from.hand_over_render(&mut rerun.store.data_mut().keyward);
                     // The attempted instance trapped: it is dropped.
@@ -739,6 +727,18 @@ impl LoadedConnector {
                 turns.checked_sub(1)
             })
             .is_ok()
+    }
+
+    /// An instance for a render on the given path: an idle warm one (its
+    /// deadline reset), else a new one.
+    async fn start(&self, secrets: &ConnectorSecrets, sync: bool) -> Result<Warm, RunError> {
+        match self.take_warm(secrets, sync) {
+            Some(mut warm) => {
+                warm.store.set_epoch_deadline(1);
+                Ok(warm)
+            }
+            None => self.instantiate(secrets.connector_id(), sync).await,
+        }
     }
 
     /// An idle warm instance on the given path, unless it revealed a
