@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use keyward_template::egress::{DestinationPart, OutputKind};
+
 use crate::fxhash::FxHashMap;
 use crate::text::Text;
 
@@ -64,6 +66,9 @@ pub struct Field {
     pub default: Option<String>,
     /// Whether the whole value may be a bare ECS-style ARN.
     pub secret_reference: bool,
+    /// The part of a destination it names, if any: what the operator
+    /// configures in it is where the host lets this connector's secrets go.
+    pub destination: Option<DestinationPart>,
 }
 
 impl Field {
@@ -76,6 +81,7 @@ impl Field {
             sensitive: false,
             default: None,
             secret_reference: false,
+            destination: None,
         }
     }
 
@@ -102,6 +108,33 @@ impl Field {
         self.secret_reference = true;
         self
     }
+
+    /// The field names a part of where the platform connects; see
+    /// [`Field::url`], [`Field::host`], [`Field::port`], [`Field::resource`].
+    pub fn destination(mut self, part: DestinationPart) -> Self {
+        self.destination = Some(part);
+        self
+    }
+
+    /// The field is a URL the platform connects to (`https://jira.example.com/rest/`).
+    pub fn url(self) -> Self {
+        self.destination(DestinationPart::Url)
+    }
+
+    /// The field is a host the platform connects to.
+    pub fn host(self) -> Self {
+        self.destination(DestinationPart::Host)
+    }
+
+    /// The field is the port the platform connects to.
+    pub fn port(self) -> Self {
+        self.destination(DestinationPart::Port)
+    }
+
+    /// The field names a resource at the destination (a database, a bucket).
+    pub fn resource(self) -> Self {
+        self.destination(DestinationPart::Resource)
+    }
 }
 
 /// One output of a render.
@@ -111,6 +144,9 @@ pub struct Output {
     pub name: String,
     /// The value, plain or composed with sealed parts.
     pub value: Text,
+    /// What it is: where the platform connects, what it sends, or a
+    /// setting. The host checks destinations against the operator's pins.
+    pub kind: OutputKind,
     /// Whether the connector marks it sensitive. The host marks it so
     /// anyway if the value holds a secret that is not public, or if the
     /// render revealed any.
@@ -118,21 +154,42 @@ pub struct Output {
 }
 
 impl Output {
-    /// An output the connector does not mark sensitive.
-    pub fn new(name: &str, value: impl Into<Text>) -> Self {
+    fn of(kind: OutputKind, name: &str, value: impl Into<Text>, sensitive: bool) -> Self {
         Self {
             name: name.into(),
             value: value.into(),
-            sensitive: false,
+            kind,
+            sensitive,
         }
     }
 
-    /// A sensitive output.
+    /// A setting (a region, a flag): it may not hold secret material.
+    pub fn setting(name: &str, value: impl Into<Text>) -> Self {
+        Self::of(OutputKind::Setting, name, value, false)
+    }
+
+    /// Where the platform connects: a URL, a DSN, a host, a port, a
+    /// database. The host refuses a render whose secrets such an output
+    /// would take anywhere the operator did not configure.
+    pub fn destination(name: &str, value: impl Into<Text>) -> Self {
+        Self::of(OutputKind::Destination, name, value, false)
+    }
+
+    /// What the platform sends (a password, a key, a user name, a header
+    /// value). Sensitive when it holds secret material, as every output.
+    pub fn credential(name: &str, value: impl Into<Text>) -> Self {
+        Self::of(OutputKind::Credential, name, value, false)
+    }
+
+    /// A setting; the same as [`Output::setting`].
+    pub fn new(name: &str, value: impl Into<Text>) -> Self {
+        Self::setting(name, value)
+    }
+
+    /// A credential the connector marks sensitive even when it holds no
+    /// secret material.
     pub fn secret(name: &str, value: impl Into<Text>) -> Self {
-        Self {
-            sensitive: true,
-            ..Self::new(name, value)
-        }
+        Self::of(OutputKind::Credential, name, value, true)
     }
 }
 

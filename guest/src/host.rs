@@ -4,7 +4,7 @@
 #[cfg(target_family = "wasm")]
 use crate::bindings::keyward::connector::secrets;
 use crate::bindings::keyward::connector::{log as wit_log, types};
-use crate::connector::{Connector, Fields, RenderError};
+use crate::connector::{Connector, Fields, RenderError, DestinationPart, OutputKind};
 use crate::text::Text;
 use keyward_template::compose::{self, Node};
 use keyward_template::encode::Encoding;
@@ -125,6 +125,12 @@ pub fn describe<C: Connector>() -> types::ConnectorInfo {
                 sensitive: f.sensitive,
                 default_value: f.default,
                 secret_reference: f.secret_reference,
+                destination: f.destination.map(|part| match part {
+                    DestinationPart::Url => types::DestinationPart::Url,
+                    DestinationPart::Host => types::DestinationPart::Host,
+                    DestinationPart::Port => types::DestinationPart::Port,
+                    DestinationPart::Resource => types::DestinationPart::Resource,
+                }),
             })
             .collect(),
     }
@@ -147,6 +153,11 @@ pub fn render_exported<C: Connector>(
                 .map(|o| types::Output {
                     name: o.name,
                     value: to_wit_composition(o.value),
+                    kind: match o.kind {
+                        OutputKind::Destination => types::OutputKind::Destination,
+                        OutputKind::Credential => types::OutputKind::Credential,
+                        OutputKind::Setting => types::OutputKind::Setting,
+                    },
                     sensitive: o.sensitive,
                 })
                 .collect()

@@ -47,7 +47,9 @@ mod host;
 pub mod testing;
 mod text;
 
-pub use connector::{Connector, ConnectorInfo, Field, Fields, Output, RenderError};
+pub use connector::{
+    Connector, ConnectorInfo, DestinationPart, Field, Fields, Output, OutputKind, RenderError,
+};
 pub use host::{Level, invalidate, list_secrets, log, reveal};
 pub use keyward_template::encode::Encoding;
 pub use text::Text;

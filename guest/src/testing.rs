@@ -9,30 +9,39 @@
 //! # struct Api;
 //! # impl Connector for Api {
 //! #     fn info() -> ConnectorInfo {
-//! #         ConnectorInfo::new("api", "0.1.0", "An API").field(Field::new("token", "Token").required())
+//! #         ConnectorInfo::new("api", "0.1.0", "An API")
+//! #             .field(Field::new("url", "Base URL").required().url())
+//! #             .field(Field::new("token", "Token").required())
 //! #     }
 //! #     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
-//! #         Ok(vec![Output::new("authorization", compose!["Bearer ", fields.require("token")?])])
+//! #         Ok(vec![
+//! #             Output::credential("authorization", compose!["Bearer ", fields.require("token")?]),
+//! #             Output::destination("url", fields.require("url")?),
+//! #         ])
 //! #     }
 //! # }
 //!
 //! let mut secrets = TestSecrets::new().key("api", "token", "t0k3n");
-//! let outputs = secrets
-//!     .render::<Api>(&[("token", "{{ secrets.api.token }}")])
-//!     .unwrap();
+//! let fields = [("url", "https://api.example.com/"), ("token", "{{ secrets.api.token }}")];
+//! let outputs = secrets.render::<Api>(&fields).unwrap();
 //! assert_eq!(outputs[0].value, "Bearer t0k3n");
 //! assert!(outputs[0].sensitive, "it holds a secret, so the host masks it");
 //! assert_eq!(secrets.calls(), 1);
+//!
+//! // The host's egress check runs too: a secret sent elsewhere is refused.
+//! let moved = [("url", "{{ secrets.api.token }}.attacker.example"), ("token", "x")];
+//! assert!(secrets.render::<Api>(&moved).is_err());
 //! ```
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use keyward_template::compose;
+use keyward_template::egress::{self, CheckedOutput, Egress, PinField, Pins};
 use keyward_template::expand::{self, FieldDecl};
 use keyward_template::{Part, Reference, Value};
 
-use crate::connector::{Connector, Fields, RenderError};
+use crate::connector::{Connector, Fields, OutputKind, RenderError};
 use crate::text::Text;
 
 /// The most bytes of one output, as the host's default.
@@ -47,6 +56,8 @@ pub struct Rendered {
     pub value: String,
     /// Whether the host would mask it.
     pub sensitive: bool,
+    /// What the connector says it is.
+    pub kind: OutputKind,
 }
 
 impl std::fmt::Debug for Rendered {
@@ -56,6 +67,7 @@ impl std::fmt::Debug for Rendered {
             .field("name", &self.name)
             .field("value", &value)
             .field("sensitive", &self.sensitive)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -71,6 +83,7 @@ pub struct TestSecrets {
     values: HashMap<(String, Vec<String>, String), Value>,
     public: HashSet<String>,
     reveal: bool,
+    egress: Option<Egress>,
     calls: usize,
 }
 
@@ -145,6 +158,21 @@ impl TestSecrets {
         self
     }
 
+    /// Sets the operator's explicit destinations, as `egress` in the
+    /// host's configuration does: they replace the pins the host derives
+    /// from the connector's destination fields.
+    ///
+    /// # Panics
+    /// If an entry is not a destination (a test's own mistake).
+    pub fn egress(mut self, entries: &[&str]) -> Self {
+        let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+        match Egress::parse(&entries, false) {
+            Ok(egress) => self.egress = Some(egress),
+            Err(e) => panic!("egress: {e}"),
+        }
+        self
+    }
+
     /// Grants `reveal`, as an operator's policy would.
     pub fn with_reveal(mut self) -> Self {
         self.reveal = true;
@@ -213,6 +241,16 @@ impl TestSecrets {
             reveal: self.reveal,
             ..Sealed::default()
         };
+        let expanded_destinations: Vec<(usize, String, bool)> = expanded
+            .iter()
+            .filter_map(|field| {
+                let at = info
+                    .fields
+                    .iter()
+                    .position(|f| f.name == field.name && f.destination.is_some())?;
+                Some((at, field.text(), field.configured))
+            })
+            .collect();
         let mut given = Vec::with_capacity(expanded.len());
         for field in expanded {
             let pieces = field.parts.into_iter().map(|part| match part {
@@ -231,26 +269,63 @@ impl TestSecrets {
         SEALED.with(|s| *s.borrow_mut() = sealed);
         let outputs = C::render(&Fields::new(given));
         let sealed = SEALED.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        outputs?
-            .into_iter()
-            .map(|output| {
-                let nodes = output.value.into_nodes();
-                let holds_secret = nodes.iter().any(|n| matches!(n, compose::Node::Sealed(_)));
-                let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
-                    usize::try_from(handle)
-                        .ok()
-                        .and_then(|i| sealed.texts.get(i))
-                        .map(String::as_str)
-                        .ok_or_else(|| format!("sealed value {handle} is not from this render"))
-                })
-                .map_err(|e| RenderError::new(format!("output `{}`: {e}", output.name)))?;
-                Ok(Rendered {
-                    name: output.name,
-                    value,
-                    sensitive: output.sensitive || holds_secret || sealed.revealed,
+        let mut rendered = Vec::new();
+        let mut marks = Vec::new();
+        for output in outputs? {
+            let nodes = output.value.into_nodes();
+            let (value, marked) = compose::evaluate_marked(&nodes, MAX_OUTPUT_BYTES, |handle| {
+                usize::try_from(handle)
+                    .ok()
+                    .and_then(|i| sealed.texts.get(i))
+                    .map(String::as_str)
+                    .ok_or_else(|| format!("sealed value {handle} is not from this render"))
+            })
+            .map_err(|e| RenderError::new(format!("output `{}`: {e}", output.name)))?;
+            rendered.push(Rendered {
+                name: output.name,
+                sensitive: output.sensitive || !marked.is_empty() || sealed.revealed,
+                value,
+                kind: output.kind,
+            });
+            marks.push(marked);
+        }
+        // The host's egress check, on the pins the host would derive.
+        let texts: Vec<(usize, String, bool)> = expanded_destinations;
+        let pin_fields: Vec<PinField<'_>> = info
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let part = f.destination?;
+                let value = texts.iter().find(|(i, _, _)| info.fields[*i].name == f.name);
+                Some(PinField {
+                    name: &f.name,
+                    part,
+                    value: value.map(|(_, text, _)| text.as_str()),
+                    configured: value.is_some_and(|(_, _, configured)| *configured),
                 })
             })
-            .collect()
+            .collect();
+        let mut pins = Pins::from_fields(&pin_fields);
+        if let Some(egress) = &self.egress {
+            pins = pins.with_explicit(egress);
+        }
+        let checked: Vec<CheckedOutput<'_>> = rendered
+            .iter()
+            .zip(&marks)
+            .map(|(r, marks)| CheckedOutput {
+                name: &r.name,
+                kind: r.kind,
+                value: &r.value,
+                marks,
+            })
+            .collect();
+        if let Err(refusal) = egress::check(&checked, &pins) {
+            return Err(RenderError::new(format!(
+                "egress refused: output `{}`: {}",
+                rendered[refusal.output].name, refusal.message
+            )));
+        }
+        Ok(rendered)
     }
 }
 
@@ -273,8 +348,8 @@ mod tests {
         fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
             let user = fields.require("user")?;
             Ok(vec![
-                Output::new("dsn", compose![user, ":", fields.require("password")?]),
-                Output::new("user", user),
+                Output::credential("dsn", compose![user, ":", fields.require("password")?]),
+                Output::credential("user", user),
             ])
         }
     }
@@ -282,6 +357,7 @@ mod tests {
     #[test]
     fn keys_stages_and_filters_resolve_like_the_host() {
         let mut secrets = TestSecrets::new()
+            .egress(&["db.internal:5432"])
             .key("db", "user", "app")
             .key("db", "password", "p@ss")
             .staged(ARN, "password", "AWSPREVIOUS", "old");
@@ -311,6 +387,7 @@ mod tests {
     #[test]
     fn public_secrets_arrive_plain() {
         let out = TestSecrets::new()
+            .egress(&["db.internal:5432"])
             .key("db", "user", "app")
             .key("db", "password", "pw")
             .public("db")

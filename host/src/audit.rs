@@ -41,6 +41,10 @@ pub enum Decision {
     /// The render made more records than are written one by one; the
     /// detail counts the rest by decision.
     Summarised(String),
+    /// The render was refused because an output would take secret
+    /// material where the operator did not send it; the detail names the
+    /// output, the part and the pins, never a value.
+    EgressRefused(String),
 }
 
 impl Decision {
@@ -58,6 +62,7 @@ impl Decision {
             Decision::RateLimited => "rate_limited",
             Decision::Revealed(_) => "revealed",
             Decision::Summarised(_) => "summarised",
+            Decision::EgressRefused(_) => "egress_refused",
         }
     }
 

@@ -17,6 +17,7 @@
 //! password = "{{ secrets['db']['password'] }}"
 //! ```
 
+use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 use crate::resolve::ConnectorPolicy;
 use crate::sealed::request_of;
+use keyward_template::egress::Egress;
 use crate::store::AWS_PARTITION;
 pub use crate::store::StoreIdentity;
 pub use crate::store::aws::AwsSettings;
@@ -152,6 +154,8 @@ struct RawConnector {
     public: Vec<String>,
     #[serde(default)]
     reveal: Vec<String>,
+    egress: Option<Vec<String>>,
+    egress_fields: Option<bool>,
     #[serde(default)]
     config: BTreeMap<String, String>,
     max_memory_mb: Option<u64>,
@@ -232,6 +236,10 @@ pub struct ConnectorConfig {
     pub public: Allowlist,
     /// Secrets it may `reveal` (compute over in plain text).
     pub reveal: Allowlist,
+    /// The operator's explicit destinations (`egress`), if set: they
+    /// replace the pins derived from its destination fields unless
+    /// `egress_fields = true`.
+    pub egress: Option<Arc<Egress>>,
     /// Field templates, by field name.
     pub fields: BTreeMap<String, String>,
     /// This connector's own sandbox bounds, where they differ.
@@ -303,6 +311,7 @@ impl ConnectorConfig {
             allow: self.allow.clone(),
             public: self.public.clone(),
             reveal: self.reveal.clone(),
+            egress: self.egress.clone(),
             namespace: namespace.clone(),
             identity: identity.clone(),
         }
@@ -404,6 +413,18 @@ impl Config {
                     )
                 })?;
             }
+            let egress = match (&raw.egress, raw.egress_fields) {
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "connectors.{id}.egress_fields: only means something beside `egress`"
+                    ));
+                }
+                (None, None) => None,
+                (Some(entries), keep_fields) => Some(Arc::new(
+                    Egress::parse(entries, keep_fields.unwrap_or(false))
+                        .map_err(|e| format!("connectors.{id}.egress: {e}"))?,
+                )),
+            };
             let max_memory_bytes = match raw.max_memory_mb {
                 None => None,
                 Some(mb) => Some(
@@ -432,6 +453,7 @@ impl Config {
                     allow,
                     public,
                     reveal,
+                    egress,
                     fields: raw.config,
                     limits,
                 },

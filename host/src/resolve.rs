@@ -168,6 +168,8 @@ pub struct ConnectorPolicy {
     pub public: Allowlist,
     /// Secrets the connector may `reveal` (compute over in plain text).
     pub reveal: Allowlist,
+    /// The operator's explicit destinations, if set.
+    pub egress: Option<Arc<keyward_template::egress::Egress>>,
     /// The host's namespace.
     pub namespace: Namespace,
     /// Where ARNs must point.
@@ -363,6 +365,20 @@ impl ConnectorSecrets {
         let mut record = self.record(request, Decision::Revealed(rule));
         record.canonical = None;
         self.write(budget, &record);
+    }
+
+    /// Records that a render was refused by the egress check (always
+    /// written: one per render at most).
+    pub fn audit_egress_refused(&self, output: &str, message: &str) {
+        let record = AuditRecord::new(
+            &self.connector,
+            format!("output `{}`", bounded(output)),
+            Decision::EgressRefused(message.to_string()),
+        );
+        self.audit.count(&record.decision);
+        if self.audit.is_active() {
+            self.audit.write(&record);
+        }
     }
 
     /// Binds a connector's policy to the host's cache and audit log.

@@ -11,7 +11,7 @@ use keyward_template::{Reference, Template};
 use zeroize::Zeroizing;
 
 use crate::resolve::{ConnectorPolicy, SecretRequest};
-use crate::sandbox::{ConnectorInfo, MASK, RenderError};
+use crate::sandbox::{ConnectorInfo, DestinationPart, MASK, RenderError};
 
 /// The most bytes one output's value may have.
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -46,6 +46,8 @@ pub fn render_error(e: expand::FieldError) -> RenderError {
 pub struct PreparedFields {
     plan: Plan,
     requests: Vec<SecretRequest>,
+    /// The connector's destination fields, in declaration order.
+    destinations: Vec<(String, DestinationPart)>,
 }
 
 impl PreparedFields {
@@ -63,7 +65,21 @@ impl PreparedFields {
             .collect();
         let plan = expand::plan(&info.name, &decls, fields).map_err(render_error)?;
         let requests = plan.references().iter().map(request_of).collect();
-        Ok(Self { plan, requests })
+        let destinations = info
+            .fields
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), f.destination?)))
+            .collect();
+        Ok(Self {
+            plan,
+            requests,
+            destinations,
+        })
+    }
+
+    /// The connector's destination fields and the part each names.
+    pub fn destinations(&self) -> &[(String, DestinationPart)] {
+        &self.destinations
     }
 
     /// The expansion plan.
@@ -220,6 +236,18 @@ impl Revealed {
         self.masks.extend(forms.into_iter().map(Zeroizing::new));
         // Longest first, so that a value holding another is masked whole.
         self.masks.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    }
+
+    /// Where revealed values (and their encodings) stand in `text`: what a
+    /// revealing connector wrote in plain text may be a secret.
+    pub fn marks(&self, text: &str) -> Vec<std::ops::Range<usize>> {
+        let mut marks = Vec::new();
+        for mask in &self.masks {
+            for (at, _) in text.match_indices(mask.as_str()) {
+                marks.push(at..at + mask.len());
+            }
+        }
+        marks
     }
 
     /// Whether anything was revealed.

@@ -56,10 +56,26 @@ impl std::error::Error for ComposeError {}
 pub fn evaluate<'s, S: Copy>(
     nodes: &[Node<S>],
     max_bytes: usize,
-    mut sealed: impl FnMut(S) -> Result<&'s str, String>,
+    sealed: impl FnMut(S) -> Result<&'s str, String>,
 ) -> Result<String, ComposeError> {
+    evaluate_marked(nodes, max_bytes, sealed).map(|(value, _)| value)
+}
+
+/// The byte ranges of a value that came from sealed pieces, in order.
+pub type Marks = Vec<std::ops::Range<usize>>;
+
+/// [`evaluate`], also answering which bytes of the value came from sealed
+/// pieces: a sealed piece's bytes, shifted by concatenation; all of an
+/// encoding's output if its input held any (base64 mixes bytes, and
+/// per-byte encodings are kept whole for simplicity, which only widens the
+/// marks).
+pub fn evaluate_marked<'s, S: Copy>(
+    nodes: &[Node<S>],
+    max_bytes: usize,
+    mut sealed: impl FnMut(S) -> Result<&'s str, String>,
+) -> Result<(String, Marks), ComposeError> {
     if nodes.is_empty() {
-        return Ok(String::new());
+        return Ok((String::new(), Vec::new()));
     }
     let earlier = |at: usize, index: u32| -> Result<usize, ComposeError> {
         let index = index as usize;
@@ -105,30 +121,56 @@ pub fn evaluate<'s, S: Copy>(
     // Leaves are borrowed, not copied; only concatenations and encodings
     // build text.
     let mut built: Vec<Cow<'_, str>> = Vec::with_capacity(nodes.len());
+    let mut marks: Vec<Marks> = Vec::with_capacity(nodes.len());
     for (at, node) in nodes.iter().enumerate() {
-        let text = match node {
-            Node::Plain(text) => Cow::Borrowed(text.as_str()),
-            Node::Sealed(_) => Cow::Borrowed(pieces[at].unwrap_or_default()),
+        let (text, marked) = match node {
+            Node::Plain(text) => (Cow::Borrowed(text.as_str()), Vec::new()),
+            Node::Sealed(_) => {
+                let text = pieces[at].unwrap_or_default();
+                let marked = if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![0..text.len()]
+                };
+                (Cow::Borrowed(text), marked)
+            }
             Node::Concat(parts) => {
                 let mut text = String::with_capacity(bounds[at]);
+                let mut marked: Marks = Vec::new();
                 for &part in parts {
+                    let offset = text.len();
+                    for range in &marks[part as usize] {
+                        let range = range.start + offset..range.end + offset;
+                        match marked.last_mut() {
+                            Some(last) if last.end == range.start => last.end = range.end,
+                            _ => marked.push(range),
+                        }
+                    }
                     text.push_str(&built[part as usize]);
                 }
-                Cow::Owned(text)
+                (Cow::Owned(text), marked)
             }
             Node::Encode(encoding, part) => {
-                Cow::Owned(encoding.apply(built[*part as usize].as_bytes()))
+                let text = encoding.apply(built[*part as usize].as_bytes());
+                let marked = if marks[*part as usize].is_empty() || text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![0..text.len()]
+                };
+                (Cow::Owned(text), marked)
             }
         };
         built.push(text);
+        marks.push(marked);
     }
     let value = built.pop().map(Cow::into_owned).unwrap_or_default();
+    let value_marks = marks.pop().unwrap_or_default();
     for text in &mut built {
         if let Cow::Owned(text) = text {
             wipe(text);
         }
     }
-    Ok(value)
+    Ok((value, value_marks))
 }
 
 /// Overwrites a string's buffer before it is freed, so that intermediate
@@ -167,7 +209,25 @@ mod tests {
             Node::Concat(vec![0, 5]),
         ];
         assert_eq!(eval(&nodes).unwrap(), "Basic dXMgZXI6czNjcjN0");
+        let sealed = ["s3cr3t", "us er"];
+        let (_, marks) = evaluate_marked(&nodes, 1 << 10, |h: usize| Ok(sealed[h])).unwrap();
+        assert_eq!(marks, [6..22]);
         assert!(!format!("{nodes:?}").contains("Basic"));
+    }
+
+    #[test]
+    fn marks_follow_sealed_bytes_through_concatenation() {
+        let nodes = [
+            Node::Plain("u:".into()),
+            Node::Sealed(0),
+            Node::Plain("@".into()),
+            Node::Sealed(1),
+            Node::Concat(vec![0, 1, 2, 3, 3]),
+        ];
+        let sealed = ["s3cr3t", "ab"];
+        let (value, marks) = evaluate_marked(&nodes, 1 << 10, |h: usize| Ok(sealed[h])).unwrap();
+        assert_eq!(value, "u:s3cr3t@abab");
+        assert_eq!(marks, [2..8, 9..13]);
     }
 
     #[test]

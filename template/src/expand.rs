@@ -75,6 +75,7 @@ struct PlannedField {
     name: String,
     template: Template,
     uses: Vec<usize>,
+    configured: bool,
 }
 
 /// Fields checked and parsed, their distinct references collected.
@@ -92,6 +93,8 @@ pub struct Expanded {
     pub name: String,
     /// Literal text and values; a literal field is one literal part.
     pub parts: Vec<Part<usize>>,
+    /// Whether it was configured (else it is the connector's default).
+    pub configured: bool,
 }
 
 impl Expanded {
@@ -166,6 +169,7 @@ pub fn plan(
             name: decl.name.to_string(),
             template,
             uses,
+            configured: given.is_some(),
         });
     }
     Ok(plan)
@@ -220,6 +224,7 @@ impl Plan {
                 Ok(Expanded {
                     name: field.name.clone(),
                     parts,
+                    configured: field.configured,
                 })
             })
             .collect()

@@ -15,9 +15,13 @@
 //!   declaration, parsed, and expanded once their references are resolved;
 //! - [`compose`]: the compositions a connector returns (plain and sealed
 //!   pieces, concatenated and encoded), evaluated within a size bound;
-//! - [`encode`]: the encodings filters and compositions apply.
+//! - [`encode`]: the encodings filters and compositions apply;
+//! - [`destination`] and [`egress`]: destinations parsed the strict way, and
+//!   the check that a render's secrets go only where the operator pinned.
 
 pub mod compose;
+pub mod destination;
+pub mod egress;
 pub mod encode;
 pub mod expand;
 mod parse;

@@ -67,6 +67,10 @@ fn from_keyward(error: Error) -> ApiError {
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "render_error", message)
         },
         Error::Run {
+            error: RunError::Egress(_),
+            ..
+        } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "egress_refused", message),
+        Error::Run {
             error: RunError::Unavailable(e),
             ..
         } => ApiError {
@@ -128,6 +132,17 @@ struct RenderedOutput<'a> {
     name: &'a str,
     value: &'a str,
     sensitive: bool,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<DestinationAnswer<'a>>,
+}
+
+/// Where a destination output sends the platform: connect only there.
+#[derive(Serialize)]
+struct DestinationAnswer<'a> {
+    scheme: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
 }
 
 /// The body of a render request.
@@ -389,6 +404,10 @@ async fn render(
                 error: RunError::Render(_),
                 ..
             }) => "render_error",
+            Err(Error::Run {
+                error: RunError::Egress(_),
+                ..
+            }) => "egress_refused",
             Err(Error::Run { .. }) => "trap",
             Err(_) => "error",
         };
@@ -406,6 +425,16 @@ async fn render(
                 v.value.as_str()
             },
             sensitive: v.sensitive,
+            kind: v.kind.name(),
+            destination: v.destination.as_ref().map(|d| DestinationAnswer {
+                scheme: d.scheme.as_deref(),
+                host: if d.secret && v.sensitive && !reveal {
+                    MASK
+                } else {
+                    &d.host
+                },
+                port: d.port,
+            }),
         })
         .collect();
     Ok(json_response(

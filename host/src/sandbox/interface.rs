@@ -17,13 +17,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_template::compose::{self, Node};
+use keyward_template::compose::{self, Node, wipe};
+use keyward_template::egress::{self, CheckedOutput, OutputKind, PinField, Pins, Verdict};
 use keyward_template::encode::Encoding;
-use keyward_template::{Part, ValueRef};
+use keyward_template::{Part, ValueRef, expand};
 use wasmtime::component::{HasData, Linker};
 use zeroize::Zeroizing;
 
-use super::types::{RenderError, RenderedValue, RunError};
+use super::types::{DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError};
 use crate::escape::escape_untrusted;
 use crate::limits::SandboxConfig;
 use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
@@ -58,6 +59,9 @@ pub struct KeywardCtx {
     sealed: SealedTable,
     /// The fields of the render under way: what its sealed entries refer to.
     prepared: Option<Arc<PreparedFields>>,
+    /// Where the render's secrets may go, from its destination fields as
+    /// expanded and the operator's `egress`.
+    pins: Pins,
     revealed: Revealed,
     /// On the synchronous path, what the guest did that must not happen
     /// twice if the render is run again on the async path.
@@ -133,6 +137,7 @@ impl KeywardCtx {
             log_lines: 0,
             sealed: SealedTable::default(),
             prepared: None,
+            pins: Pins::default(),
             revealed: Revealed::default(),
             held: None,
         }
@@ -171,6 +176,7 @@ impl KeywardCtx {
         to.connector = self.connector.clone();
         to.secrets = self.secrets.take();
         to.prepared = self.prepared.take();
+        to.pins = std::mem::take(&mut self.pins);
         std::mem::swap(&mut to.sealed, &mut self.sealed);
         self.sealed.clear();
         to.started = self.started;
@@ -204,6 +210,7 @@ impl KeywardCtx {
     pub fn end_render(&mut self) {
         self.secrets = None;
         self.prepared = None;
+        self.pins = Pins::default();
         self.sealed.clear();
     }
 
@@ -330,6 +337,7 @@ impl KeywardCtx {
             }
             Err(e) => return Ok(Err(RunError::Render(crate::sealed::render_error(e)))),
         };
+        self.pins = self.pins_of(&prepared, &expanded);
         let grants = |i: usize| match resolved.get(i) {
             Some(Ok((_, grants))) => *grants,
             _ => Default::default(),
@@ -360,54 +368,149 @@ impl KeywardCtx {
         Ok(Ok(fields))
     }
 
-    /// The connector's outputs with their compositions evaluated: an
-    /// output holding a sealed piece, and every output of an instance that
-    /// revealed, is sensitive; an output name may not hold a revealed value.
-    pub fn outputs(
-        &self,
-        outputs: Vec<wit_types::Output>,
-    ) -> Result<Vec<RenderedValue>, RenderError> {
-        outputs
-            .into_iter()
-            .map(|output| {
-                let name_error = |why: String| RenderError {
+    /// The render's pins: its destination fields' expanded values (secret
+    /// parts included, wiped after), then the operator's `egress`.
+    fn pins_of(&self, prepared: &PreparedFields, expanded: &[expand::Expanded]) -> Pins {
+        let mut values: Vec<(usize, String, bool)> = Vec::new();
+        for field in expanded {
+            if let Some(at) = prepared
+                .destinations()
+                .iter()
+                .position(|(name, _)| *name == field.name)
+            {
+                values.push((at, field.text(), field.configured));
+            }
+        }
+        let fields: Vec<PinField<'_>> = prepared
+            .destinations()
+            .iter()
+            .enumerate()
+            .map(|(at, (name, part))| {
+                let value = values.iter().find(|(i, _, _)| *i == at);
+                PinField {
+                    name,
+                    part: *part,
+                    value: value.map(|(_, text, _)| text.as_str()),
+                    configured: value.is_some_and(|(_, _, configured)| *configured),
+                }
+            })
+            .collect();
+        let pins = Pins::from_fields(&fields);
+        drop(fields);
+        for (_, text, _) in &mut values {
+            wipe(text);
+        }
+        let egress = self.secrets.as_ref().and_then(|s| s.policy().egress.clone());
+        match egress {
+            Some(egress) => pins.with_explicit(&egress),
+            None => pins,
+        }
+    }
+
+    /// The connector's outputs with their compositions evaluated and
+    /// checked: an output holding a sealed piece, and every output of an
+    /// instance that revealed, is sensitive; an output name may not hold a
+    /// revealed value; and the render is refused if any output would take
+    /// secret material where the operator did not send it (audited as
+    /// `egress_refused`).
+    pub fn outputs(&self, outputs: Vec<wit_types::Output>) -> Result<Vec<RenderedValue>, RunError> {
+        let mut assembled = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let name_error = |why: String| {
+                RunError::Render(RenderError {
                     field: None,
                     column: None,
                     message: format!("output `{}`: {why}", self.sanitize(&output.name)),
-                };
-                if escape_untrusted(&output.name) != output.name.as_str() {
-                    return Err(name_error("the name contains a control character".into()));
-                }
-                if self.revealed.mask(&output.name) != output.name.as_str() {
-                    return Err(name_error("the name holds a revealed value".into()));
-                }
-                let nodes: Vec<Node<u64>> = output
-                    .value
-                    .nodes
-                    .into_iter()
-                    .map(|node| match node {
-                        wit_types::Node::Plain(text) => Node::Plain(text),
-                        wit_types::Node::Sealed(handle) => Node::Sealed(handle),
-                        wit_types::Node::Concat(parts) => Node::Concat(parts),
-                        wit_types::Node::Encode((encoding, part)) => {
-                            Node::Encode(from_wit_encoding(encoding), part)
-                        }
-                    })
-                    .collect();
-                let holds_secret = nodes.iter().any(|n| matches!(n, Node::Sealed(_)));
-                let value = compose::evaluate(&nodes, MAX_OUTPUT_BYTES, |handle| {
-                    self.sealed.get(handle).map(|entry| entry.text())
                 })
-                .map_err(|e| name_error(e.to_string()))?;
+            };
+            if escape_untrusted(&output.name) != output.name.as_str() {
+                return Err(name_error("the name contains a control character".into()));
+            }
+            if self.revealed.mask(&output.name) != output.name.as_str() {
+                return Err(name_error("the name holds a revealed value".into()));
+            }
+            let nodes: Vec<Node<u64>> = output
+                .value
+                .nodes
+                .into_iter()
+                .map(|node| match node {
+                    wit_types::Node::Plain(text) => Node::Plain(text),
+                    wit_types::Node::Sealed(handle) => Node::Sealed(handle),
+                    wit_types::Node::Concat(parts) => Node::Concat(parts),
+                    wit_types::Node::Encode((encoding, part)) => {
+                        Node::Encode(from_wit_encoding(encoding), part)
+                    }
+                })
+                .collect();
+            let (value, mut marks) = compose::evaluate_marked(&nodes, MAX_OUTPUT_BYTES, |handle| {
+                self.sealed.get(handle).map(|entry| entry.text())
+            })
+            .map_err(|e| name_error(e.to_string()))?;
+            // What a revealing connector writes in plain text may be a
+            // value it revealed: those bytes count as secret material.
+            marks.extend(self.revealed.marks(&value));
+            assembled.push((output.name, from_wit_kind(output.kind), output.sensitive, Zeroizing::new(value), marks));
+        }
+        let checked: Vec<CheckedOutput<'_>> = assembled
+            .iter()
+            .map(|(name, kind, _, value, marks)| CheckedOutput {
+                name,
+                kind: *kind,
+                value,
+                marks,
+            })
+            .collect();
+        let verdicts = match egress::check(&checked, &self.pins) {
+            Ok(verdicts) => verdicts,
+            Err(refusal) => {
+                let output = escape_untrusted(checked[refusal.output].name).into_owned();
+                if let Some(secrets) = &self.secrets {
+                    secrets.audit_egress_refused(&output, &refusal.message);
+                }
+                return Err(RunError::Egress(EgressRefused {
+                    connector: self.connector.to_string(),
+                    output,
+                    message: refusal.message,
+                }));
+            }
+        };
+        drop(checked);
+        Ok(assembled
+            .into_iter()
+            .zip(verdicts)
+            .map(|((name, kind, sensitive, value, marks), verdict)| {
+                let destination = match verdict {
+                    Verdict::Destination(d) => {
+                        let spans = &d.spans;
+                        let public = [spans.scheme.clone(), Some(spans.host.clone()), spans.port.clone()];
+                        let secret = marks.iter().any(|m| {
+                            public
+                                .iter()
+                                .flatten()
+                                .any(|p| m.start < p.end && p.start < m.end)
+                        });
+                        Some(DestinationInfo {
+                            port: d.effective_port(),
+                            scheme: d.scheme,
+                            host: d.host,
+                            secret,
+                        })
+                    }
+                    Verdict::NotDestination | Verdict::Unparsed => None,
+                };
                 // An instance that ever revealed may output what it
                 // kept: everything it outputs is sensitive.
-                Ok(RenderedValue {
-                    sensitive: output.sensitive || holds_secret || self.revealed.any(),
-                    name: output.name,
-                    value: Zeroizing::new(value),
-                })
+                RenderedValue {
+                    sensitive: sensitive
+                        || !marks.is_empty()
+                        || self.revealed.any(),
+                    name,
+                    value,
+                    kind,
+                    destination,
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// The connector's render error, masked and escaped: a connector that
@@ -496,6 +599,24 @@ fn emit_guest_line(connector: &str, level: tracing::Level, message: &str) {
         tracing::Level::INFO => tracing::info!(target: "keyward::guest", connector, "{message}"),
         tracing::Level::WARN => tracing::warn!(target: "keyward::guest", connector, "{message}"),
         tracing::Level::ERROR => tracing::error!(target: "keyward::guest", connector, "{message}"),
+    }
+}
+
+pub(super) fn from_wit_kind(kind: wit_types::OutputKind) -> OutputKind {
+    match kind {
+        wit_types::OutputKind::Destination => OutputKind::Destination,
+        wit_types::OutputKind::Credential => OutputKind::Credential,
+        wit_types::OutputKind::Setting => OutputKind::Setting,
+    }
+}
+
+pub(super) fn from_wit_part(part: wit_types::DestinationPart) -> keyward_template::egress::DestinationPart {
+    use keyward_template::egress::DestinationPart;
+    match part {
+        wit_types::DestinationPart::Url => DestinationPart::Url,
+        wit_types::DestinationPart::Host => DestinationPart::Host,
+        wit_types::DestinationPart::Port => DestinationPart::Port,
+        wit_types::DestinationPart::Resource => DestinationPart::Resource,
     }
 }
 

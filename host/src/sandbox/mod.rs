@@ -15,7 +15,11 @@ mod sync_path;
 mod types;
 
 pub use interface::{KeywardCtx, KeywardView, add_to_linker, bindings};
-pub use types::{ConnectorInfo, FieldSpec, MASK, RenderError, RenderedValue, RunError};
+pub use types::{
+    ConnectorInfo, DestinationInfo, DestinationPart, EgressRefused, FieldSpec, MASK, OutputKind,
+    RenderError, RenderedValue, RunError,
+};
+use interface::from_wit_part;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -606,6 +610,7 @@ impl LoadedConnector {
                             sensitive: f.sensitive,
                             default: f.default_value,
                             secret_reference: f.secret_reference,
+                            destination: f.destination.map(from_wit_part),
                         })
                         .collect(),
                 }))
@@ -657,7 +662,7 @@ impl LoadedConnector {
                 called.and_then(|result| {
                     let ctx = &run.store.data().keyward;
                     match result {
-                        Ok(outputs) => ctx.outputs(outputs).map_err(RunError::Render),
+                        Ok(outputs) => ctx.outputs(outputs),
                         Err(e) => Err(RunError::Render(ctx.render_error(e))),
                     }
                 })

@@ -5,6 +5,8 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+pub use keyward_template::egress::{DestinationPart, OutputKind};
+
 /// The mask written in place of a secret value.
 pub const MASK: &str = "****";
 
@@ -36,6 +38,48 @@ pub struct FieldSpec {
     pub default: Option<String>,
     /// May be a bare Secrets Manager ARN.
     pub secret_reference: bool,
+    /// The part of a destination it names, if any: what the operator
+    /// configures in it pins where the connector's secrets may go.
+    #[serde(serialize_with = "serialize_part")]
+    pub destination: Option<DestinationPart>,
+}
+
+fn serialize_part<S: serde::Serializer>(
+    part: &Option<DestinationPart>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let name = part.map(|p| match p {
+        DestinationPart::Url => "url",
+        DestinationPart::Host => "host",
+        DestinationPart::Port => "port",
+        DestinationPart::Resource => "resource",
+    });
+    serde::Serialize::serialize(&name, serializer)
+}
+
+/// Where a destination output sends the platform, as keyward parsed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DestinationInfo {
+    /// The scheme, lowercased, if it is a URL.
+    pub scheme: Option<String>,
+    /// The host, lowercased (an IPv6 address without brackets).
+    pub host: String,
+    /// The port: the one written, else the scheme's well-known default.
+    pub port: Option<u16>,
+    /// Whether the scheme, host or port came from secret material (a host
+    /// kept in Secrets Manager): then it is masked wherever the output is.
+    pub secret: bool,
+}
+
+impl fmt::Debug for DestinationInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host: &str = if self.secret { MASK } else { &self.host };
+        f.debug_struct("DestinationInfo")
+            .field("scheme", &self.scheme)
+            .field("host", &host)
+            .field("port", &self.port)
+            .finish()
+    }
 }
 
 /// One rendered output.
@@ -47,6 +91,10 @@ pub struct RenderedValue {
     pub value: Zeroizing<String>,
     /// Masked unless revealed.
     pub sensitive: bool,
+    /// What the connector says it is.
+    pub kind: OutputKind,
+    /// For a destination, where it sends the platform.
+    pub destination: Option<DestinationInfo>,
 }
 
 impl fmt::Debug for RenderedValue {
@@ -56,6 +104,8 @@ impl fmt::Debug for RenderedValue {
             .field("name", &self.name)
             .field("value", &value)
             .field("sensitive", &self.sensitive)
+            .field("kind", &self.kind)
+            .field("destination", &self.destination)
             .finish()
     }
 }
@@ -91,7 +141,24 @@ pub enum RunError {
     /// no cached copy was fresh enough); try again later.
     #[error(transparent)]
     Unavailable(RenderError),
+    /// An output would take secret material where the operator did not
+    /// send it (see [`keyward_template::egress`]).
+    #[error(transparent)]
+    Egress(EgressRefused),
     /// The guest trapped or the host could not run it.
     #[error("the connector failed: {0}")]
     Trap(String),
+}
+
+/// A render refused by the egress check: the connector, the output and
+/// why (the part at fault and the pins it missed), never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("connector `{connector}`: output `{output}`: {message}")]
+pub struct EgressRefused {
+    /// The connector id.
+    pub connector: String,
+    /// The output at fault (escaped).
+    pub output: String,
+    /// Why.
+    pub message: String,
 }
