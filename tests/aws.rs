@@ -43,10 +43,12 @@ sslmode = "require"
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db", "host", "cert", "plain", "api@AWSCURRENT,AWSPREVIOUS,AWSPENDING,version-id", "team/**"]
 
 [connectors.hostile]
 component = "{HOSTILE}"
+egress = ["echo.test"]
 allow = ["missing/**", "key"]
 "#;
 
@@ -817,6 +819,7 @@ endpoint_url = "{}"
 
 [connectors.echo]
 component = "{{ECHO}}"
+egress = ["echo.test"]
 allow = ["api"]
 "#,
         moto.url()

@@ -45,6 +45,7 @@ path = "secrets.json"
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db"]
 "#,
         &json!({ "acme/prod/db": { "json": { "password": CANARY } } }),

@@ -33,10 +33,12 @@ render_timeout_ms = 5000
 
 [connectors.sealed]
 component = "{HOSTILE}"
+egress = ["echo.test"]
 allow = ["key", "db"]
 
 [connectors.revealing]
 component = "{HOSTILE}"
+egress = ["echo.test"]
 allow = ["key", "db"]
 reveal = ["key"]
 "#;

@@ -33,14 +33,17 @@ tracing = false
 
 [connectors.victim]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db#user", "team/*", "api"]
 
 [connectors.reader]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db", "canary", "api@AWSCURRENT,AWSPENDING,version-id"]
 
 [connectors.limited]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["team/**"]
 "#;
 

@@ -57,10 +57,12 @@ sslmode = "disable"
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db", "host", "plain", "cert", "api@AWSCURRENT,AWSPREVIOUS,version-id", "team/*"]
 
 [connectors.narrow]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db#user"]
 
 [connectors.broken]

@@ -26,10 +26,12 @@ max_memory_mb = 64
 
 [connectors.hostile]
 component = "{HOSTILE}"
+egress = ["echo.test"]
 allow = ["**"]
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["**"]
 "#;
 
@@ -625,7 +627,7 @@ async fn connector_ids_sharing_a_component_share_one_compilation() {
     let mut config = CONFIG.to_string();
     for i in 0..200 {
         config.push_str(&format!(
-            "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\nallow = [\"host\"]\n"
+            "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\negress = [\"echo.test\"]\nallow = [\"host\"]\n"
         ));
     }
     let s = Scratch::new(&config, &json!({ "acme/prod/host": "db.internal" }));

@@ -23,10 +23,12 @@ render_timeout_ms = 100
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["**"]
 
 [connectors.hostile]
 component = "{HOSTILE}"
+egress = ["echo.test"]
 allow = ["**"]
 "#;
 

@@ -43,6 +43,7 @@ file = "audit.jsonl"
 
 [connectors.echo-audited]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["user", "password", "host"]
 "#;
 
@@ -67,6 +68,7 @@ compile_cache = "{CACHE}"
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["**"]
 "#;
 
@@ -133,7 +135,7 @@ impl Fixture {
         let mut config = CONFIG.to_string();
         for i in 0..extra {
             config.push_str(&format!(
-                "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\nallow = [\"**\"]\n"
+                "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\negress = [\"echo.test\"]\nallow = [\"**\"]\n"
             ));
         }
         self.keyward_from(&config, "fresh", &cache)

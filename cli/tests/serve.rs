@@ -41,6 +41,7 @@ password = "{{ secrets.db.password }}"
 
 [connectors.echo]
 component = "{ECHO}"
+egress = ["echo.test"]
 allow = ["db"]
 "#;
 

@@ -10,11 +10,11 @@ const connector: Connector = {
     version: "0.1.0",
     description: "A mysql:// URL for MariaDB or MySQL",
     fields: [
-      { name: "host", description: "Server host name or address", required: true },
-      { name: "port", description: "TCP port", default: "3306" },
+      { name: "host", description: "Server host name or address", required: true, destination: "host" },
+      { name: "port", description: "TCP port", default: "3306", destination: "port" },
       { name: "user", description: "Database user", required: true },
       { name: "password", description: "The user's password", required: true, sensitive: true },
-      { name: "database", description: "Database name", required: true },
+      { name: "database", description: "Database name", required: true, destination: "resource" },
     ],
   }),
 
@@ -33,7 +33,7 @@ const connector: Connector = {
       `:${port}/`,
       database.percent(),
     );
-    return [new Output("url", url)];
+    return [Output.destination("url", url)];
   },
 };
 

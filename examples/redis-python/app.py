@@ -14,8 +14,8 @@ class Redis(Connector):
             version="0.1.0",
             description="A redis:// URL with ACL credentials",
             fields=[
-                Field("host", "Server host name or address", required=True),
-                Field("port", "TCP port", default="6379"),
+                Field("host", "Server host name or address", required=True, destination="host"),
+                Field("port", "TCP port", default="6379", destination="port"),
                 Field("username", "ACL user", default="default"),
                 Field("password", "The ACL user's password", required=True, sensitive=True),
                 Field("db", "Database number", default="0"),
@@ -46,7 +46,7 @@ class Redis(Connector):
                 f":{port}/{db}",
             ]
         )
-        return [Output("url", url)]
+        return [Output.destination("url", url)]
 
 
 WitWorld = export(Redis)

@@ -4,7 +4,7 @@
 #[cfg(target_family = "wasm")]
 use crate::bindings::keyward::connector::secrets;
 use crate::bindings::keyward::connector::{log as wit_log, types};
-use crate::connector::{Connector, Fields, RenderError, DestinationPart, OutputKind};
+use crate::connector::{Connector, DestinationPart, Fields, OutputKind, RenderError};
 use crate::text::Text;
 use keyward_template::compose::{self, Node};
 use keyward_template::encode::Encoding;

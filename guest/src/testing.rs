@@ -296,7 +296,9 @@ impl TestSecrets {
             .iter()
             .filter_map(|f| {
                 let part = f.destination?;
-                let value = texts.iter().find(|(i, _, _)| info.fields[*i].name == f.name);
+                let value = texts
+                    .iter()
+                    .find(|(i, _, _)| info.fields[*i].name == f.name);
                 Some(PinField {
                     name: &f.name,
                     part,

@@ -17,10 +17,10 @@
 //! password = "{{ secrets['db']['password'] }}"
 //! ```
 
-use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -30,12 +30,12 @@ use crate::name::{BackendIdentity, Namespace};
 use crate::policy::Allowlist;
 use crate::resolve::ConnectorPolicy;
 use crate::sealed::request_of;
-use keyward_template::egress::Egress;
 use crate::store::AWS_PARTITION;
 pub use crate::store::StoreIdentity;
 pub use crate::store::aws::AwsSettings;
 pub use crate::store::file::FileSettings;
 use keyward_template::Template;
+use keyward_template::egress::Egress;
 
 /// Default time a fetched secret is served from the cache (5 minutes).
 const DEFAULT_CACHE_TTL_MS: u64 = 300_000;

@@ -304,6 +304,7 @@ impl Pin {
         }
         let path = &text[d.spans.path.clone()];
         path == self.path_prefix
+            || path == self.path_prefix.trim_end_matches('/')
             || (path.starts_with(self.path_prefix.as_str())
                 && (self.path_prefix.ends_with('/')
                     || path.as_bytes().get(self.path_prefix.len()) == Some(&b'/')))

@@ -28,10 +28,12 @@ max_memory_mb = 64
 
 [connectors.sealed]
 component = "{COMPONENT}"
+egress = ["echo.test"]
 allow = ["key"]
 
 [connectors.revealing]
 component = "{COMPONENT}"
+egress = ["echo.test"]
 allow = ["key"]
 reveal = ["key"]
 "#;

@@ -21,7 +21,11 @@ impl Connector for HttpApi {
             env!("CARGO_PKG_VERSION"),
             "REST API with Basic authentication",
         )
-        .field(Field::new("base_url", "Base URL, such as https://jira.example.com").required())
+        .field(
+            Field::new("base_url", "Base URL, such as https://jira.example.com")
+                .required()
+                .url(),
+        )
         .field(Field::new("user", "Account name or e-mail").required())
         .field(
             Field::new("token", "API token")
@@ -54,7 +58,7 @@ impl Connector for HttpApi {
         }
         let token = fields.require("token")?;
         Ok(vec![
-            Output::new("base_url", base_url),
+            Output::destination("base_url", base_url),
             Output::secret(
                 "authorization",
                 compose!["Basic ", compose![user, ":", token].base64()],

@@ -28,9 +28,17 @@ impl Connector for Postgres {
             env!("CARGO_PKG_VERSION"),
             "PostgreSQL connection (libpq URI)",
         )
-        .field(Field::new("host", "Server host name or IP address").required())
-        .field(Field::new("port", "Server port").default("5432"))
-        .field(Field::new("database", "Database name").required())
+        .field(
+            Field::new("host", "Server host name or IP address")
+                .required()
+                .host(),
+        )
+        .field(Field::new("port", "Server port").default("5432").port())
+        .field(
+            Field::new("database", "Database name")
+                .required()
+                .resource(),
+        )
         .field(Field::new("user", "Role to connect as").required())
         .field(
             Field::new("password", "Password of the role")
@@ -69,12 +77,12 @@ impl Connector for Postgres {
             format!("?sslmode={sslmode}"),
         ];
         Ok(vec![
-            Output::secret("dsn", dsn),
-            Output::new("host", host),
-            Output::new("port", port.to_string()),
-            Output::new("database", database),
-            Output::new("user", user),
-            Output::new("sslmode", sslmode),
+            Output::destination("dsn", dsn),
+            Output::destination("host", host),
+            Output::destination("port", port.to_string()),
+            Output::destination("database", database),
+            Output::credential("user", user),
+            Output::setting("sslmode", sslmode),
         ])
     }
 }

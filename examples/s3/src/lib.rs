@@ -27,12 +27,9 @@ impl Connector for S3 {
             env!("CARGO_PKG_VERSION"),
             "Amazon S3 or an S3-compatible service",
         )
-        .field(Field::new("bucket", "Bucket name").required())
+        .field(Field::new("bucket", "Bucket name").required().resource())
         .field(Field::new("region", "Bucket region").default("us-east-1"))
-        .field(Field::new(
-            "endpoint",
-            "Endpoint URL, for S3-compatible services",
-        ))
+        .field(Field::new("endpoint", "Endpoint URL, for S3-compatible services").url())
         .field(
             Field::new("access_key_id", "Access key ID")
                 .required()
@@ -67,15 +64,15 @@ impl Connector for S3 {
             ));
         }
         let mut out = vec![
-            Output::new("bucket", bucket),
-            Output::new(
+            Output::destination("bucket", bucket),
+            Output::setting(
                 "region",
                 fields
                     .get("region")
                     .cloned()
                     .unwrap_or_else(|| "us-east-1".into()),
             ),
-            Output::new("default_acl", acl),
+            Output::setting("default_acl", acl),
             Output::secret("access_key_id", fields.require("access_key_id")?),
             Output::secret("secret_access_key", fields.require("secret_access_key")?),
         ];
@@ -88,9 +85,9 @@ impl Connector for S3 {
                     "must start with https:// or http://",
                 ));
             }
-            out.push(Output::new("endpoint", endpoint));
+            out.push(Output::destination("endpoint", endpoint));
             // S3-compatible services rarely support virtual-hosted buckets.
-            out.push(Output::new("force_path_style", "true"));
+            out.push(Output::setting("force_path_style", "true"));
         }
         if let Some(role) = fields.get("role_arn").filter(|r| r.as_plain() != Some("")) {
             if let Some(arn) = role.as_plain()
@@ -101,7 +98,7 @@ impl Connector for S3 {
                     "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
                 ));
             }
-            out.push(Output::new("role_arn", role));
+            out.push(Output::setting("role_arn", role));
         }
         Ok(out)
     }

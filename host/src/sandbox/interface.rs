@@ -400,7 +400,10 @@ impl KeywardCtx {
         for (_, text, _) in &mut values {
             wipe(text);
         }
-        let egress = self.secrets.as_ref().and_then(|s| s.policy().egress.clone());
+        let egress = self
+            .secrets
+            .as_ref()
+            .and_then(|s| s.policy().egress.clone());
         match egress {
             Some(egress) => pins.with_explicit(&egress),
             None => pins,
@@ -449,7 +452,13 @@ impl KeywardCtx {
             // What a revealing connector writes in plain text may be a
             // value it revealed: those bytes count as secret material.
             marks.extend(self.revealed.marks(&value));
-            assembled.push((output.name, from_wit_kind(output.kind), output.sensitive, Zeroizing::new(value), marks));
+            assembled.push((
+                output.name,
+                from_wit_kind(output.kind),
+                output.sensitive,
+                Zeroizing::new(value),
+                marks,
+            ));
         }
         let checked: Vec<CheckedOutput<'_>> = assembled
             .iter()
@@ -482,7 +491,11 @@ impl KeywardCtx {
                 let destination = match verdict {
                     Verdict::Destination(d) => {
                         let spans = &d.spans;
-                        let public = [spans.scheme.clone(), Some(spans.host.clone()), spans.port.clone()];
+                        let public = [
+                            spans.scheme.clone(),
+                            Some(spans.host.clone()),
+                            spans.port.clone(),
+                        ];
                         let secret = marks.iter().any(|m| {
                             public
                                 .iter()
@@ -501,9 +514,7 @@ impl KeywardCtx {
                 // An instance that ever revealed may output what it
                 // kept: everything it outputs is sensitive.
                 RenderedValue {
-                    sensitive: sensitive
-                        || !marks.is_empty()
-                        || self.revealed.any(),
+                    sensitive: sensitive || !marks.is_empty() || self.revealed.any(),
                     name,
                     value,
                     kind,
@@ -610,7 +621,9 @@ pub(super) fn from_wit_kind(kind: wit_types::OutputKind) -> OutputKind {
     }
 }
 
-pub(super) fn from_wit_part(part: wit_types::DestinationPart) -> keyward_template::egress::DestinationPart {
+pub(super) fn from_wit_part(
+    part: wit_types::DestinationPart,
+) -> keyward_template::egress::DestinationPart {
     use keyward_template::egress::DestinationPart;
     match part {
         wit_types::DestinationPart::Url => DestinationPart::Url,

@@ -14,12 +14,12 @@ mod interface;
 mod sync_path;
 mod types;
 
+use interface::from_wit_part;
 pub use interface::{KeywardCtx, KeywardView, add_to_linker, bindings};
 pub use types::{
     ConnectorInfo, DestinationInfo, DestinationPart, EgressRefused, FieldSpec, MASK, OutputKind,
     RenderError, RenderedValue, RunError,
 };
-use interface::from_wit_part;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -10,6 +10,11 @@ from .text import Text, TextLike
 
 T = TypeVar("T")
 
+#: The parts of a destination a field may name (``None``: not a destination).
+DESTINATION_PARTS = (None, "url", "host", "port", "resource")
+#: What an output may be.
+OUTPUT_KINDS = ("destination", "credential", "setting")
+
 
 @dataclass
 class Field:
@@ -24,6 +29,14 @@ class Field:
     default: str | None = None
     #: The whole field may be a bare Secrets Manager ARN (ECS ``valueFrom``).
     secret_reference: bool = False
+    #: The part of a destination the field names: ``"url"``, ``"host"``,
+    #: ``"port"`` or ``"resource"`` (a database, a bucket). What the
+    #: operator configures there is where the host lets secrets go.
+    destination: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.destination not in DESTINATION_PARTS:
+            raise ValueError(f"field `{self.name}`: destination must be one of {DESTINATION_PARTS[1:]}")
 
 
 @dataclass
@@ -62,16 +75,38 @@ class Output:
     name: str
     value: Text
     sensitive: bool = False
+    #: ``"destination"`` (where the platform connects: checked against the
+    #: operator's pins), ``"credential"`` (what it sends) or ``"setting"``
+    #: (anything else; may not hold secret material).
+    kind: str = "setting"
 
-    def __init__(self, name: str, value: TextLike, sensitive: bool = False):
+    def __init__(self, name: str, value: TextLike, sensitive: bool = False, kind: str = "setting"):
+        if kind not in OUTPUT_KINDS:
+            raise ValueError(f"output `{name}`: kind must be one of {OUTPUT_KINDS}")
         self.name = name
         self.value = Text.of(value)
         self.sensitive = sensitive
+        self.kind = kind
+
+    @staticmethod
+    def destination(name: str, value: TextLike) -> "Output":
+        """Where the platform connects: a URL, a DSN, a host, a port."""
+        return Output(name, value, kind="destination")
+
+    @staticmethod
+    def credential(name: str, value: TextLike) -> "Output":
+        """What the platform sends: a password, a key, a header value."""
+        return Output(name, value, kind="credential")
+
+    @staticmethod
+    def setting(name: str, value: TextLike) -> "Output":
+        """Anything else: a region, a flag. It may not hold secret material."""
+        return Output(name, value, kind="setting")
 
     @staticmethod
     def secret(name: str, value: TextLike) -> "Output":
-        """An output marked sensitive whatever it holds."""
-        return Output(name, value, sensitive=True)
+        """A credential marked sensitive whatever it holds."""
+        return Output(name, value, sensitive=True, kind="credential")
 
 
 class Fields:

@@ -21,6 +21,18 @@ if IN_COMPONENT:
         "base64url": _types.Encoding.BASE64URL,
         "uri-host": _types.Encoding.URI_HOST,
     }
+    _KINDS = {
+        "destination": _types.OutputKind.DESTINATION,
+        "credential": _types.OutputKind.CREDENTIAL,
+        "setting": _types.OutputKind.SETTING,
+    }
+    _PARTS = {
+        None: None,
+        "url": _types.DestinationPart.URL,
+        "host": _types.DestinationPart.HOST,
+        "port": _types.DestinationPart.PORT,
+        "resource": _types.DestinationPart.RESOURCE,
+    }
 
 
 def fields_from_pieces(fields) -> Fields:
@@ -78,6 +90,7 @@ def export(connector: type[Connector]):
                         sensitive=f.sensitive,
                         default_value=f.default,
                         secret_reference=f.secret_reference,
+                        destination=_PARTS[f.destination],
                     )
                     for f in info.fields
                 ],
@@ -101,6 +114,7 @@ def export(connector: type[Connector]):
                 _types.Output(
                     name=o.name,
                     value=_types.Composition(nodes=[to_wit_node(n) for n in o.value.nodes()]),
+                    kind=_KINDS[o.kind],
                     sensitive=o.sensitive,
                 )
                 for o in outputs

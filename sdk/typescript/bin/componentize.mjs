@@ -38,8 +38,8 @@ const entry = resolve(work, "entry.ts");
 const appPath = relative(work, resolve(app)).replaceAll("\\", "/");
 await writeFile(
   entry,
-  `import { log } from "keyward:connector/log@0.2.0";
-import { reveal, invalidate, list } from "keyward:connector/secrets@0.2.0";
+  `import { log } from "keyward:connector/log@0.3.0";
+import { reveal, invalidate, list } from "keyward:connector/secrets@0.3.0";
 import { installHost, exportsFor } from "keyward-connector";
 import connector from "${appPath.startsWith(".") ? appPath : "./" + appPath}";
 installHost({ log, reveal, invalidate, list });

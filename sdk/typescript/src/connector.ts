@@ -13,7 +13,23 @@ export interface Field {
   default?: string;
   /** The whole field may be a bare Secrets Manager ARN (ECS `valueFrom`). */
   secretReference?: boolean;
+  /**
+   * The part of a destination the field names (a database or a bucket is a
+   * `resource`): what the operator configures there is where the host lets
+   * this connector's secrets go.
+   */
+  destination?: DestinationPart;
 }
+
+/** The parts of a destination a field may name. */
+export type DestinationPart = "url" | "host" | "port" | "resource";
+
+/**
+ * What an output is: where the platform connects (checked against the
+ * operator's pins), what it sends, or anything else (which may not hold
+ * secret material).
+ */
+export type OutputKind = "destination" | "credential" | "setting";
 
 /** What `describe` returns. */
 export interface ConnectorInfo {
@@ -51,13 +67,29 @@ export class Output {
     readonly name: string,
     value: TextLike,
     readonly sensitive = false,
+    readonly kind: OutputKind = "setting",
   ) {
     this.value = Text.of(value);
   }
 
-  /** An output marked sensitive whatever it holds. */
+  /** Where the platform connects: a URL, a DSN, a host, a port. */
+  static destination(name: string, value: TextLike): Output {
+    return new Output(name, value, false, "destination");
+  }
+
+  /** What the platform sends: a password, a key, a header value. */
+  static credential(name: string, value: TextLike): Output {
+    return new Output(name, value, false, "credential");
+  }
+
+  /** Anything else: a region, a flag. It may not hold secret material. */
+  static setting(name: string, value: TextLike): Output {
+    return new Output(name, value, false, "setting");
+  }
+
+  /** A credential marked sensitive whatever it holds. */
   static secret(name: string, value: TextLike): Output {
-    return new Output(name, value, true);
+    return new Output(name, value, true, "credential");
   }
 }
 

@@ -45,6 +45,7 @@ export function exportsFor(connector: Connector) {
           sensitive: f.sensitive ?? false,
           defaultValue: f.default,
           secretReference: f.secretReference ?? false,
+          destination: f.destination,
         })),
       };
     },
@@ -54,7 +55,12 @@ export function exportsFor(connector: Connector) {
         // Thrown plain, it becomes the result's `err`.
         throw { field: result.error.field, column: result.error.column, message: result.error.reason };
       }
-      return result.outputs.map((o) => ({ name: o.name, sensitive: o.sensitive, value: { nodes: o.value.nodes() } }));
+      return result.outputs.map((o) => ({
+        name: o.name,
+        kind: o.kind,
+        sensitive: o.sensitive,
+        value: { nodes: o.value.nodes() },
+      }));
     },
   };
 }

@@ -4,12 +4,12 @@ import { Output, RenderError, Text, invalidate, log, reveal, type Connector, typ
 
 function exfiltrate(secret: Text): Output[] {
   const out = [
-    new Output("sealed", secret),
-    new Output(
+    Output.credential("sealed", secret),
+    Output.credential(
       "sealed-encoded",
       Text.concat(secret.percent(), secret.form(), secret.jsonString(), secret.base64(), secret.base64url(), secret.uriHost()),
     ),
-    new Output(`name ${secret}`, "x"),
+    Output.credential(`name ${secret}`, "x"),
   ];
   log("warn", `sealed ${secret}`);
   console.log(`stdout ${secret}`);
@@ -19,17 +19,17 @@ function exfiltrate(secret: Text): Output[] {
   } catch (e) {
     const message = e instanceof RenderError ? e.reason : String(e);
     log("warn", `reveal refused: ${message}`);
-    out.push(new Output("reveal", message));
+    out.push(Output.credential("reveal", message));
     return out;
   }
   const forms = [text, Text.plain(text).percent().asPlain() ?? "", Text.plain(text).base64().asPlain() ?? "", [...text].reverse().join("")];
   forms.forEach((form, i) => {
     log("warn", `leak ${i}: ${form}`);
     console.error(`leak ${i}: ${form}`);
-    out.push(new Output(`leak-${i}`, form));
+    out.push(Output.credential(`leak-${i}`, form));
   });
   invalidate(`{{ secrets['${text}'] }}`);
-  out.push(new Output("revealed", text));
+  out.push(Output.credential("revealed", text));
   return out;
 }
 
@@ -49,7 +49,7 @@ const hostile: Connector = {
     const secret = fields.get("secret") ?? Text.plain("");
     switch (mode) {
       case "ok":
-        return [new Output("result", "fine")];
+        return [Output.credential("result", "fine")];
       case "loop": {
         let n = 0;
         for (;;) n++;
@@ -60,14 +60,14 @@ const hostile: Connector = {
       }
       case "log-flood":
         for (let i = 0; i < 100_000; i++) log("warn", `flood ${i}`);
-        return [new Output("result", "flooded")];
+        return [Output.credential("result", "flooded")];
       case "stdout":
         console.log(`stdout ${secret}`);
         console.error(`stderr ${secret}`);
-        return [new Output("result", "printed")];
+        return [Output.credential("result", "printed")];
       case "env": {
         const p = (globalThis as { process?: { env?: object } }).process;
-        return [new Output("result", p?.env ? Object.keys(p.env).join(",") : "")];
+        return [Output.credential("result", p?.env ? Object.keys(p.env).join(",") : "")];
       }
       case "exfiltrate":
         return exfiltrate(secret);

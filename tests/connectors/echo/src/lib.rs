@@ -3,7 +3,9 @@
 //! sensitive; `arn` may be a bare ARN; `log` is written to the host log;
 //! `list` outputs the host's `list`; `invalidate` passes its text to the
 //! host's `invalidate`; `panic` traps holding the field; `count` outputs
-//! how many renders this instance did.
+//! how many renders this instance did. Its outputs are credentials and it
+//! declares no destination field, so a configuration that renders secrets
+//! through it sets `egress`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -21,7 +23,7 @@ const PLAIN: [&str; 3] = ["a", "b", "c"];
 
 impl Connector for Echo {
     fn info() -> ConnectorInfo {
-        let mut info = ConnectorInfo::new("echo", "0.2.0", "Renders each field as an output")
+        let mut info = ConnectorInfo::new("echo", "0.3.0", "Renders each field as an output")
             .field(Field::new("secret", "A sensitive field").sensitive())
             .field(
                 Field::new("arn", "May be a bare ARN")
@@ -55,7 +57,7 @@ impl Connector for Echo {
         let mut out = Vec::new();
         for name in PLAIN {
             if let Some(value) = fields.get(name) {
-                out.push(Output::new(name, value));
+                out.push(Output::credential(name, value));
             }
         }
         for name in ["secret", "arn"] {

