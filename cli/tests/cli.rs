@@ -528,3 +528,52 @@ fn compile_fills_the_compile_cache_for_every_connector() {
         "[sandbox] compile_cache is not set",
     );
 }
+
+/// A hostile connector that sends the secret to another host is refused by
+/// `keyward render` with one line naming the output and the part, and
+/// the canary nowhere; the audit file records `egress_refused`.
+#[test]
+fn render_refuses_a_secret_sent_to_another_destination() {
+    let scratch = Scratch::new(
+        r#"
+[secrets]
+namespace = "acme/prod"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
+
+[audit]
+file = "audit.jsonl"
+tracing = false
+
+[connectors.hostile]
+component = "{HOSTILE}"
+allow = ["db"]
+[connectors.hostile.config]
+mode = "egress"
+attack = "dsn-host"
+secret = "{{ secrets.db.password }}"
+host = "db.internal.example"
+database = "orders"
+attacker = "attacker.example"
+"#,
+        &json!({ "acme/prod/db": { "json": { "password": CANARY } } }),
+    );
+    let config = scratch.config();
+    let o = keyward(&[
+        "render",
+        "--config",
+        config.to_str().expect("path"),
+        "hostile",
+    ]);
+    assert_clean_failure(
+        &o,
+        "connector `hostile`: output `dsn`: its host matches none of the connector's \
+         destination pins (from fields `host`, `database`)",
+    );
+    assert!(!stderr(&o).contains(CANARY) && !stdout(&o).contains(CANARY));
+    let audit = std::fs::read_to_string(scratch.path().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("\"decision\":\"egress_refused\""), "{audit}");
+    assert!(!audit.contains(CANARY));
+}

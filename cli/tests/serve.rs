@@ -828,6 +828,7 @@ socket = "keyward.sock"
 
 [connectors.echo]
 component = "{}"
+egress = ["echo.test"]
 allow = ["db", "api"]
 "#,
             keyward_test_support::artifacts::ECHO
@@ -938,6 +939,7 @@ socket = "keyward.sock"
 
 [connectors.echo]
 component = "{}"
+egress = ["echo.test"]
 allow = ["db"]
 "#,
         proxy.url(),
@@ -1014,4 +1016,85 @@ allow = ["db"]
     );
     let (status, _) = server.call("GET", "/healthz", None, &[], "").await;
     assert_eq!(status, 200, "the process is still serving");
+}
+
+/// A hostile connector that sends the secret elsewhere is refused by the
+/// service: 422 `egress_refused` naming the output and the part, for the
+/// full and the masked token alike, counted in `/metrics`, and the canary
+/// in no answer; an honest render answers each output's kind and, for a
+/// destination, where it goes.
+#[tokio::test]
+async fn renders_that_send_a_secret_elsewhere_are_refused_with_a_code() {
+    let config = CONFIG.replace("{SERVER}", "").replace(
+        "[connectors.echo]",
+        r#"[connectors.hostile]
+component = "{HOSTILE}"
+allow = ["db"]
+[connectors.hostile.config]
+mode = "egress"
+secret = "{{ secrets.db.password }}"
+host = "db.internal.example"
+port = "5432"
+database = "orders"
+base_url = "https://jira.example.com/rest/"
+attacker = "attacker.example"
+
+[connectors.echo]"#,
+    );
+    let server = Server::start_with(Scratch::new(&config, &secrets()));
+    for (attack, output) in [
+        ("dsn-host", "dsn"),
+        ("dns-label", "dsn"),
+        ("userinfo", "base_url"),
+        ("path", "base_url"),
+        ("secret-in-setting", "application_name"),
+    ] {
+        for token in [TOKEN, MASKED] {
+            let body = json!({ "fields": {
+                "mode": "egress", "attack": attack, "secret": "{{ secrets.db.password }}",
+                "host": "db.internal.example", "port": "5432", "database": "orders",
+                "base_url": "https://jira.example.com/rest/", "attacker": "attacker.example",
+            }});
+            let (status, answer) = server
+                .call(
+                    "POST",
+                    "/v1/connectors/hostile/render",
+                    Some(token),
+                    &[],
+                    body.to_string(),
+                )
+                .await;
+            assert_eq!(status, 422, "{attack}: {answer}");
+            assert_eq!(answer["error"]["code"], "egress_refused", "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.starts_with(&format!("connector `hostile`: output `{output}`: ")),
+                "{message}"
+            );
+            assert!(!answer.to_string().contains(CANARY), "{answer}");
+        }
+    }
+    let (status, answer) = server
+        .call(
+            "POST",
+            "/v1/connectors/orders-db/render",
+            Some(MASKED),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let dsn = &answer["outputs"][0];
+    assert_eq!(dsn["kind"], "destination", "{answer}");
+    assert_eq!(
+        dsn["destination"],
+        json!({ "scheme": "postgresql", "host": "db.internal", "port": 5432 })
+    );
+    assert_eq!(answer["outputs"][4]["kind"], "credential", "{answer}");
+    let (_, metrics) = server.call("GET", "/metrics", Some(TOKEN), &[], "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("connector=\"hostile\",outcome=\"egress_refused\"} 10"),
+        "{metrics}"
+    );
 }

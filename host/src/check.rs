@@ -6,8 +6,9 @@
 use std::fmt;
 
 use crate::config::RefusedReference;
-use crate::keyward::Keyward;
+use crate::keyward::{Error, Keyward};
 use crate::resolve::SecretRequest;
+use crate::sandbox::RunError;
 
 /// The whole report; [`CheckReport::failures`] counts what failed.
 #[derive(Debug, Clone)]
@@ -32,6 +33,10 @@ pub struct ConnectorCheck {
     pub references: Vec<ReferenceCheck>,
     /// Whether its configured fields render.
     pub render: Result<(), String>,
+    /// Whether it has destination pins for the secret material it outputs:
+    /// an error when it renders secrets with no destination field the
+    /// operator configured and no `egress`.
+    pub destinations: Result<(), String>,
 }
 
 /// One allowed reference and whether it resolves.
@@ -55,6 +60,7 @@ impl CheckReport {
                         + usize::from(c.listing.is_some())
                         + c.references.iter().filter(|r| r.result.is_err()).count()
                         + usize::from(c.render.is_err())
+                        + usize::from(c.destinations.is_err())
                 })
                 .sum::<usize>()
     }
@@ -85,6 +91,9 @@ impl fmt::Display for CheckReport {
                     Ok(()) => write!(f, "\n  {}  ok", reference.reference)?,
                     Err(e) => write!(f, "\n  {}  FAILED: {e}", reference.reference)?,
                 }
+            }
+            if let Err(e) = &connector.destinations {
+                write!(f, "\n  destinations: FAILED: {e}")?;
             }
             match &connector.render {
                 Ok(()) => write!(f, "\n  render: ok")?,
@@ -158,13 +167,25 @@ impl Keyward {
                 (None, references)
             }
         };
-        let render = self.render(id).await.map(drop).map_err(|e| e.to_string());
+        let rendered = self.render(id).await;
+        let destinations = match &rendered {
+            Err(Error::Run {
+                error: RunError::Egress(refused),
+                ..
+            }) if refused.pinless => Err(format!(
+                "it outputs secret material but has no destination pins: configure the \
+                 destination fields it declares, or set connectors.{id}.egress"
+            )),
+            _ => Ok(()),
+        };
+        let render = rendered.map(drop).map_err(|e| e.to_string());
         ConnectorCheck {
             id: id.to_string(),
             refused,
             listing,
             references,
             render,
+            destinations,
         }
     }
 }

@@ -379,6 +379,9 @@ pub struct Refusal {
     pub output: usize,
     /// Why, naming the part at fault and the pins it missed.
     pub message: String,
+    /// Whether the connector has no pins at all (a configuration to fix,
+    /// rather than a connector sending a secret elsewhere).
+    pub pinless: bool,
 }
 
 /// What the check found for one output.
@@ -408,6 +411,7 @@ pub fn check(outputs: &[CheckedOutput<'_>], pins: &Pins) -> Result<Vec<Verdict>,
                       declares no destination field the operator configured, and no `egress` \
                       is set"
                 .into(),
+            pinless: true,
         });
     }
     let mut verdicts = Vec::with_capacity(outputs.len());
@@ -415,6 +419,7 @@ pub fn check(outputs: &[CheckedOutput<'_>], pins: &Pins) -> Result<Vec<Verdict>,
         let refuse = |message: String| Refusal {
             output: index,
             message,
+            pinless: false,
         };
         let url = destination::looks_like_url(output.value);
         let named = pins.destination_fields.iter().any(|f| f == output.name);
@@ -732,6 +737,10 @@ mod tests {
         assert!(e.contains("is a setting"), "{e}");
         let e = verdict(&Pins::default(), OutputKind::Credential, "S", "S").unwrap_err();
         assert!(e.contains("no destination pins"), "{e}");
+        let marks = [0..1];
+        let outputs = [out("o", OutputKind::Credential, "S", &marks)];
+        assert!(check(&outputs, &Pins::default()).unwrap_err().pinless);
+        assert!(!check(&outputs, &jira_pins()).is_err());
         // A credential holds secrets freely; a URL-shaped one is checked.
         assert_eq!(
             verdict(&postgres_pins(), OutputKind::Credential, "Basic S", "S"),

@@ -543,6 +543,7 @@ async fn check(state: &State) -> Response<Body> {
                     "error": r.result.as_ref().err(),
                 })).collect::<Vec<_>>(),
                 "render": { "ok": c.render.is_ok(), "error": c.render.as_ref().err() },
+                "destinations": { "ok": c.destinations.is_ok(), "error": c.destinations.as_ref().err() },
             })
         })
         .collect();

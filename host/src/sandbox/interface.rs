@@ -480,6 +480,7 @@ impl KeywardCtx {
                     connector: self.connector.to_string(),
                     output,
                     message: refusal.message,
+                    pinless: refusal.pinless,
                 }));
             }
         };

@@ -151,9 +151,10 @@ pub enum RunError {
 }
 
 /// A render refused by the egress check: the connector, the output and
-/// why (the part at fault and the pins it missed), never a value.
+/// why (the part at fault and the pins it missed), never a value. Its
+/// message names the output; [`crate::Error::Run`] adds the connector.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("connector `{connector}`: output `{output}`: {message}")]
+#[error("output `{output}`: {message}")]
 pub struct EgressRefused {
     /// The connector id.
     pub connector: String,
@@ -161,4 +162,7 @@ pub struct EgressRefused {
     pub output: String,
     /// Why.
     pub message: String,
+    /// The connector has no pins at all: it declares no destination field
+    /// the operator configured and no `egress` is set.
+    pub pinless: bool,
 }
