@@ -257,16 +257,23 @@ async fn a_connector_with_no_pins_may_not_output_secrets() {
 
 #[tokio::test]
 async fn an_explicit_egress_replaces_the_pins_from_fields() {
-    let config = CONFIG.replace(
-        "[connectors.hostile.config]",
-        "egress = [\"attacker.example:5432\"]\n\n[connectors.hostile.config]",
-    );
-    let suite = Suite::new(&config).await;
-    // Now the operator sends it there, and not to the field's host.
+    let with_egress = |entries: &str| {
+        CONFIG.replace(
+            "[connectors.hostile.config]",
+            &format!("egress = [{entries}]\n\n[connectors.hostile.config]"),
+        )
+    };
+    // The operator sends it to the attacker's host too: allowed.
+    let suite = Suite::new(&with_egress(
+        "\"attacker.example:5432\", \"db.internal.example\"",
+    ))
+    .await;
     suite
         .attack("hostile", "dsn-host")
         .await
         .expect("pinned by egress");
+    // Only there: the field's host is no longer a pin.
+    let suite = Suite::new(&with_egress("\"attacker.example:5432\"")).await;
     let (_, message) = refusal(suite.attack("hostile", "honest").await, "honest");
     assert!(
         message.contains("egress `attacker.example:5432`"),
@@ -458,11 +465,13 @@ fn the_destination_parser_agrees_with_the_clients_parsers_or_refuses() {
         let rust = url::Url::parse(url).ok().map(|u| {
             (
                 u.scheme().to_string(),
+                // Hosts compare case-insensitively (an opaque host of a
+                // non-special scheme keeps its case in `url`).
                 u.host_str()
                     .unwrap_or_default()
                     .trim_start_matches('[')
                     .trim_end_matches(']')
-                    .to_string(),
+                    .to_ascii_lowercase(),
                 u.port(),
             )
         });

@@ -23,12 +23,12 @@ render_timeout_ms = 100
 
 [connectors.echo]
 component = "{ECHO}"
-egress = ["echo.test"]
+egress = ["echo.test", "db.internal"]
 allow = ["**"]
 
 [connectors.hostile]
 component = "{HOSTILE}"
-egress = ["echo.test"]
+egress = ["echo.test", "db.internal"]
 allow = ["**"]
 "#;
 

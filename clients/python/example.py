@@ -24,13 +24,16 @@ keyward = KeywardClient(socket_path=os.environ.get("KEYWARD_SOCKET"),
 
 
 def connect() -> int:
-    """Renders `orders-db` and runs SELECT 1 with the DSN it rendered."""
+    """Renders `orders-db` and runs SELECT 1 with the DSN it rendered,
+    connecting where keyward checked that the DSN goes."""
     import pg8000.native  # only the steps that connect need it
 
-    dsn = urlsplit(KeywardClient.values(keyward.render("orders-db"))["dsn"])
+    rendered = keyward.render("orders-db")
+    to = rendered.destinations()["dsn"]
+    dsn = urlsplit(KeywardClient.values(rendered)["dsn"])
     connection = pg8000.native.Connection(
         user=unquote(dsn.username or ""), password=unquote(dsn.password or ""),
-        host=dsn.hostname or "localhost", port=dsn.port or 5432,
+        host=to.host, port=to.port or 5432,
         database=unquote(dsn.path.lstrip("/")))
     try:
         return connection.run("SELECT 1")[0][0]

@@ -14,21 +14,49 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["KeywardClient", "KeywardError", "Output", "Rendered"]
+__all__ = ["Destination", "KeywardClient", "KeywardError", "Output", "Rendered"]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a destination output sends the platform, as keyward checked it
+    against the operator's pins: connect here, nowhere else."""
+
+    scheme: str | None
+    host: str
+    port: int | None
 
 
 @dataclass(frozen=True)
 class Output:
     """One output of a render; `value` is `****` if sensitive and the token
-    sees masked values only."""
+    sees masked values only. `kind` is `destination`, `credential` or
+    `setting`."""
 
     name: str
     value: str
     sensitive: bool
+    kind: str = "setting"
+    parsed_destination: Destination | None = None
+
+    @staticmethod
+    def from_answer(answer: dict[str, Any]) -> "Output":
+        to = answer.get("destination")
+        return Output(
+            name=answer["name"],
+            value=answer["value"],
+            sensitive=answer["sensitive"],
+            kind=answer.get("kind", "setting"),
+            parsed_destination=Destination(to["scheme"], to["host"], to["port"]) if to else None,
+        )
+
+    def destination(self) -> Destination | None:
+        """For a destination output, where it connects (scheme, host, port)."""
+        return self.parsed_destination
 
     def __repr__(self) -> str:
         value = "****" if self.sensitive else self.value
-        return f"Output(name={self.name!r}, value={value!r}, sensitive={self.sensitive})"
+        return f"Output(name={self.name!r}, value={value!r}, sensitive={self.sensitive}, kind={self.kind!r})"
 
 
 @dataclass(frozen=True)
@@ -37,6 +65,11 @@ class Rendered:
 
     connector: str
     outputs: list[Output]
+
+    def destinations(self) -> dict[str, Destination]:
+        """The destination outputs by name, with where each connects: a
+        platform connects only to these (or to its own configuration)."""
+        return {o.name: o.parsed_destination for o in self.outputs if o.parsed_destination is not None}
 
 
 class KeywardError(Exception):
@@ -81,7 +114,7 @@ class KeywardClient:
         """Renders a connector with its configured fields, or with `fields`."""
         body = None if fields is None else {"fields": fields}
         answer = self._request("POST", f"/v1/connectors/{quote(connector, safe='')}/render", body)
-        return Rendered(answer["connector"], [Output(**o) for o in answer["outputs"]])
+        return Rendered(answer["connector"], [Output.from_answer(o) for o in answer["outputs"]])
 
     @staticmethod
     def values(rendered: Rendered) -> dict[str, str]:

@@ -198,9 +198,7 @@ impl Pins {
                 DestinationPart::Url => destination::parse_url(value)
                     .map(|d| pins.pins.push(Pin::of_url(&d, value)))
                     .is_ok(),
-                DestinationPart::Host => destination::parse_bare(value)
-                    .map(|d| hosts.push((d.host, d.port)))
-                    .is_ok(),
+                DestinationPart::Host => host_field(value).map(|h| hosts.push(h)).is_some(),
                 DestinationPart::Port => value.parse::<u16>().map(|p| ports.push(p)).is_ok(),
                 DestinationPart::Resource => {
                     pins.resources.push(value.to_string());
@@ -251,6 +249,18 @@ impl Pins {
     /// Where the pins came from, for messages.
     pub fn origin(&self) -> &PinOrigin {
         &self.origin
+    }
+}
+
+/// A host field's value: `host`, `host:port`, `[v6]:port`, or an IPv6
+/// address without brackets (as a connector's `uri-host` encoding takes it).
+fn host_field(value: &str) -> Option<(String, Option<u16>)> {
+    match destination::parse_bare(value) {
+        Ok(d) => Some((d.host, d.port)),
+        Err(_) => value
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|address| (address.to_string(), None)),
     }
 }
 
@@ -805,6 +815,20 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_host_field_pins_its_address() {
+        let pins = Pins::from_fields(&[field("host", DestinationPart::Host, "::1")]);
+        assert_eq!(
+            verdict(
+                &pins,
+                OutputKind::Destination,
+                "rediss://u:S@[::1]:6379/3",
+                "S"
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn explicit_egress_replaces_the_derived_pins_unless_kept() {
         let egress = Egress::parse(&["https://other.example/".into()], false).unwrap();
         let pins = jira_pins().with_explicit(&egress);
@@ -841,6 +865,67 @@ mod tests {
                 .0
                 .starts_with("entry 0")
         );
+    }
+
+    /// The cases the Rust, Python and TypeScript checks must agree on.
+    #[test]
+    fn the_shared_vectors_give_the_same_verdicts() {
+        let vectors = include_str!("../../tests/vectors/egress.tsv");
+        let mut cases = 0;
+        for line in vectors
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let [pins, kind, value, secret, expected] = line.split('\t').collect::<Vec<_>>()[..]
+            else {
+                panic!("bad vector line: {line}");
+            };
+            let mut fields = Vec::new();
+            let mut explicit = Vec::new();
+            for item in pins.split(';').filter(|i| *i != "-") {
+                let (part, value) = item.split_once('=').expect("part=value");
+                let part = match part {
+                    "url" => DestinationPart::Url,
+                    "host" => DestinationPart::Host,
+                    "port" => DestinationPart::Port,
+                    "resource" => DestinationPart::Resource,
+                    "egress" => {
+                        explicit.push(value.to_string());
+                        continue;
+                    }
+                    other => panic!("unknown part {other}"),
+                };
+                fields.push((part, value));
+            }
+            let names = ["url", "host", "port", "resource"];
+            let pin_fields: Vec<PinField<'_>> = fields
+                .iter()
+                .map(|(part, value)| field(names[*part as usize], *part, value))
+                .collect();
+            let mut pins = Pins::from_fields(&pin_fields);
+            if !explicit.is_empty() {
+                pins = pins.with_explicit(&Egress::parse(&explicit, false).expect("egress"));
+            }
+            let kind = match kind {
+                "destination" => OutputKind::Destination,
+                "credential" => OutputKind::Credential,
+                _ => OutputKind::Setting,
+            };
+            let marks: Vec<Range<usize>> = value
+                .find(secret)
+                .filter(|_| secret != "-")
+                .map(|at| at..at + secret.len())
+                .into_iter()
+                .collect();
+            let outputs = [out("out", kind, value, &marks)];
+            match (check(&outputs, &pins), expected) {
+                (Ok(_), "ok") => {}
+                (Err(r), expected) if expected != "ok" && r.message.contains(expected) => {}
+                (verdict, _) => panic!("{line}: {verdict:?}"),
+            }
+            cases += 1;
+        }
+        assert!(cases > 30, "{cases}");
     }
 
     #[test]

@@ -15,10 +15,13 @@ const keyward = new KeywardClient({
   token: process.env.KEYWARD_TOKEN ?? "",
 });
 
-/** Renders `orders-db` and runs SELECT 1 with the DSN it rendered. */
+/** Renders `orders-db` and runs SELECT 1 with the DSN it rendered, where keyward checked that it goes. */
 async function connect(): Promise<number> {
-  const { dsn } = KeywardClient.values(await keyward.render("orders-db"));
-  const client = new pg.Client({ connectionString: dsn });
+  const rendered = await keyward.render("orders-db");
+  const { dsn } = KeywardClient.values(rendered);
+  const to = KeywardClient.destination(rendered, "dsn");
+  if (!to) throw new Error("orders-db rendered no checked destination `dsn`");
+  const client = new pg.Client({ connectionString: dsn, host: to.host, port: to.port ?? 5432 });
   await client.connect();
   try {
     const result = await client.query("SELECT 1 AS one");

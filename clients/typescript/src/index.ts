@@ -16,12 +16,23 @@ export interface KeywardOptions {
   timeoutMs?: number;
 }
 
+/** Where a destination output sends the platform, as keyward checked it: connect here, nowhere else. */
+export interface Destination {
+  scheme: string | null;
+  host: string;
+  port: number | null;
+}
+
 /** One output of a render. */
 export interface Output {
   name: string;
   /** `****` if sensitive and the token sees masked values only. */
   value: string;
   sensitive: boolean;
+  /** What the connector says it is; a platform connects only to a `destination`. */
+  kind: "destination" | "credential" | "setting";
+  /** For a destination keyward parsed: its scheme, host and port. */
+  destination?: Destination;
 }
 
 /** What a render answers. */
@@ -69,6 +80,21 @@ export class KeywardClient {
   /** The outputs of a render by name. */
   static values(rendered: Rendered): Record<string, string> {
     return Object.fromEntries(rendered.outputs.map((o) => [o.name, o.value]));
+  }
+
+  /**
+   * The destination outputs of a render by name, with where each connects:
+   * a platform connects only to these (or to its own configuration).
+   */
+  static destinations(rendered: Rendered): Record<string, Destination> {
+    return Object.fromEntries(
+      rendered.outputs.flatMap((o) => (o.destination ? [[o.name, o.destination] as const] : [])),
+    );
+  }
+
+  /** Where one output connects, if it is a destination keyward checked. */
+  static destination(rendered: Rendered, name: string): Destination | undefined {
+    return rendered.outputs.find((o) => o.name === name)?.destination;
   }
 
   /**

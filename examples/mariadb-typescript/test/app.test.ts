@@ -19,6 +19,7 @@ test("the URL carries the sealed password, encoded", () => {
   assert.deepEqual(rendered.get("url"), {
     value: "mysql://app:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@db.internal:3306/orders",
     sensitive: true,
+    kind: "destination",
   });
 });
 

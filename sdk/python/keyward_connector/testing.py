@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import host
+from . import egress, host
 from .connector import Connector, RenderError
 from .export import fields_from_pieces, run_render
-from .text import Text, TextLike, evaluate
+from .text import Text, TextLike, evaluate_marked
 
 
 @dataclass
@@ -34,10 +34,11 @@ class Rendered:
 
     value: str
     sensitive: bool
+    kind: str = "setting"
 
     def __repr__(self) -> str:
         shown = "****" if self.sensitive else repr(self.value)
-        return f"Rendered(value={shown}, sensitive={self.sensitive})"
+        return f"Rendered(value={shown}, sensitive={self.sensitive}, kind={self.kind!r})"
 
 
 def _pieces(name: str, text: Text) -> list[tuple]:
@@ -55,9 +56,13 @@ class TestSecrets:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, names: list[str] | None = None):
+    def __init__(self, names: list[str] | None = None, egress: list[str] | None = None):
+        """``names``: what ``list_secrets`` answers; ``egress``: the
+        operator's explicit destinations, which replace the pins the host
+        derives from the connector's destination fields."""
         self._values: dict[int, tuple[str, bool]] = {}
         self._names = list(names or [])
+        self._egress = egress
         self.logs: list[tuple[str, str]] = []
         self.invalidated: list[str] = []
         self.revealed = False
@@ -81,14 +86,34 @@ class TestSecrets:
             host._double = previous
         if error is not None:
             raise error
-        rendered = {}
+        rendered, checked = {}, []
         for output in outputs:
-            nodes = output.value.nodes()
-            holds_secret = any(n[0] == "sealed" for n in nodes)
+            value, marks = evaluate_marked(output.value.nodes(), lambda h: self._values[h][0])
             rendered[output.name] = Rendered(
-                value=evaluate(nodes, lambda h: self._values[h][0]),
-                sensitive=output.sensitive or holds_secret or self.revealed,
+                value=value,
+                sensitive=output.sensitive or bool(marks) or self.revealed,
+                kind=output.kind,
             )
+            checked.append((output.name, output.kind, value, marks))
+        # The host's egress check, on the pins it would derive.
+        try:
+            declared = connector.info().fields
+        except NotImplementedError:
+            declared = []
+        pin_fields = []
+        for f in declared:
+            if f.destination is None:
+                continue
+            given = fields.get(f.name)
+            text = evaluate_marked(Text.of(given).nodes(), lambda h: self._values[h][0])[0] if given is not None else f.default
+            pin_fields.append((f.name, f.destination, text, given is not None))
+        pins = egress.Pins.from_fields(pin_fields)
+        if self._egress is not None:
+            pins.with_explicit(self._egress)
+        try:
+            egress.check(checked, pins)
+        except egress.Refusal as e:
+            raise RenderError(f"egress refused: output `{checked[e.output][0]}`: {e.message}") from None
         return rendered
 
     # The host's imports, as the SDK calls them natively.

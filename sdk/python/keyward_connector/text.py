@@ -139,6 +139,40 @@ class Text:
         return hash((self._kind, self._value))
 
 
+def evaluate_marked(nodes: list[tuple], sealed) -> tuple[str, list[tuple[int, int]]]:
+    """:func:`evaluate`, also answering which ranges of the value came from
+    sealed pieces, as the host marks them (an encoding of marked text is
+    marked whole)."""
+    values: list[str] = []
+    marks: list[list[tuple[int, int]]] = []
+    for node in nodes:
+        kind = node[0]
+        if kind == "plain":
+            values.append(node[1])
+            marks.append([])
+        elif kind == "sealed":
+            text = sealed(node[1])
+            values.append(text)
+            marks.append([(0, len(text))] if text else [])
+        elif kind == "concat":
+            text, marked = "", []
+            for i in node[1]:
+                for a, b in marks[i]:
+                    a, b = a + len(text), b + len(text)
+                    if marked and marked[-1][1] == a:
+                        marked[-1] = (marked[-1][0], b)
+                    else:
+                        marked.append((a, b))
+                text += values[i]
+            values.append(text)
+            marks.append(marked)
+        else:
+            text = encode.apply(node[1], values[node[2]])
+            values.append(text)
+            marks.append([(0, len(text))] if marks[node[2]] and text else [])
+    return (values[-1], marks[-1]) if values else ("", [])
+
+
 def evaluate(nodes: list[tuple], sealed) -> str:
     """A composition's value, ``sealed(handle)`` giving each sealed piece's
     text (the native test double's and ``reveal``'s half of what the host

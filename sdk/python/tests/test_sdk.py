@@ -1,8 +1,11 @@
 """The SDK natively: composition, encodings (as the host applies them),
 field errors, and the test double's host rules."""
 
+import pathlib
+
 import pytest
 
+from keyward_connector import egress
 from keyward_connector import Connector, ConnectorInfo, Field, Output, RenderError, Text, log, reveal
 from keyward_connector.testing import TestSecrets
 
@@ -19,11 +22,11 @@ class Url(Connector):
         port = fields.parse("port", int, "port number") or 5432
         log("info", f"rendering with {fields.require('password')!r}")
         url = Text.concat(["scheme://user:", fields.require("password").percent(), f"@h:{port}"])
-        return [Output("url", url), Output("port", str(port))]
+        return [Output.destination("url", url), Output("port", str(port))]
 
 
 def test_sealed_values_compose_and_make_outputs_sensitive():
-    secrets = TestSecrets()
+    secrets = TestSecrets(egress=["h:5432"])
     rendered = secrets.render(Url, {"password": secrets.seal(HOSTILE)})
     assert rendered["url"].value == "scheme://user:p%40ss%3Aw%2Frd%23%25%3F%26%22%C3%A9@h:5432"
     assert rendered["url"].sensitive
@@ -90,3 +93,67 @@ def test_an_unexpected_exception_is_a_render_error():
 
     with pytest.raises(RenderError, match="ZeroDivisionError"):
         TestSecrets().render(Buggy, {})
+
+
+class Api(Connector):
+    @classmethod
+    def info(cls):
+        return ConnectorInfo(
+            "api",
+            "0.1.0",
+            "An API",
+            [Field("base_url", "Base URL", required=True, destination="url"), Field("token", "Token")],
+        )
+
+    @classmethod
+    def render(cls, fields):
+        return [
+            Output.destination("base_url", fields.require("base_url")),
+            Output.secret("authorization", "Bearer " + fields.require("token")),
+        ]
+
+
+def test_the_host_egress_check_runs_in_the_test_double():
+    secrets = TestSecrets()
+    ok = secrets.render(Api, {"base_url": "https://api.example.com/", "token": secrets.seal("t")})
+    assert ok["base_url"].kind == "destination" and ok["authorization"].kind == "credential"
+    with pytest.raises(RenderError) as moved:
+        secrets.render(Api, {"base_url": secrets.seal("t") + ".attacker.example", "token": "x"})
+    assert "egress refused: output `base_url`" in str(moved.value)
+    pinless = TestSecrets(egress=[])
+    with pytest.raises(RenderError, match="no destination pins"):
+        pinless.render(Api, {"base_url": "https://a.example/", "token": pinless.seal("t")})
+
+
+def _vectors():
+    path = pathlib.Path(__file__).resolve().parents[3] / "tests" / "vectors" / "egress.tsv"
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            yield line.split("\t")
+
+
+@pytest.mark.parametrize("pins,kind,value,secret,expected", list(_vectors()))
+def test_the_shared_egress_vectors(pins, kind, value, secret, expected):
+    fields, explicit = [], []
+    for item in pins.split(";"):
+        if item == "-":
+            continue
+        part, text = item.split("=", 1)
+        if part == "egress":
+            explicit.append(text)
+        else:
+            fields.append((part, part, text, True))
+    checked_pins = egress.Pins.from_fields(fields)
+    if explicit:
+        checked_pins.with_explicit(explicit)
+    at = value.find(secret) if secret != "-" else -1
+    marks = [(at, at + len(secret))] if at >= 0 else []
+    try:
+        egress.check([("out", kind, value, marks)], checked_pins)
+        verdict = "ok"
+    except egress.Refusal as e:
+        verdict = e.message
+    if expected == "ok":
+        assert verdict == "ok", verdict
+    else:
+        assert expected in verdict, verdict

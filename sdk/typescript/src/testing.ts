@@ -6,15 +6,17 @@
  * Templates are the host's to expand: a test hands over what the host would.
  */
 
-import { RenderError, type Connector } from "./connector.js";
+import { RenderError, type Connector, type OutputKind } from "./connector.js";
+import { check, Pins, Refusal, type CheckedOutput, type PinField } from "./egress.js";
 import { fieldsFromPieces, runRender } from "./export.js";
 import { installHost, type Host, type Level } from "./host.js";
-import { Text, evaluate, type TextLike } from "./text.js";
+import { Text, evaluateMarked, type TextLike } from "./text.js";
 
 /** One evaluated output. */
 export interface Rendered {
   value: string;
   sensitive: boolean;
+  kind: OutputKind;
 }
 
 export class TestSecrets implements Host {
@@ -23,7 +25,15 @@ export class TestSecrets implements Host {
   readonly invalidated: string[] = [];
   #revealed = false;
 
-  constructor(readonly names: string[] = []) {}
+  /**
+   * `names`: what `listSecrets` answers; `egress`: the operator's explicit
+   * destinations, which replace the pins the host derives from the
+   * connector's destination fields.
+   */
+  constructor(
+    readonly names: string[] = [],
+    readonly egress?: string[],
+  ) {}
 
   /** `value` as the host hands a secret over: sealed (revealable if granted). */
   seal(value: string, options: { reveal?: boolean } = {}): Text {
@@ -45,12 +55,33 @@ export class TestSecrets implements Host {
     }
     if (result.error) throw result.error;
     const rendered = new Map<string, Rendered>();
+    const sealed = (h: bigint) => this.#values.get(h)?.value ?? "";
+    const checked: CheckedOutput[] = [];
     for (const output of result.outputs) {
-      const nodes = output.value.nodes();
+      const [value, marks] = evaluateMarked(output.value.nodes(), sealed);
       rendered.set(output.name, {
-        value: evaluate(nodes, (h) => this.#values.get(h)?.value ?? ""),
-        sensitive: output.sensitive || nodes.some((n) => n.tag === "sealed") || this.#revealed,
+        value,
+        sensitive: output.sensitive || marks.length > 0 || this.#revealed,
+        kind: output.kind,
       });
+      checked.push({ name: output.name, kind: output.kind, value, marks });
+    }
+    // The host's egress check, on the pins it would derive.
+    const pinFields: PinField[] = connector
+      .info()
+      .fields.filter((f) => f.destination !== undefined)
+      .map((f) => {
+        const given = fields[f.name];
+        const value = given === undefined ? f.default : evaluateMarked(Text.of(given).nodes(), sealed)[0];
+        return { name: f.name, part: f.destination!, value, configured: given !== undefined };
+      });
+    const pins = Pins.fromFields(pinFields);
+    if (this.egress !== undefined) pins.withExplicit(this.egress);
+    try {
+      check(checked, pins);
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      throw new RenderError(`egress refused: output \`${checked[e.output].name}\`: ${e.message}`);
     }
     return rendered;
   }

@@ -139,6 +139,43 @@ export class Text {
 }
 
 /** A composition's value, `sealed(handle)` giving each sealed piece. */
+/**
+ * `evaluate`, also answering which ranges of the value came from sealed
+ * pieces, as the host marks them (an encoding of marked text is marked whole).
+ */
+export function evaluateMarked(nodes: Node[], sealed: (handle: bigint) => string): [string, Array<[number, number]>] {
+  const values: string[] = [];
+  const marks: Array<Array<[number, number]>> = [];
+  for (const node of nodes) {
+    if (node.tag === "plain") {
+      values.push(node.val);
+      marks.push([]);
+    } else if (node.tag === "sealed") {
+      const text = sealed(node.val);
+      values.push(text);
+      marks.push(text ? [[0, text.length]] : []);
+    } else if (node.tag === "concat") {
+      let text = "";
+      const marked: Array<[number, number]> = [];
+      for (const i of node.val) {
+        for (const [a, b] of marks[i]) {
+          const last = marked[marked.length - 1];
+          if (last && last[1] === a + text.length) last[1] = b + text.length;
+          else marked.push([a + text.length, b + text.length]);
+        }
+        text += values[i];
+      }
+      values.push(text);
+      marks.push(marked);
+    } else {
+      const text = apply(node.val[0], values[node.val[1]]);
+      values.push(text);
+      marks.push(marks[node.val[1]].length && text ? [[0, text.length]] : []);
+    }
+  }
+  return values.length ? [values[values.length - 1], marks[marks.length - 1]] : ["", []];
+}
+
 export function evaluate(nodes: Node[], sealed: (handle: bigint) => string): string {
   const values: string[] = [];
   for (const node of nodes) {
