@@ -83,6 +83,9 @@ fn warm_render(c: &mut Criterion) {
     group.bench_function("peer_caching_client_20_secrets", |b| {
         b.to_async(&runtime).iter(|| peer_render_wide(&peer))
     });
+    group.bench_function("egress_check_one_destination", |b| {
+        b.iter(egress_check_one_destination)
+    });
     group.finish();
     let audited_after = std::fs::read_to_string(&audit_file).map_or(0, |a| a.lines().count());
     assert!(
@@ -94,6 +97,44 @@ fn warm_render(c: &mut Criterion) {
         upstream_before,
         "timed renders made no upstream call"
     );
+}
+
+/// The egress check alone, as the host runs it on the postgres example's
+/// answer: pins from its host, port and database fields, then the DSN (a
+/// destination holding the password) and the host output.
+fn egress_check_one_destination() {
+    use keyward_host::template::egress::{
+        CheckedOutput, DestinationPart, OutputKind, PinField, Pins, check,
+    };
+    let field = |name, part, value| PinField {
+        name,
+        part,
+        value: Some(value),
+        configured: true,
+    };
+    let pins = Pins::from_fields(&[
+        field("host", DestinationPart::Host, "db.internal.example"),
+        field("port", DestinationPart::Port, "5432"),
+        field("database", DestinationPart::Resource, "orders"),
+    ]);
+    let dsn = "postgresql://app:p%40ss%3Aw%2Frd@db.internal.example:5432/orders?sslmode=require";
+    let marks = [17..33];
+    let outputs = [
+        CheckedOutput {
+            name: "dsn",
+            kind: OutputKind::Destination,
+            value: dsn,
+            marks: &marks,
+        },
+        CheckedOutput {
+            name: "host",
+            kind: OutputKind::Destination,
+            value: "db.internal.example",
+            marks: &[],
+        },
+    ];
+    let verdicts = check(std::hint::black_box(&outputs), &pins).expect("allowed");
+    std::hint::black_box(verdicts);
 }
 
 criterion_group!(benches, warm_render);

@@ -43,7 +43,7 @@ file = "audit.jsonl"
 
 [connectors.echo-audited]
 component = "{ECHO}"
-egress = ["echo.test"]
+egress = ["db.internal.example:5432"]
 allow = ["user", "password", "host"]
 "#;
 
@@ -68,7 +68,7 @@ compile_cache = "{CACHE}"
 
 [connectors.echo]
 component = "{ECHO}"
-egress = ["echo.test"]
+egress = ["db.internal.example:5432"]
 allow = ["**"]
 "#;
 
@@ -135,7 +135,7 @@ impl Fixture {
         let mut config = CONFIG.to_string();
         for i in 0..extra {
             config.push_str(&format!(
-                "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\negress = [\"echo.test\"]\nallow = [\"**\"]\n"
+                "\n[connectors.echo-{i}]\ncomponent = \"{{ECHO}}\"\negress = [\"db.internal.example:5432\"]\nallow = [\"**\"]\n"
             ));
         }
         self.keyward_from(&config, "fresh", &cache)

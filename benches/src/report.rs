@@ -157,6 +157,11 @@ async fn report() -> String {
     );
     let _ = writeln!(
         out,
+        "| 1g | of which: the egress check (postgres pins from 3 fields, a DSN holding the password and a host output) | {} | – | – | – |",
+        us(criterion_median("egress_check_one_destination"))
+    );
+    let _ = writeln!(
+        out,
         "| 2 | fresh-instance render, same template (median) | {} | {} | {} | ≤ 10 µs |",
         us(fresh),
         us(peer),
