@@ -30,9 +30,9 @@ echo "==> node --test: the TypeScript SDK and the TypeScript example, natively"
 echo "==> cargo test"
 cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude s3-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
 
-echo "==> fuzzing (bounded): the template parser and the reference canonicalizer"
+echo "==> fuzzing (bounded): the template parser, the reference canonicalizer and the destination parser"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
-for target in template canonical; do
+for target in template canonical destination; do
     # cargo fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable
     # toolchain (the only one here) accept them.
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" 2>&1 | tail -n 1)

@@ -513,3 +513,29 @@ fn the_destination_parser_agrees_with_the_clients_parsers_or_refuses() {
         urls.len()
     );
 }
+
+/// `keyward check` names a connector that outputs secret material with no
+/// destination pins, and passes one whose fields give it pins.
+#[tokio::test]
+async fn check_reports_a_connector_without_destination_pins() {
+    let suite = Suite::new(CONFIG).await;
+    let report = suite.keyward.check().await;
+    let pinless = report
+        .connectors
+        .iter()
+        .find(|c| c.id == "pinless")
+        .expect("pinless");
+    let why = pinless.destinations.as_ref().expect_err("no pins");
+    assert!(why.contains("connectors.pinless.egress"), "{why}");
+    assert!(
+        report.to_string().contains("destinations: FAILED"),
+        "{report}"
+    );
+    let hostile = report
+        .connectors
+        .iter()
+        .find(|c| c.id == "hostile")
+        .expect("hostile");
+    assert!(hostile.destinations.is_ok());
+    assert_no_canary("the check report", &report.to_string());
+}

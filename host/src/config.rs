@@ -1048,6 +1048,27 @@ host = "{{ secrets.host }}"
     }
 
     #[test]
+    fn egress_entries_are_checked_naming_the_connector_and_the_entry() {
+        let good = GOOD.replace(
+            "allow = [",
+            "egress = [\"https://jira.example.com/rest/\", \"db.internal:5432\"]\nallow = [",
+        );
+        let c = Config::parse(&good, Path::new(".")).unwrap();
+        assert!(c.connectors["orders-db"].egress.is_some());
+        let bad = GOOD.replace("allow = [", "egress = [\"https://a\\\\b/\"]\nallow = [");
+        assert_eq!(
+            Config::parse(&bad, Path::new(".")).unwrap_err(),
+            "connectors.orders-db.egress: entry 0 (`https://a\\b/`): its text holds a backslash"
+        );
+        let alone = GOOD.replace("allow = [", "egress_fields = true\nallow = [");
+        assert!(
+            Config::parse(&alone, Path::new("."))
+                .unwrap_err()
+                .starts_with("connectors.orders-db.egress_fields: only means something beside")
+        );
+    }
+
+    #[test]
     fn restart_only_changes_are_named_and_live_ones_are_not() {
         let old = Config::parse(GOOD, Path::new(".")).unwrap();
         let live = GOOD

@@ -130,7 +130,7 @@ pub fn evaluate_marked<'s, S: Copy>(
                 let marked = if text.is_empty() {
                     Vec::new()
                 } else {
-                    vec![0..text.len()]
+                    whole(text.len())
                 };
                 (Cow::Borrowed(text), marked)
             }
@@ -155,7 +155,7 @@ pub fn evaluate_marked<'s, S: Copy>(
                 let marked = if marks[*part as usize].is_empty() || text.is_empty() {
                     Vec::new()
                 } else {
-                    vec![0..text.len()]
+                    whole(text.len())
                 };
                 (Cow::Owned(text), marked)
             }
@@ -171,6 +171,11 @@ pub fn evaluate_marked<'s, S: Copy>(
         }
     }
     Ok((value, value_marks))
+}
+
+/// The marks of a value that is secret material throughout.
+fn whole(len: usize) -> Marks {
+    std::iter::once(0..len).collect()
 }
 
 /// Overwrites a string's buffer before it is freed, so that intermediate

@@ -395,6 +395,9 @@ pub struct Refusal {
 }
 
 /// What the check found for one output.
+// A render has a handful of outputs and its verdicts live only until the
+// answer is built: boxing the destination would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Not a destination.
@@ -750,7 +753,7 @@ mod tests {
         let marks = [0..1];
         let outputs = [out("o", OutputKind::Credential, "S", &marks)];
         assert!(check(&outputs, &Pins::default()).unwrap_err().pinless);
-        assert!(!check(&outputs, &jira_pins()).is_err());
+        assert!(check(&outputs, &jira_pins()).is_ok());
         // A credential holds secrets freely; a URL-shaped one is checked.
         assert_eq!(
             verdict(&postgres_pins(), OutputKind::Credential, "Basic S", "S"),

@@ -96,6 +96,10 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         include_str!("../../../sdk/python/keyward_connector/connector.py"),
     ),
     (
+        "keyward_connector/egress.py",
+        include_str!("../../../sdk/python/keyward_connector/egress.py"),
+    ),
+    (
         "keyward_connector/encode.py",
         include_str!("../../../sdk/python/keyward_connector/encode.py"),
     ),
