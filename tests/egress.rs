@@ -17,7 +17,7 @@ use keyward_host::sandbox::{OutputKind, RunError};
 use keyward_host::template::destination;
 use keyward_host::template::encode::{base64, base64url, percent};
 use keyward_host::{Config, Error, Keyward, Rendered};
-use keyward_test_support::{CANARY, Scratch};
+use keyward_test_support::{CANARY, EGRESS_ATTACKS as ATTACKS, Scratch};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -69,35 +69,6 @@ allow = ["db"]
 mode = "exfiltrate"
 secret = "{{ secrets.db.password }}"
 "#;
-
-/// Every redirection the hostile connector tries, and the part the
-/// refusal names.
-const ATTACKS: [(&str, &str, &str); 20] = [
-    ("dsn-host", "dsn", "its host"),
-    ("dsn-port", "dsn", "its port"),
-    ("dns-label", "dsn", "its host"),
-    ("dns-label-base64url", "dsn", "its host"),
-    ("dns-label-percent", "dsn", "its host"),
-    ("password-in-host", "host", "its host"),
-    ("secret-in-setting", "application_name", "is a setting"),
-    ("second-destination", "replica", "its host"),
-    ("base-url", "base_url", "its host"),
-    ("downgrade", "base_url", "its scheme"),
-    ("other-port", "base_url", "its port"),
-    ("host-prefix", "base_url", "its host"),
-    ("host-suffix", "base_url", "its host"),
-    ("userinfo", "base_url", "its host"),
-    ("backslash", "base_url", "backslash"),
-    ("path", "base_url", "in its path"),
-    ("query", "base_url", "query"),
-    ("fragment", "base_url", "fragment"),
-    ("url-in-credential", "callback", "its host"),
-    (
-        "dsn-host",
-        "dsn",
-        "from fields `host`, `port`, `database`, `base_url`",
-    ),
-];
 
 /// The canary and the forms a connector could write it in.
 fn forms() -> Vec<String> {
@@ -186,13 +157,19 @@ async fn every_redirection_is_refused_naming_the_output_and_the_part() {
         assert_no_canary(attack, &message);
         assert!(!message.contains("attacker.example"), "{message}");
     }
+    // The pins it missed are named by the fields they came from.
+    let (_, message) = refusal(suite.attack("hostile", "dsn-host").await, "dsn-host");
+    assert!(
+        message.contains("(from fields `host`, `port`, `database`, `base_url`)"),
+        "{message}"
+    );
     let audit = suite.audit();
     assert_no_canary("the audit log", &audit);
     let refused = audit
         .lines()
         .filter(|l| l.contains("\"decision\":\"egress_refused\""))
         .count();
-    assert_eq!(refused, ATTACKS.len(), "{audit}");
+    assert_eq!(refused, ATTACKS.len() + 1, "{audit}");
     assert_no_canary("the logs", &keyward_tests::logs_text());
     let stats = suite.keyward.stats();
     let counted = stats
@@ -200,7 +177,7 @@ async fn every_redirection_is_refused_naming_the_output_and_the_part() {
         .iter()
         .find(|(kind, _)| *kind == "egress_refused")
         .map(|(_, n)| *n);
-    assert_eq!(counted, Some(ATTACKS.len() as u64));
+    assert_eq!(counted, Some(ATTACKS.len() as u64 + 1));
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use keyward_test_support::{CANARY, Scratch, artifacts};
+use keyward_test_support::{CANARY, EGRESS_ATTACKS, Scratch, artifacts};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -529,12 +529,12 @@ fn compile_fills_the_compile_cache_for_every_connector() {
     );
 }
 
-/// A hostile connector that sends the secret to another host is refused by
-/// `keyward render` with one line naming the output and the part, and
-/// the canary nowhere; the audit file records `egress_refused`.
+/// A hostile connector that sends the secret elsewhere is refused by
+/// `keyward render`, for every attack, with one line naming the output and
+/// the part, and the canary nowhere; the audit file records each refusal.
 #[test]
-fn render_refuses_a_secret_sent_to_another_destination() {
-    let scratch = Scratch::new(
+fn render_refuses_every_secret_sent_to_another_destination() {
+    let mut config = String::from(
         r#"
 [secrets]
 namespace = "acme/prod"
@@ -546,34 +546,46 @@ path = "secrets.json"
 [audit]
 file = "audit.jsonl"
 tracing = false
-
-[connectors.hostile]
-component = "{HOSTILE}"
-allow = ["db"]
-[connectors.hostile.config]
-mode = "egress"
-attack = "dsn-host"
-secret = "{{ secrets.db.password }}"
-host = "db.internal.example"
-database = "orders"
-attacker = "attacker.example"
 "#,
+    );
+    for (attack, _, _) in EGRESS_ATTACKS {
+        config.push_str(&format!(
+            r#"
+[connectors.{attack}]
+component = "{{HOSTILE}}"
+allow = ["db"]
+[connectors.{attack}.config]
+mode = "egress"
+attack = "{attack}"
+secret = "{{{{ secrets.db.password }}}}"
+host = "db.internal.example"
+port = "5432"
+database = "orders"
+base_url = "https://jira.example.com/rest/"
+attacker = "attacker.example"
+"#
+        ));
+    }
+    let scratch = Scratch::new(
+        &config,
         &json!({ "acme/prod/db": { "json": { "password": CANARY } } }),
     );
-    let config = scratch.config();
-    let o = keyward(&[
-        "render",
-        "--config",
-        config.to_str().expect("path"),
-        "hostile",
-    ]);
+    let path = scratch.config();
+    let path = path.to_str().expect("path");
+    for (attack, output, part) in EGRESS_ATTACKS {
+        let o = keyward(&["render", "--config", path, attack]);
+        assert_clean_failure(&o, &format!("connector `{attack}`: output `{output}`: "));
+        assert!(stderr(&o).contains(part), "{attack}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(CANARY) && !stdout(&o).contains(CANARY));
+    }
+    let o = keyward(&["render", "--config", path, "dsn-host"]);
     assert_clean_failure(
         &o,
-        "connector `hostile`: output `dsn`: its host matches none of the connector's \
-         destination pins (from fields `host`, `database`)",
+        "its host matches none of the connector's destination pins (from fields `host`, \
+         `port`, `database`, `base_url`)",
     );
-    assert!(!stderr(&o).contains(CANARY) && !stdout(&o).contains(CANARY));
     let audit = std::fs::read_to_string(scratch.path().join("audit.jsonl")).expect("audit");
-    assert!(audit.contains("\"decision\":\"egress_refused\""), "{audit}");
+    let refused = audit.matches("\"decision\":\"egress_refused\"").count();
+    assert_eq!(refused, EGRESS_ATTACKS.len() + 1, "{audit}");
     assert!(!audit.contains(CANARY));
 }

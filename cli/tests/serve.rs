@@ -1042,13 +1042,7 @@ attacker = "attacker.example"
 [connectors.echo]"#,
     );
     let server = Server::start_with(Scratch::new(&config, &secrets()));
-    for (attack, output) in [
-        ("dsn-host", "dsn"),
-        ("dns-label", "dsn"),
-        ("userinfo", "base_url"),
-        ("path", "base_url"),
-        ("secret-in-setting", "application_name"),
-    ] {
+    for (attack, output, part) in keyward_test_support::EGRESS_ATTACKS {
         for token in [TOKEN, MASKED] {
             let body = json!({ "fields": {
                 "mode": "egress", "attack": attack, "secret": "{{ secrets.db.password }}",
@@ -1071,6 +1065,7 @@ attacker = "attacker.example"
                 message.starts_with(&format!("connector `hostile`: output `{output}`: ")),
                 "{message}"
             );
+            assert!(message.contains(part), "{message}");
             assert!(!answer.to_string().contains(CANARY), "{answer}");
         }
     }
@@ -1094,7 +1089,10 @@ attacker = "attacker.example"
     let (_, metrics) = server.call("GET", "/metrics", Some(TOKEN), &[], "").await;
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     assert!(
-        metrics.contains("connector=\"hostile\",outcome=\"egress_refused\"} 10"),
+        metrics.contains(&format!(
+            "connector=\"hostile\",outcome=\"egress_refused\"}} {}",
+            2 * keyward_test_support::EGRESS_ATTACKS.len()
+        )),
         "{metrics}"
     );
 }

@@ -20,6 +20,32 @@ pub mod artifacts {
 /// A canary value: tests assert it appears nowhere it should not.
 pub const CANARY: &str = "canary-7f3e9a1c-never-print-me";
 
+/// Every redirection the hostile connector's `egress` mode tries (its
+/// `attack` field), the output the host must refuse, and text the refusal
+/// must hold (the part at fault). The library, CLI and service suites all
+/// run this list.
+pub const EGRESS_ATTACKS: [(&str, &str, &str); 19] = [
+    ("dsn-host", "dsn", "its host"),
+    ("dsn-port", "dsn", "its port"),
+    ("dns-label", "dsn", "its host"),
+    ("dns-label-base64url", "dsn", "its host"),
+    ("dns-label-percent", "dsn", "its host"),
+    ("password-in-host", "host", "its host"),
+    ("secret-in-setting", "application_name", "is a setting"),
+    ("second-destination", "replica", "its host"),
+    ("base-url", "base_url", "its host"),
+    ("downgrade", "base_url", "its scheme"),
+    ("other-port", "base_url", "its port"),
+    ("host-prefix", "base_url", "its host"),
+    ("host-suffix", "base_url", "its host"),
+    ("userinfo", "base_url", "its host"),
+    ("backslash", "base_url", "backslash"),
+    ("path", "base_url", "in its path"),
+    ("query", "base_url", "query"),
+    ("fragment", "base_url", "fragment"),
+    ("url-in-credential", "callback", "its host"),
+];
+
 /// A temporary directory holding `keyward.toml` and `secrets.json`.
 #[derive(Debug)]
 pub struct Scratch {
