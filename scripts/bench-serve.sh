@@ -65,6 +65,7 @@ max_renders_per_connector = 1024
 [connectors.echo]
 component = "$ECHO_WASM"
 allow = ["user", "password", "host"]
+egress = ["db.internal:5432"]
 [connectors.echo.config]
 a = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders"
 TOML
