@@ -306,6 +306,7 @@ async fn a_warm_instance_that_revealed_is_dropped_when_the_grant_is_revoked() {
     suite
         .keyward
         .update_policy(&Config::load(&suite.scratch.config()).expect("config"))
+        .await
         .expect("swap");
     let after = suite
         .render("revealing", "unstash", "")

@@ -402,7 +402,7 @@ async fn a_new_policy_applies_without_a_restart() {
         .replace("{ECHO}", keyward_test_support::artifacts::ECHO);
     std::fs::write(host.scratch.config(), &widened).expect("write");
     let config = Config::load(&host.scratch.config()).expect("config");
-    host.keyward.update_policy(&config).expect("swap");
+    host.keyward.update_policy(&config).await.expect("swap");
     assert!(
         read(password).await.is_ok(),
         "the new rule applies to the next read"
@@ -425,6 +425,7 @@ async fn a_new_policy_applies_without_a_restart() {
     let e = host
         .keyward
         .update_policy(&config)
+        .await
         .expect_err("backend change");
     assert_eq!(
         e.to_string(),
@@ -434,17 +435,19 @@ async fn a_new_policy_applies_without_a_restart() {
 }
 
 /// Writes `config` anew and swaps it into a running host.
-fn swap_in(scratch: &Scratch, keyward: &Keyward, config: &str) -> Result<(), Error> {
+async fn swap_in(scratch: &Scratch, keyward: &Keyward, config: &str) -> Result<(), Error> {
     std::fs::write(
         scratch.config(),
         config.replace("{ECHO}", keyward_test_support::artifacts::ECHO),
     )
     .expect("write");
-    keyward.update_policy(&Config::load(&scratch.config()).expect("config"))
+    keyward
+        .update_policy(&Config::load(&scratch.config()).expect("config"))
+        .await
 }
 
-fn swap(host: &Host, config: &str) -> Result<(), Error> {
-    swap_in(&host.scratch, &host.keyward, config)
+async fn swap(host: &Host, config: &str) -> Result<(), Error> {
+    swap_in(&host.scratch, &host.keyward, config).await
 }
 
 #[tokio::test]
@@ -459,6 +462,7 @@ async fn after_a_swap_check_and_list_use_the_new_namespace() {
         &host,
         &CONFIG.replace(r#"namespace = "acme/prod/""#, r#"namespace = "acme/""#),
     )
+    .await
     .expect("a namespace is live");
     let after = host.keyward.check_backend().await.expect("backend");
     assert!(
@@ -506,7 +510,7 @@ async fn a_region_the_backend_found_still_serves_arns_after_a_swap() {
         r#"allow = ["db#user", "team/*", "api"]"#,
         r#"allow = ["db#user"]"#,
     );
-    swap_in(&scratch, &keyward, &narrowed).expect("swap");
+    swap_in(&scratch, &keyward, &narrowed).await.expect("swap");
     assert_eq!(
         render().await.expect("after the swap").as_deref(),
         Some("app"),
@@ -523,7 +527,7 @@ async fn rate_limits_and_the_invalidate_interval_take_effect_and_refresh_ahead_i
             "connector_fetch_rate = 0",
             "connector_fetch_rate = 0\ninvalidate_interval_ms = 3600000",
         );
-    swap(&host, &tight).expect("rate limits are live");
+    swap(&host, &tight).await.expect("rate limits are live");
     let read = |name: &'static str| {
         let keyward = &host.keyward;
         async move {
@@ -564,6 +568,7 @@ async fn rate_limits_and_the_invalidate_interval_take_effect_and_refresh_ahead_i
             "connector_fetch_rate = 0\nrefresh_ahead_ms = 100",
         ),
     )
+    .await
     .expect_err("refresh-ahead needs a restart");
     assert!(e.to_string().contains("secrets.refresh_ahead_ms"), "{e}");
 }

@@ -2,173 +2,17 @@
 //! checked against `docs/openapi.json`; tokens, forwarding, bad input and
 //! limits; reload by SIGHUP and by request; SIGTERM drains.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use keyward_test_support::{CANARY, Scratch};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "value-token-0123456789";
-const MASKED: &str = "masked-token-0123456789";
+mod common;
 
-const CONFIG: &str = r#"
-[secrets]
-namespace = "acme/prod/"
-
-[secrets.backend]
-kind = "file"
-path = "secrets.json"
-
-[server]
-socket = "keyward.sock"
-listen = "127.0.0.1:0"
-{SERVER}
-
-[connectors.orders-db]
-component = "{POSTGRES}"
-allow = ["db", "host"]
-public = ["host"]
-[connectors.orders-db.config]
-host = "{{ secrets.host }}"
-database = "orders"
-user = "{{ secrets.db.user }}"
-password = "{{ secrets.db.password }}"
-
-[connectors.echo]
-component = "{ECHO}"
-egress = ["echo.test"]
-allow = ["db"]
-"#;
-
-fn secrets() -> Value {
-    json!({
-        "acme/prod/host": "db.internal",
-        "acme/prod/db": { "json": { "user": "app", "password": CANARY } },
-        "acme/prod/forbidden": CANARY,
-    })
-}
-
-/// A running `keyward serve`, stopped (SIGTERM) when dropped.
-struct Server {
-    child: Child,
-    scratch: Scratch,
-    tcp: String,
-}
-
-impl Server {
-    fn start(server_settings: &str) -> Self {
-        Self::start_with(Scratch::new(
-            &CONFIG.replace("{SERVER}", server_settings),
-            &secrets(),
-        ))
-    }
-
-    /// Serves the configuration in `scratch`, with test AWS credentials in
-    /// the environment (for a moto backend).
-    fn start_with(scratch: Scratch) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["serve", "--config"])
-            .arg(scratch.config())
-            .env("KEYWARD_TOKEN", TOKEN)
-            .env("KEYWARD_MASKED_TOKEN", MASKED)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start keyward serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut tcp = String::new();
-        for line in lines.by_ref() {
-            let line = line.expect("line");
-            if let Some(address) = line.split(' ').find_map(|w| w.strip_prefix("tcp:")) {
-                tcp = address.to_string();
-            }
-            if line == "keyward serve: ready" {
-                break;
-            }
-        }
-        // Keep reading stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            scratch,
-            tcp,
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.scratch.path().join("keyward.sock")
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// One request over the Unix socket: status and body (JSON if it parses).
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> (u16, Value) {
-        let stream = tokio::net::UnixStream::connect(self.socket())
-            .await
-            .expect("connect");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "keyward");
-        if let Some(token) = token {
-            request = request.header("x-keyward-token", token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = sender
-            .send_request(request.body(Full::new(body.into())).expect("request"))
-            .await
-            .expect("response");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use common::{CONFIG, MASKED, Server, TOKEN, secrets};
 
 /// The OpenAPI document, and a check of a response against it: the path
 /// and method exist, the status is declared, and a JSON body matches the
@@ -501,13 +345,23 @@ async fn tokens_forwarding_and_bad_input_are_refused_with_a_code() {
     assert!(!value.to_string().contains(CANARY), "{value}");
     assert_eq!(value["outputs"][0]["value"], "****");
     assert_eq!(value["outputs"][1]["value"], "db.internal");
-    let (status, value) = server
-        .call("POST", "/v1/reload", Some(MASKED), &[], "")
-        .await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (403, Some("forbidden"))
-    );
+    // It may neither reload nor drop a cached secret, either way.
+    let invalidate = json!({"reference": "{{ secrets.db }}"}).to_string();
+    let cache = json!({"name": "acme/prod/db"}).to_string();
+    for (path, body) in [
+        ("/v1/reload", ""),
+        ("/v1/connectors/orders-db/invalidate", invalidate.as_str()),
+        ("/v1/cache/invalidate", cache.as_str()),
+    ] {
+        let (status, value) = server
+            .call("POST", path, Some(MASKED), &[], body.to_string())
+            .await;
+        assert_eq!(
+            (status, value["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+    }
     let (status, _) = server
         .call("GET", "/v1/nothing", Some(TOKEN), &[], "")
         .await;
@@ -521,16 +375,18 @@ async fn connections_past_the_limit_and_slow_clients_are_cut_off() {
         .map(|_| std::net::TcpStream::connect(&server.tcp).expect("connect"))
         .collect();
     std::thread::sleep(Duration::from_millis(200));
+    // Two connections that never showed a token do not lock a third out:
+    // the oldest makes room (tests/serve_limits.rs has the rest).
     let mut third = std::net::TcpStream::connect(&server.tcp).expect("connect");
     third
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .expect("write");
     let mut answer = String::new();
     let _ = third.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 503") && answer.contains("too_many_connections"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     // A client that never finishes its headers is cut off.

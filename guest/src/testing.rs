@@ -44,8 +44,11 @@ use keyward_template::{Part, Reference, Value};
 use crate::connector::{Connector, Fields, OutputKind, RenderError};
 use crate::text::Text;
 
-/// The most bytes of one output, as the host's default.
-const MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// The host's default bounds on a render's outputs: how many, their bytes
+/// in all, and what a sealed piece counts as in them.
+const MAX_OUTPUTS: usize = 64;
+const MAX_OUTPUT_BYTES: usize = 4 << 20;
+const MAX_SECRET_BYTES: usize = 64 << 10;
 
 /// One output as the host would hand it to the platform.
 #[derive(Clone, PartialEq, Eq)]
@@ -269,18 +272,40 @@ impl TestSecrets {
         SEALED.with(|s| *s.borrow_mut() = sealed);
         let outputs = C::render(&Fields::new(given));
         let sealed = SEALED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let outputs = outputs?;
+        if outputs.len() > MAX_OUTPUTS {
+            return Err(RenderError::new(format!(
+                "the connector returned {} outputs; at most {MAX_OUTPUTS} are allowed \
+                 (sandbox.max_outputs)",
+                outputs.len()
+            )));
+        }
+        let mut allowance = compose::Allowance {
+            value_bytes: MAX_OUTPUT_BYTES,
+            built_bytes: MAX_OUTPUT_BYTES * 8,
+            sealed_bytes: Some(MAX_SECRET_BYTES),
+        };
         let mut rendered = Vec::new();
         let mut marks = Vec::new();
-        for output in outputs? {
+        for output in outputs {
             let nodes = output.value.into_nodes();
-            let (value, marked) = compose::evaluate_marked(&nodes, MAX_OUTPUT_BYTES, |handle| {
+            allowance.value_bytes = allowance.value_bytes.saturating_sub(output.name.len());
+            let (value, marked) = compose::evaluate_marked(&nodes, &mut allowance, |handle| {
                 usize::try_from(handle)
                     .ok()
                     .and_then(|i| sealed.texts.get(i))
                     .map(String::as_str)
                     .ok_or_else(|| format!("sealed value {handle} is not from this render"))
             })
-            .map_err(|e| RenderError::new(format!("output `{}`: {e}", output.name)))?;
+            .map_err(|e| match e {
+                compose::ComposeError::TooLarge => RenderError::new(format!(
+                    "output `{}`: the outputs could be larger than {MAX_OUTPUT_BYTES} bytes in \
+                     all (sandbox.max_output_kb), each sealed piece counted as \
+                     {MAX_SECRET_BYTES} bytes (sandbox.max_secret_kb)",
+                    output.name
+                )),
+                e => RenderError::new(format!("output `{}`: {e}", output.name)),
+            })?;
             rendered.push(Rendered {
                 name: output.name,
                 sensitive: output.sensitive || !marked.is_empty() || sealed.revealed,

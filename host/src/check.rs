@@ -137,11 +137,19 @@ impl SecretRequest {
 impl Keyward {
     /// Runs every check; a failing backend stops before the connectors.
     pub async fn check(&self) -> CheckReport {
+        self.check_with(|_| Ok(())).await
+    }
+
+    /// [`Keyward::check`], each connector's render admitted by `admit`
+    /// (held while it runs), so that a service's checks count against the
+    /// same concurrency limits as its renders; refused, the render is
+    /// reported as failed with `admit`'s reason.
+    pub async fn check_with<P>(&self, admit: impl Fn(&str) -> Result<P, String>) -> CheckReport {
         let backend = self.check_backend().await.map_err(|e| e.to_string());
         let mut connectors = Vec::new();
         if backend.is_ok() {
             for id in self.connector_ids() {
-                connectors.push(self.check_connector(&id).await);
+                connectors.push(self.check_connector(&id, &admit).await);
             }
         }
         CheckReport {
@@ -150,7 +158,11 @@ impl Keyward {
         }
     }
 
-    async fn check_connector(&self, id: &str) -> ConnectorCheck {
+    async fn check_connector<P>(
+        &self,
+        id: &str,
+        admit: &impl Fn(&str) -> Result<P, String>,
+    ) -> ConnectorCheck {
         let refused = self.refused_references(id);
         let (listing, references) = match self.allowed_references(id).await {
             Err(e) => (Some(e.to_string()), Vec::new()),
@@ -167,7 +179,10 @@ impl Keyward {
                 (None, references)
             }
         };
-        let rendered = self.render(id).await;
+        let rendered = match admit(id) {
+            Ok(_permit) => self.render(id).await,
+            Err(why) => Err(Error::Busy(why)),
+        };
         let destinations = match &rendered {
             Err(Error::Run {
                 error: RunError::Egress(refused),

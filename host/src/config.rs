@@ -119,6 +119,11 @@ struct RawSandbox {
     max_memory_mb: Option<u64>,
     max_references: Option<usize>,
     max_log_lines: Option<usize>,
+    max_log_bytes: Option<usize>,
+    max_outputs: Option<usize>,
+    max_output_kb: Option<usize>,
+    max_secret_kb: Option<usize>,
+    max_error_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -135,6 +140,8 @@ struct RawServer {
     max_body_kb: Option<usize>,
     request_timeout_ms: Option<u64>,
     max_renders_per_connector: Option<usize>,
+    write_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -348,6 +355,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Bound on handling one request.
     pub request_timeout: Duration,
+    /// How long one write may wait on a client that does not read its
+    /// answer before the connection is closed.
+    pub write_timeout: Duration,
+    /// How long a connection may sit idle between requests (or take to
+    /// send a request's headers, if that is shorter than the request
+    /// timeout).
+    pub idle_timeout: Duration,
     /// Renders of one connector at once; more are answered 429.
     pub max_renders_per_connector: usize,
 }
@@ -367,6 +381,9 @@ pub struct Config {
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
 
+/// The largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// A configuration problem, with the file and, where known, line and column.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -379,9 +396,15 @@ impl Config {
     /// Reads and checks a configuration file. Relative paths inside it are
     /// resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = crate::operator_file::read_regular_text(
+            path,
+            MAX_CONFIG_BYTES,
+            "the configuration file",
+            None,
+        )
+        .map_err(|message| ConfigError {
             file: path.display().to_string(),
-            message: format!("cannot read the configuration file: {e}"),
+            message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|message| ConfigError {
@@ -578,6 +601,20 @@ impl Config {
             x.max_references != y.max_references,
         );
         differs("sandbox.max_log_lines", x.max_log_lines != y.max_log_lines);
+        differs("sandbox.max_log_bytes", x.max_log_bytes != y.max_log_bytes);
+        differs("sandbox.max_outputs", x.max_outputs != y.max_outputs);
+        differs(
+            "sandbox.max_output_kb",
+            x.max_output_bytes != y.max_output_bytes,
+        );
+        differs(
+            "sandbox.max_secret_kb",
+            x.max_secret_bytes != y.max_secret_bytes,
+        );
+        differs(
+            "sandbox.max_error_bytes",
+            x.max_error_bytes != y.max_error_bytes,
+        );
         differs(
             "sandbox.warm_instances",
             x.warm_instances != y.warm_instances,
@@ -728,6 +765,18 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
         Some(v) => Ok(v),
         None => Ok(default),
     };
+    let within = |value: Option<usize>,
+                  default: usize,
+                  range: std::ops::RangeInclusive<usize>,
+                  key: &str| match value {
+        Some(v) if !range.contains(&v) => Err(format!(
+            "sandbox.{key}: must be from {} to {}",
+            range.start(),
+            range.end()
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
     let max_memory_mb = raw
         .max_memory_mb
         .unwrap_or((defaults.max_memory_bytes >> 20) as u64);
@@ -772,7 +821,36 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
             "max_references",
         )?,
         max_log_lines: positive(raw.max_log_lines, defaults.max_log_lines, "max_log_lines")?,
-        max_log_bytes: defaults.max_log_bytes,
+        max_log_bytes: within(
+            raw.max_log_bytes,
+            defaults.max_log_bytes,
+            64..=1 << 20,
+            "max_log_bytes",
+        )?,
+        max_outputs: within(
+            raw.max_outputs,
+            defaults.max_outputs,
+            1..=4096,
+            "max_outputs",
+        )?,
+        max_output_bytes: within(
+            raw.max_output_kb,
+            defaults.max_output_bytes >> 10,
+            1..=256 << 10,
+            "max_output_kb",
+        )? << 10,
+        max_secret_bytes: within(
+            raw.max_secret_kb,
+            defaults.max_secret_bytes >> 10,
+            1..=16 << 10,
+            "max_secret_kb",
+        )? << 10,
+        max_error_bytes: within(
+            raw.max_error_bytes,
+            defaults.max_error_bytes,
+            64..=1 << 20,
+            "max_error_bytes",
+        )?,
         mode: match raw.mode.as_deref() {
             None | Some("fresh") => ExecutionMode::Fresh,
             Some("warm") => ExecutionMode::Warm,
@@ -835,6 +913,18 @@ fn check_server(raw: RawServer, base: &Path) -> Result<ServerConfig, String> {
             64,
             "max_renders_per_connector",
         )?,
+        write_timeout: Duration::from_millis(positive(
+            raw.write_timeout_ms
+                .map(|ms| usize::try_from(ms).unwrap_or(usize::MAX)),
+            5_000,
+            "write_timeout_ms",
+        )? as u64),
+        idle_timeout: Duration::from_millis(positive(
+            raw.idle_timeout_ms
+                .map(|ms| usize::try_from(ms).unwrap_or(usize::MAX)),
+            10_000,
+            "idle_timeout_ms",
+        )? as u64),
     })
 }
 

@@ -33,6 +33,28 @@ pub fn escape_untrusted(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The largest character boundary of `text` at or before `at`.
+pub fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Guest text for one line, at most `limit` bytes: `prefix` (already cut
+/// to about `limit` and masked) escaped, cut again (escapes are longer
+/// than what they replace), and noted as cut with the original length.
+pub fn bounded_line(prefix: &str, original_len: usize, limit: usize) -> String {
+    let escaped = escape_untrusted(prefix);
+    let cut = floor_char_boundary(&escaped, limit);
+    let mut line = escaped[..cut].to_string();
+    if cut < escaped.len() || prefix.len() < original_len {
+        line.push_str(&format!("… (cut; {original_len} bytes)"));
+    }
+    line
+}
+
 /// JSON text for a terminal: serde_json escapes the C0 controls inside
 /// strings (so any left are the layout's own newlines) but leaves DEL, the
 /// C1 controls (such as CSI, U+009B) and the bidirectional overrides raw;

@@ -55,6 +55,10 @@ pub enum Error {
         .0.join(", ")
     )]
     RestartRequired(Vec<&'static str>),
+    /// No room for the work now (a service's concurrency limit); try
+    /// again later.
+    #[error("{0}")]
+    Busy(String),
     /// The connector could not render.
     #[error("connector `{connector}`: {error}")]
     Run {
@@ -229,7 +233,10 @@ impl Keyward {
             slots: RwLock::default(),
             live: RwLock::new(secrets),
         };
-        keyward.swap_slots(&config);
+        // Components load on first use (or `preload`), not here.
+        let (slots, secrets) = keyward.new_slots(&config);
+        *keyward.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
+        *keyward.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
         Ok(keyward)
     }
 
@@ -239,16 +246,29 @@ impl Keyward {
     /// under the policy they started with. A configuration that changes a
     /// setting that takes effect only at start-up (backend, cache, identity,
     /// audit, sandbox) is refused whole, naming each such setting.
-    pub fn update_policy(&self, config: &Config) -> Result<(), Error> {
+    ///
+    /// The new configuration is applied only once every connector it names
+    /// has loaded and compiled: a component that is missing, not a regular
+    /// file or not a connector leaves the running configuration serving,
+    /// and the error names the connector and why.
+    pub async fn update_policy(&self, config: &Config) -> Result<(), Error> {
         let changed = self.started_with.restart_only_changes(config);
         if !changed.is_empty() {
             return Err(Error::RestartRequired(changed));
         }
-        self.swap_slots(config);
+        let (slots, secrets) = self.new_slots(config);
+        for (id, slot) in slots.iter() {
+            self.load_slot(id, slot).await?;
+        }
+        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
         Ok(())
     }
 
-    fn swap_slots(&self, config: &Config) {
+    /// The slots `config` describes, reusing the current ones' loaded
+    /// components and cached state where they are unchanged, and the
+    /// live settings that go with them.
+    fn new_slots(&self, config: &Config) -> (BTreeMap<String, Arc<Slot>>, SecretsConfig) {
         let secrets = config.secrets.clone();
         let identity = secrets.identity(&self.discovered);
         let previous = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -316,8 +336,7 @@ impl Keyward {
                 (id.clone(), Arc::new(slot))
             })
             .collect();
-        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
+        (slots, secrets)
     }
 
     fn current(&self) -> Slots {
@@ -381,6 +400,13 @@ impl Keyward {
 
     async fn loaded(&self, id: &str) -> Result<(Arc<Slot>, Arc<LoadedConnector>), Error> {
         let slot = self.slot(id)?;
+        let loaded = self.load_slot(id, &slot).await?;
+        Ok((slot, loaded))
+    }
+
+    /// The slot's connector, loaded and compiled on first use (on a
+    /// blocking thread: compiling takes a while).
+    async fn load_slot(&self, id: &str, slot: &Slot) -> Result<Arc<LoadedConnector>, Error> {
         let loaded = slot
             .loaded
             .get_or_try_init(|| async {
@@ -404,7 +430,7 @@ impl Keyward {
             })
             .await?
             .clone();
-        Ok((slot, loaded))
+        Ok(loaded)
     }
 
     /// Instantiates up to `count` idle instances of a connector now (warm
@@ -481,6 +507,10 @@ impl Keyward {
 
     /// Lists the namespace in the backend: proves credentials, region,
     /// endpoint and namespace work. Returns how many secrets it holds.
+    ///
+    /// The listing is the cache's, shared with the connectors' (one
+    /// upstream listing per TTL), so checking often does not drive calls
+    /// to the backend.
     pub async fn check_backend(&self) -> Result<usize, Error> {
         let namespace = self
             .live
@@ -488,9 +518,13 @@ impl Keyward {
             .unwrap_or_else(|p| p.into_inner())
             .namespace
             .clone();
+        let mut waited = std::time::Duration::ZERO;
         self.cache
-            .store()
-            .list(namespace.as_str())
+            .list(
+                namespace.as_str(),
+                &crate::ratelimit::Unlimited,
+                &mut waited,
+            )
             .await
             .map(|names| names.len())
             .map_err(|e| Error::Backend(e.to_string()))

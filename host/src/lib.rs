@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod escape;
 pub mod limits;
+pub mod operator_file;
 pub mod ratelimit;
 pub mod resolve;
 pub mod sandbox;

@@ -39,8 +39,23 @@ pub struct SandboxConfig {
     pub max_references: usize,
     /// Log lines one render may write; the rest are dropped (and counted).
     pub max_log_lines: usize,
-    /// Longest log line kept, in bytes; longer lines are cut.
+    /// Longest log line kept, in bytes; longer lines are cut before they
+    /// are masked and escaped.
     pub max_log_bytes: usize,
+    /// Outputs one render may return.
+    pub max_outputs: usize,
+    /// Bytes all the outputs of one render may take together, names
+    /// included, with every sealed piece counted as `max_secret_bytes`
+    /// (so whether a render fits never depends on a secret's length).
+    /// Twice this is what one host call (or the render's return) may
+    /// carry from the guest: wasmtime's hostcall fuel.
+    pub max_output_bytes: usize,
+    /// The longest secret value a render holds; a longer one is refused at
+    /// expansion (Secrets Manager's own limit is 64 KiB).
+    pub max_secret_bytes: usize,
+    /// Longest render error (message and field each) kept, in bytes;
+    /// longer ones are cut before they are masked and escaped.
+    pub max_error_bytes: usize,
     /// Fresh instance per render, or warm instances reused between renders.
     pub mode: ExecutionMode,
     /// Idle warm instances kept per connector.
@@ -77,11 +92,25 @@ impl Default for SandboxConfig {
             max_references: 256,
             max_log_lines: 100,
             max_log_bytes: 4096,
+            max_outputs: 64,
+            max_output_bytes: 4 << 20,
+            max_secret_bytes: 64 << 10,
+            max_error_bytes: 4096,
             mode: ExecutionMode::Fresh,
             warm_instances: 16,
             pooled_instances: None,
             compile_cache: None,
         }
+    }
+}
+
+impl SandboxConfig {
+    /// wasmtime's hostcall fuel: about the host bytes one call from the
+    /// guest (or the render's return) may make the host allocate while
+    /// lifting its arguments. Lifted structures take more room on the host
+    /// than their text, hence the margin over `max_output_bytes`.
+    pub fn hostcall_fuel(&self) -> usize {
+        self.max_output_bytes.saturating_mul(2)
     }
 }
 

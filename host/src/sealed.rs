@@ -10,11 +10,9 @@ use keyward_template::expand::{self, FieldDecl, Plan};
 use keyward_template::{Reference, Template};
 use zeroize::Zeroizing;
 
+use crate::escape::floor_char_boundary;
 use crate::resolve::{ConnectorPolicy, SecretRequest};
 use crate::sandbox::{ConnectorInfo, DestinationPart, MASK, RenderError};
-
-/// The most bytes one output's value may have.
-pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// The most distinct values one instance may reveal; past it, the instance
 /// is not reused (its masks are never dropped, so it is dropped instead).
@@ -265,6 +263,43 @@ impl Revealed {
         self.requests.iter().all(|r| policy.may_reveal(r))
     }
 
+    /// The first `limit` bytes of `text` (cut at a character boundary),
+    /// every revealed value in them replaced by [`MASK`]. It looks past the
+    /// cut only as far as the longest value, so the work is bounded by
+    /// `limit`, not by `text`, and a value the cut splits is masked whole,
+    /// never shown in part.
+    pub fn mask_prefix<'a>(&self, text: &'a str, limit: usize) -> Cow<'a, str> {
+        let cut = floor_char_boundary(text, limit);
+        if self.masks.is_empty() {
+            return Cow::Borrowed(&text[..cut]);
+        }
+        let longest = self.masks.first().map_or(0, |m| m.len());
+        let window = &text[..floor_char_boundary(text, cut.saturating_add(longest))];
+        let mut found: Vec<std::ops::Range<usize>> = Vec::new();
+        for mask in &self.masks {
+            found.extend(
+                window
+                    .match_indices(mask.as_str())
+                    .map(|(at, _)| at..at + mask.len())
+                    .filter(|range| range.start < cut),
+            );
+        }
+        found.sort_by_key(|range| range.start);
+        let mut out = String::with_capacity(cut);
+        let mut at = 0;
+        for range in found {
+            if range.start >= at {
+                out.push_str(&window[at..range.start]);
+                out.push_str(MASK);
+            }
+            at = at.max(range.end);
+        }
+        if at < cut {
+            out.push_str(&window[at..cut]);
+        }
+        Cow::Owned(out)
+    }
+
     /// `text` with every revealed value (and its encodings) replaced by
     /// [`MASK`]; borrowed as it is when nothing was revealed.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -299,6 +334,26 @@ mod tests {
             Some(format!("sealed value {handle} is not from this render"))
         );
         assert!(table.get(handle + 1).is_err());
+    }
+
+    #[test]
+    fn a_masked_prefix_never_shows_part_of_a_value() {
+        let mut revealed = Revealed::default();
+        revealed.add("s3cr3t-value", &[SecretRequest::name("db")]);
+        let text = "abcd s3cr3t-value tail";
+        // Cut inside the value: it is masked whole; nothing after it shows.
+        assert_eq!(revealed.mask_prefix(text, 8), format!("abcd {MASK}"));
+        // Cut before the value: none of it shows.
+        assert_eq!(revealed.mask_prefix(text, 5), "abcd ");
+        // A value wholly inside the cut; what follows is cut as asked.
+        assert_eq!(revealed.mask_prefix(text, 20), format!("abcd {MASK} ta"));
+        // Values masked to something shorter do not pull later bytes in:
+        // the second value starts past the cut and shows not at all.
+        let text = "s3cr3t-value s3cr3t-value";
+        assert_eq!(revealed.mask_prefix(text, 13), format!("{MASK} "));
+        assert_eq!(revealed.mask_prefix(text, 14), format!("{MASK} {MASK}"));
+        // Nothing revealed: a plain cut, at a character boundary.
+        assert_eq!(Revealed::default().mask_prefix("é", 1), "");
     }
 
     #[test]

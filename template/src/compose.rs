@@ -39,15 +39,52 @@ impl<S: fmt::Debug> fmt::Debug for Node<S> {
 
 /// Why a composition could not be evaluated; names nodes, never text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComposeError(pub String);
+pub enum ComposeError {
+    /// The composition is malformed (a forward reference, an unknown
+    /// handle).
+    Invalid(String),
+    /// It could be larger than its [`Allowance`]: decided from its shape
+    /// before anything is built.
+    TooLarge,
+}
 
 impl fmt::Display for ComposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::Invalid(why) => f.write_str(why),
+            Self::TooLarge => f.write_str("the value could be larger than it may be"),
+        }
     }
 }
 
 impl std::error::Error for ComposeError {}
+
+/// What compositions may still cost, shared by all the outputs of one
+/// render and spent as each is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Bytes the values may still take.
+    pub value_bytes: usize,
+    /// Bytes every node built on the way (values included) may still take.
+    pub built_bytes: usize,
+    /// What a sealed piece counts as, whatever its length (it may be no
+    /// longer): the largest secret value there may be, so that whether a
+    /// composition fits never depends on a secret's length. `None`: its
+    /// length (where no one could learn from it).
+    pub sealed_bytes: Option<usize>,
+}
+
+impl Allowance {
+    /// One value of at most `max_bytes`, with at most eight times that
+    /// built on the way, sealed pieces counted at their length.
+    pub fn single(max_bytes: usize) -> Self {
+        Self {
+            value_bytes: max_bytes,
+            built_bytes: max_bytes.saturating_mul(8),
+            sealed_bytes: None,
+        }
+    }
+}
 
 /// Builds a composition's text. `sealed` gives a sealed piece's text (or
 /// why it has none); it is asked once per sealed node. The value may be at
@@ -58,7 +95,7 @@ pub fn evaluate<'s, S: Copy>(
     max_bytes: usize,
     sealed: impl FnMut(S) -> Result<&'s str, String>,
 ) -> Result<String, ComposeError> {
-    evaluate_marked(nodes, max_bytes, sealed).map(|(value, _)| value)
+    evaluate_marked(nodes, &mut Allowance::single(max_bytes), sealed).map(|(value, _)| value)
 }
 
 /// The byte ranges of a value that came from sealed pieces, in order.
@@ -68,10 +105,11 @@ pub type Marks = Vec<std::ops::Range<usize>>;
 /// pieces: a sealed piece's bytes, shifted by concatenation; all of an
 /// encoding's output if its input held any (base64 mixes bytes, and
 /// per-byte encodings are kept whole for simplicity, which only widens the
-/// marks).
+/// marks). What it may cost is taken from `allowance`, which is spent
+/// only if it fits.
 pub fn evaluate_marked<'s, S: Copy>(
     nodes: &[Node<S>],
-    max_bytes: usize,
+    allowance: &mut Allowance,
     mut sealed: impl FnMut(S) -> Result<&'s str, String>,
 ) -> Result<(String, Marks), ComposeError> {
     if nodes.is_empty() {
@@ -82,7 +120,7 @@ pub fn evaluate_marked<'s, S: Copy>(
         if index < at {
             Ok(index)
         } else {
-            Err(ComposeError(format!(
+            Err(ComposeError::Invalid(format!(
                 "node {at} refers to node {index}, which does not come before it"
             )))
         }
@@ -91,14 +129,18 @@ pub fn evaluate_marked<'s, S: Copy>(
     // ever built; then the text, node by node.
     let mut bounds: Vec<usize> = Vec::with_capacity(nodes.len());
     let mut pieces: Vec<Option<&'s str>> = Vec::with_capacity(nodes.len());
-    let mut total = 0usize;
+    let mut built_total = 0usize;
     for (at, node) in nodes.iter().enumerate() {
         let (bound, piece) = match node {
             Node::Plain(text) => (text.len(), None),
             Node::Sealed(handle) => {
-                let text =
-                    sealed(*handle).map_err(|why| ComposeError(format!("node {at}: {why}")))?;
-                (text.len(), Some(text))
+                let text = sealed(*handle)
+                    .map_err(|why| ComposeError::Invalid(format!("node {at}: {why}")))?;
+                match allowance.sealed_bytes {
+                    Some(counted) if text.len() > counted => return Err(ComposeError::TooLarge),
+                    Some(counted) => (counted, Some(text)),
+                    None => (text.len(), Some(text)),
+                }
             }
             Node::Concat(parts) => {
                 let mut sum = 0usize;
@@ -109,15 +151,15 @@ pub fn evaluate_marked<'s, S: Copy>(
             }
             Node::Encode(encoding, part) => (encoding.max_len(bounds[earlier(at, *part)?]), None),
         };
-        total = total.saturating_add(bound);
-        if bound > max_bytes || total > max_bytes.saturating_mul(8) {
-            return Err(ComposeError(format!(
-                "the value would be larger than {max_bytes} bytes"
-            )));
+        built_total = built_total.saturating_add(bound);
+        if bound > allowance.value_bytes || built_total > allowance.built_bytes {
+            return Err(ComposeError::TooLarge);
         }
         bounds.push(bound);
         pieces.push(piece);
     }
+    allowance.value_bytes -= bounds.last().copied().unwrap_or_default();
+    allowance.built_bytes -= built_total;
     // Leaves are borrowed, not copied; only concatenations and encodings
     // build text.
     let mut built: Vec<Cow<'_, str>> = Vec::with_capacity(nodes.len());
@@ -215,7 +257,8 @@ mod tests {
         ];
         assert_eq!(eval(&nodes).unwrap(), "Basic dXMgZXI6czNjcjN0");
         let sealed = ["s3cr3t", "us er"];
-        let (_, marks) = evaluate_marked(&nodes, 1 << 10, |h: usize| Ok(sealed[h])).unwrap();
+        let mut allowance = Allowance::single(1 << 10);
+        let (_, marks) = evaluate_marked(&nodes, &mut allowance, |h: usize| Ok(sealed[h])).unwrap();
         assert_eq!(marks, [6..22]);
         assert!(!format!("{nodes:?}").contains("Basic"));
     }
@@ -230,7 +273,9 @@ mod tests {
             Node::Concat(vec![0, 1, 2, 3, 3]),
         ];
         let sealed = ["s3cr3t", "ab"];
-        let (value, marks) = evaluate_marked(&nodes, 1 << 10, |h: usize| Ok(sealed[h])).unwrap();
+        let mut allowance = Allowance::single(1 << 10);
+        let (value, marks) =
+            evaluate_marked(&nodes, &mut allowance, |h: usize| Ok(sealed[h])).unwrap();
         assert_eq!(value, "u:s3cr3t@abab");
         assert_eq!(marks, [2..8, 9..13]);
     }
@@ -239,13 +284,13 @@ mod tests {
     fn forward_references_and_unknown_handles_are_errors() {
         let e = eval(&[Node::Concat(vec![0])]).unwrap_err();
         assert_eq!(
-            e.0,
+            e.to_string(),
             "node 0 refers to node 0, which does not come before it"
         );
         let e = eval(&[Node::Plain("a".into()), Node::Encode(Encoding::Percent, 7)]).unwrap_err();
-        assert!(e.0.starts_with("node 1 refers to node 7"), "{e}");
+        assert!(e.to_string().starts_with("node 1 refers to node 7"), "{e}");
         let e = eval(&[Node::Sealed(9)]).unwrap_err();
-        assert_eq!(e.0, "node 0: no sealed value 9");
+        assert_eq!(e.to_string(), "node 0: no sealed value 9");
         assert_eq!(eval(&[]).unwrap(), "");
     }
 
@@ -255,8 +300,7 @@ mod tests {
         for i in 0..40 {
             nodes.push(Node::Concat(vec![i, i]));
         }
-        let e = eval(&nodes).unwrap_err();
-        assert_eq!(e.0, "the value would be larger than 1024 bytes");
+        assert_eq!(eval(&nodes), Err(ComposeError::TooLarge));
         // Many small nodes whose sum is large are refused too.
         let mut nodes = vec![Node::Plain("x".repeat(1000))];
         for i in 0..20 {
@@ -264,5 +308,50 @@ mod tests {
             nodes.push(Node::Plain("x".repeat(1000)));
         }
         assert!(eval(&nodes).is_err());
+    }
+
+    #[test]
+    fn an_allowance_is_shared_and_spent_only_when_it_fits() {
+        let nodes = [Node::Plain("x".repeat(600))];
+        let mut allowance = Allowance::single(1000);
+        evaluate_marked(&nodes, &mut allowance, |_: usize| Ok("")).unwrap();
+        assert_eq!(allowance.value_bytes, 400);
+        let before = allowance;
+        let refused = evaluate_marked(&nodes, &mut allowance, |_: usize| Ok(""));
+        assert_eq!(refused, Err(ComposeError::TooLarge));
+        assert_eq!(allowance, before);
+    }
+
+    #[test]
+    fn with_a_sealed_bound_the_verdict_does_not_depend_on_a_secret_length() {
+        // Plain padding beside a sealed piece: the same padding fits or not
+        // whatever the secret's length, so no bisection can learn it.
+        let allowance = Allowance {
+            value_bytes: 100,
+            built_bytes: 1000,
+            sealed_bytes: Some(10),
+        };
+        for padding in [0, 50, 89, 90, 91, 200] {
+            let nodes = [
+                Node::Plain("p".repeat(padding)),
+                Node::Sealed(0),
+                Node::Concat(vec![0, 1]),
+            ];
+            let verdicts: Vec<bool> = ["", "a", "abcde", "abcdefghij"]
+                .iter()
+                .map(|secret| {
+                    evaluate_marked(&nodes, &mut allowance.clone(), |_: usize| Ok(*secret)).is_ok()
+                })
+                .collect();
+            assert!(
+                verdicts.iter().all(|v| *v == (padding <= 90)),
+                "{padding}: {verdicts:?}"
+            );
+        }
+        // A sealed piece longer than its bound is refused, not built.
+        let nodes = [Node::Sealed(0)];
+        let long = "x".repeat(11);
+        let refused = evaluate_marked(&nodes, &mut allowance.clone(), |_: usize| Ok(long.as_str()));
+        assert_eq!(refused, Err(ComposeError::TooLarge));
     }
 }

@@ -104,6 +104,7 @@ fn from_keyward(error: Error) -> ApiError {
         Error::Load { .. } | Error::Engine(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "load_failed", message)
         }
+        Error::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message),
     }
 }
 
@@ -237,7 +238,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         (&Method::GET, ["v1", "connectors", id, "references"]) => references(&state, id).await,
         (&Method::POST, ["v1", "connectors", id, "invalidate"]) => {
             match read_body(&state, request).await {
-                Ok(body) => invalidate(&state, id, &body).await,
+                Ok(body) => invalidate(&state, id, access, &body).await,
                 Err(e) => Err(e),
             }
         }
@@ -459,7 +460,24 @@ async fn references(state: &State, id: &str) -> Result<Response<Body>, ApiError>
     ))
 }
 
-async fn invalidate(state: &State, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+/// A connector's invalidate drops its cached copy of a secret and makes
+/// the next render read it upstream: that is for the platform that saw the
+/// credentials rejected, which holds the full token. The masked token (a
+/// UI showing configurations) has no such reason, and would otherwise let
+/// the weakest credential drive reads of Secrets Manager.
+async fn invalidate(
+    state: &State,
+    id: &str,
+    access: Access,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    if access == Access::Masked {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the masked-only token may not drop cached secrets",
+        ));
+    }
     let request: InvalidateRequest = parse(body, None)?;
     let Some(reference) = keyward_host::sealed::single_reference(&request.reference) else {
         return Err(ApiError::new(
@@ -525,8 +543,25 @@ async fn invalidate_cache(
     ))
 }
 
+/// `GET /v1/check`, one at a time (a check waits for the one under way),
+/// each connector's render within its `max_renders_per_connector` like any
+/// other, and the backend's listing from the cache: checks, which the
+/// masked token may ask for, cannot drive renders or upstream calls past
+/// the limits renders have.
 async fn check(state: &State) -> Response<Body> {
-    let report = state.keyward().check().await;
+    let _one_at_a_time = state.check_lock.lock().await;
+    let report = state
+        .keyward()
+        .check_with(|id| {
+            state.render_permit(id).ok_or_else(|| {
+                state.metrics.refused("busy");
+                format!(
+                    "connector `{id}` has {} renders under way (server.max_renders_per_connector)",
+                    state.settings.max_renders_per_connector
+                )
+            })
+        })
+        .await;
     let connectors: Vec<Value> = report
         .connectors
         .iter()

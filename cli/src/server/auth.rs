@@ -56,6 +56,15 @@ impl Tokens {
         Ok(Self { values, masked })
     }
 
+    /// Whether `request` carries a valid token (of either kind).
+    pub fn carries_token<B>(&self, request: &hyper::Request<B>) -> bool {
+        request
+            .headers()
+            .get(TOKEN_HEADER)
+            .and_then(|token| self.access(token.as_bytes()))
+            .is_some()
+    }
+
     /// What `presented` lets its bearer see, if anything.
     pub fn access(&self, presented: &[u8]) -> Option<Access> {
         // Both compared, always: the time taken does not say which matched.
@@ -74,12 +83,12 @@ impl Tokens {
     }
 }
 
+/// The longest token file read.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 fn read(file: Option<&Path>, env: &str) -> Result<Option<String>, String> {
     let token = match file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("token file {}: {e}", path.display()))?,
-        ),
+        Some(path) => Some(read_token_file(path)?),
         None => std::env::var(env).ok(),
     };
     let token = token.map(|t| t.trim().to_string());
@@ -91,6 +100,29 @@ fn read(file: Option<&Path>, env: &str) -> Result<Option<String>, String> {
         )),
         other => Ok(other),
     }
+}
+
+/// A token file: a regular file of at most 4 KiB that only its owner may
+/// read. A token readable by group or others is not a secret any more, so
+/// it is refused rather than warned about (a warning is easy to miss, and
+/// the fix is one `chmod 600`).
+fn read_token_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let what = format!("token file {}", path.display());
+    let text =
+        keyward_host::operator_file::read_regular_text(path, MAX_TOKEN_FILE_BYTES, &what, None)?;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("{what}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{what} may be read by group or others (mode {:o}); make it readable by its \
+             owner only (chmod 600)",
+            mode & 0o777
+        ));
+    }
+    Ok(text)
 }
 
 /// Equality in time that depends on the length only.

@@ -12,6 +12,7 @@
 //! configuration file anew, keeping the old one if the new one is bad;
 //! SIGTERM stops accepting, lets requests in flight finish, and exits 0.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod metrics;
@@ -34,6 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use admission::{Admission, Full, WriteTimeout};
 use api::{ApiError, Body, json_response};
 use auth::Tokens;
 use metrics::Metrics;
@@ -48,6 +50,19 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// deliver their first request before idle connections are closed.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
+/// File descriptors kept for everything but client connections (the
+/// listeners, the backend's connections, the audit file, components).
+const RESERVED_FDS: usize = 64;
+
+/// How long the accept loop waits after its first failure (out of file
+/// descriptors, say), doubling on each further one up to
+/// [`MAX_ACCEPT_BACKOFF`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accept failures are logged at most once per this interval, with a count.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct State {
@@ -58,6 +73,8 @@ pub struct State {
     metrics: Metrics,
     ready: AtomicBool,
     renders: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Held by the check under way.
+    check_lock: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -89,9 +106,17 @@ impl State {
     /// file, or one that changes a start-up setting, leaves the running
     /// configuration as it was.
     async fn reload(&self) -> Response<Body> {
-        let outcome = Config::load(&self.config_path)
-            .map_err(keyward_host::Error::from)
-            .and_then(|config| self.keyward.update_policy(&config));
+        // Read on a blocking thread: the file is the operator's, and
+        // whatever it is, reading it must not stall the runtime's workers.
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let outcome = match loaded {
+            Ok(Ok(config)) => self.keyward.update_policy(&config).await,
+            Ok(Err(e)) => Err(keyward_host::Error::from(e)),
+            Err(e) => Err(keyward_host::Error::Backend(format!(
+                "reading the configuration failed: {e}"
+            ))),
+        };
         match outcome {
             Ok(()) => {
                 self.metrics.reload("ok");
@@ -120,14 +145,21 @@ impl State {
 /// Runs the service until SIGTERM (or SIGINT); returns once requests in
 /// flight have finished.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Signals first: a SIGTERM while connectors compile stops the service
+    // cleanly (its socket removed) instead of killing it.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let config = Config::load(config_path)?;
-    let settings = config.server.clone();
+    let mut settings = config.server.clone();
     if settings.socket.is_none() && settings.listen.is_none() {
         anyhow::bail!(
             "{}: [server] names neither `socket` nor `listen`; give at least one",
             config_path.display()
         );
     }
+    settings.max_connections = within_fd_limit(settings.max_connections);
     let tokens = Tokens::load(&settings).map_err(anyhow::Error::msg)?;
     let keyward = Keyward::new(config).await?;
     let state = Arc::new(State {
@@ -138,20 +170,26 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         ready: AtomicBool::new(false),
         renders: Mutex::default(),
+        check_lock: tokio::sync::Mutex::default(),
     });
     let (stop, stopped) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let admission = Admission::new(settings.max_connections);
     let mut listening = Vec::new();
     let mut accepting = Vec::new();
+    // Removes the socket this process bound when serve returns, however
+    // it returns (a start-up failure included), and only if it is still
+    // ours: a newer keyward's socket at the same path is left alone.
+    let mut _socket = None;
     if let Some(path) = &settings.socket {
-        let listener = bind_unix(path)?;
+        let (listener, guard) = bind_unix(path)?;
+        _socket = Some(guard);
         listening.push(format!("unix:{}", path.display()));
         accepting.push(tokio::spawn(accept_loop(
             listener,
             state.clone(),
             graceful.clone(),
-            connections.clone(),
+            admission.clone(),
             stopped.clone(),
         )));
     }
@@ -164,21 +202,27 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             listener,
             state.clone(),
             graceful.clone(),
-            connections.clone(),
+            admission.clone(),
             stopped.clone(),
         )));
     }
     println!("keyward serve: listening on {}", listening.join(" "));
     // Every connector compiled (or loaded from the compile cache) before
     // the service says it is ready.
-    state.keyward.preload().await?;
+    tokio::select! {
+        loaded = state.keyward.preload() => loaded?,
+        _ = terminate.recv() => {
+            println!("keyward serve: stopped before it was ready");
+            return Ok(());
+        }
+        _ = interrupt.recv() => {
+            println!("keyward serve: stopped before it was ready");
+            return Ok(());
+        }
+    }
     state.ready.store(true, Ordering::Release);
     println!("keyward serve: ready");
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => { state.reload().await; }
@@ -194,17 +238,61 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     tokio::time::sleep(DRAIN_GRACE).await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
-    if let Some(path) = &settings.socket {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(_socket);
     println!("keyward serve: stopped");
     Ok(())
 }
 
-/// A Unix socket at `path`, mode 0600. A stale socket left by an earlier
-/// run is replaced; any other file there is an error.
-fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+/// `max_connections`, lowered (with a warning) to what the process's
+/// file-descriptor limit leaves room for: past it, accepting fails.
+fn within_fd_limit(max_connections: usize) -> usize {
+    let Some(limit) = open_files_limit() else {
+        return max_connections;
+    };
+    let room = limit.saturating_sub(RESERVED_FDS).max(1);
+    if max_connections > room {
+        tracing::warn!(
+            "server.max_connections = {max_connections} is more than the process's limit of \
+             {limit} open files leaves room for; serving at most {room} connections (raise \
+             LimitNOFILE or `ulimit -n`, or lower server.max_connections)"
+        );
+        return room;
+    }
+    max_connections
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The socket file this process created: removed on drop if it is still
+/// the same file (same device and inode).
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(metadata) = std::fs::symlink_metadata(&self.path)
+            && (metadata.dev(), metadata.ino()) == self.identity
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A Unix socket at `path`, mode 0600. A socket already there is taken
+/// only if it is stale (nothing accepts on it); a live one, or any other
+/// file, is an error.
+fn bind_unix(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let at = |e: std::io::Error| anyhow::anyhow!("server.socket {}: {e}", path.display());
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
             anyhow::bail!(
@@ -212,14 +300,27 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
                 path.display()
             );
         }
-        std::fs::remove_file(path)
-            .map_err(|e| anyhow::anyhow!("server.socket {}: {e}", path.display()))?;
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => anyhow::bail!(
+                "server.socket {}: another process is serving on this socket; stop it or \
+                 choose another path",
+                path.display()
+            ),
+            // Nobody accepts: left by a process that is gone.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(at)?;
+            }
+            Err(e) => return Err(at(e)),
+        }
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| anyhow::anyhow!("server.socket {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| anyhow::anyhow!("server.socket {}: {e}", path.display()))?;
-    Ok(listener)
+    let listener = UnixListener::bind(path).map_err(at)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(at)?;
+    let metadata = std::fs::symlink_metadata(path).map_err(at)?;
+    let guard = SocketFile {
+        path: path.to_path_buf(),
+        identity: (metadata.dev(), metadata.ino()),
+    };
+    Ok((listener, guard))
 }
 
 /// A listener of either kind, as the accept loop takes it.
@@ -251,25 +352,38 @@ impl Listener for TcpListener {
 
 /// Accepts connections until the stop signal; then serves the ones the
 /// kernel completed before it (rather than dropping them from the
-/// backlog) and returns.
+/// backlog) and returns. A failing accept (no file descriptors left)
+/// backs off instead of spinning, and is logged once per interval.
 async fn accept_loop<L: Listener>(
     listener: L,
     state: Arc<State>,
     graceful: Arc<GracefulShutdown>,
-    connections: Arc<Semaphore>,
+    admission: Arc<Admission>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut backoff = ACCEPT_BACKOFF;
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             accepted = listener.accept_stream() => match accepted {
-                Ok(stream) => connection(stream, &state, &graceful, &connections),
-                Err(e) => tracing::warn!("accepting a connection failed: {e}"),
+                Ok(stream) => {
+                    backoff = ACCEPT_BACKOFF;
+                    connection(stream, &state, &graceful, &admission);
+                }
+                Err(e) => {
+                    failures.note(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                }
             },
             _ = stopped.changed() => {
                 while let Ok(Ok(stream)) =
                     tokio::time::timeout(Duration::from_millis(1), listener.accept_stream()).await
                 {
-                    connection(stream, &state, &graceful, &connections);
+                    connection(stream, &state, &graceful, &admission);
                 }
                 return;
             }
@@ -277,40 +391,84 @@ async fn accept_loop<L: Listener>(
     }
 }
 
-/// Serves one connection, or refuses it with a 503 if the limit is reached.
+/// Accept failures since the last line logged about them.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    logged_at: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn note(&mut self, error: &std::io::Error) {
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < ACCEPT_LOG_INTERVAL)
+        {
+            return;
+        }
+        tracing::warn!(
+            "accepting connections is failing: {error} ({} failures in the last {} s; \
+             retrying with backoff)",
+            self.unlogged,
+            ACCEPT_LOG_INTERVAL.as_secs()
+        );
+        self.logged_at = Some(std::time::Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+/// Serves one connection: in a free slot, or in the slot of the oldest
+/// connection that has not shown a token (which is closed); refused with a
+/// 503 only when every slot is held by a token holder's connection.
 fn connection<S>(
-    mut stream: S,
+    stream: S,
     state: &Arc<State>,
     graceful: &GracefulShutdown,
-    connections: &Arc<Semaphore>,
+    admission: &Arc<Admission>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = connections.clone().try_acquire_owned() else {
-        state.metrics.refused("connections");
-        let message = json!({"error": {
-            "code": "too_many_connections",
-            "message": format!(
-                "the server has {} connections open (server.max_connections)",
-                state.settings.max_connections
-            ),
-        }})
-        .to_string();
-        // Answered by hand: no connection is served past the limit.
-        tokio::spawn(async move {
-            let response = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
-                message.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-        return;
+    let write_timeout = state.settings.write_timeout;
+    let mut stream = WriteTimeout::new(stream, write_timeout);
+    let admitted = match admission.admit() {
+        Ok(admitted) => admitted,
+        Err(Full) => {
+            state.metrics.refused("connections");
+            let message = json!({"error": {
+                "code": "too_many_connections",
+                "message": format!(
+                    "the server has {} connections of token holders open (server.max_connections)",
+                    state.settings.max_connections
+                ),
+            }})
+            .to_string();
+            // Answered by hand: no connection is served past the limit. A
+            // client that does not read it is dropped at the write timeout.
+            tokio::spawn(async move {
+                let response = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
+                    message.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+            return;
+        }
     };
+    if admitted.evicted {
+        state.metrics.refused("evicted");
+    }
+    let ticket = admitted.ticket;
+    let slot = ticket.slot();
     let state = state.clone();
     let timeout = state.settings.request_timeout;
+    let idle_timeout = state.settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let state = state.clone();
+        if state.tokens.carries_token(&request) {
+            slot.trust();
+        }
         async move {
             let response =
                 match tokio::time::timeout(timeout, api::handle(state.clone(), request)).await {
@@ -329,14 +487,21 @@ fn connection<S>(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
+    // The header timeout also bounds how long a connection may sit idle
+    // between requests (hyper starts it whenever it waits for a head).
+    let header_timeout = timeout.min(idle_timeout);
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
-        let _ = connection.await;
-        drop(permit);
+        tokio::select! {
+            _ = connection => {}
+            // Dropping the connection closes it.
+            () = ticket.evicted() => {}
+        }
+        drop(ticket);
     });
 }

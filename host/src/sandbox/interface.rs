@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_template::compose::{self, Node, wipe};
+use keyward_template::compose::{self, Allowance, ComposeError, Node, wipe};
 use keyward_template::egress::{self, CheckedOutput, OutputKind, PinField, Pins, Verdict};
 use keyward_template::encode::Encoding;
 use keyward_template::{Part, ValueRef, expand};
@@ -25,10 +25,10 @@ use wasmtime::component::{HasData, Linker};
 use zeroize::Zeroizing;
 
 use super::types::{DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError};
-use crate::escape::escape_untrusted;
+use crate::escape::{bounded_line, escape_untrusted};
 use crate::limits::SandboxConfig;
 use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
-use crate::sealed::{MAX_OUTPUT_BYTES, PreparedFields, Revealed, SealedTable, single_reference};
+use crate::sealed::{PreparedFields, Revealed, SealedTable, single_reference};
 use crate::value::SecretValue;
 
 /// Bindings generated from `wit/connector.wit`, for embedders that call a
@@ -281,6 +281,13 @@ impl KeywardCtx {
         escape_untrusted(&self.revealed.mask(text)).into_owned()
     }
 
+    /// [`Self::sanitize`] for a line of at most `limit` bytes: the text is
+    /// cut before it is masked and escaped, so a line's cost is bounded by
+    /// the limit, not by what the guest sent.
+    pub fn sanitize_line(&self, text: &str, limit: usize) -> String {
+        bounded_line(&self.revealed.mask_prefix(text, limit), text.len(), limit)
+    }
+
     /// Expands the prepared fields under the render's policy: all
     /// references resolved in one pass, each field given as its pieces,
     /// literal text and public values plain, every other value sealed. The outer error is a trap (the
@@ -354,6 +361,17 @@ impl KeywardCtx {
                 match (sealed_as, pieces.last_mut()) {
                     (None, Some(wit_types::Text::Plain(last))) => last.push_str(&text),
                     (None, _) => pieces.push(wit_types::Text::Plain(text)),
+                    (Some(_), _) if text.len() > self.limits.max_secret_bytes => {
+                        return Ok(Err(RunError::Render(RenderError {
+                            field: Some(field.name.clone()),
+                            column: None,
+                            message: format!(
+                                "a secret value of this field is longer than {} bytes \
+                                 (sandbox.max_secret_kb)",
+                                self.limits.max_secret_bytes
+                            ),
+                        })));
+                    }
                     (Some(tag), _) => {
                         let handle = self.sealed.seal(text, tag, grants(tag).reveal);
                         pieces.push(wit_types::Text::Sealed(handle));
@@ -417,13 +435,60 @@ impl KeywardCtx {
     /// secret material where the operator did not send it (audited as
     /// `egress_refused`).
     pub fn outputs(&self, outputs: Vec<wit_types::Output>) -> Result<Vec<RenderedValue>, RunError> {
+        let limits = &self.limits;
+        if outputs.len() > limits.max_outputs {
+            return Err(RunError::Render(RenderError {
+                field: None,
+                column: None,
+                message: format!(
+                    "the connector returned {} outputs; at most {} are allowed (sandbox.max_outputs)",
+                    outputs.len(),
+                    limits.max_outputs
+                ),
+            }));
+        }
+        // Spent by every output in turn. A sealed piece counts as the
+        // longest secret there may be, so the verdict depends on the
+        // compositions' shape, never on a secret's length: bisecting the
+        // size error with padding tells a caller nothing.
+        let mut allowance = Allowance {
+            value_bytes: limits.max_output_bytes,
+            built_bytes: limits.max_output_bytes.saturating_mul(8),
+            sealed_bytes: Some(limits.max_secret_bytes),
+        };
+        let too_large = |name: &str| {
+            RunError::Render(RenderError {
+                field: None,
+                column: None,
+                message: format!(
+                    "output `{}`: the outputs could be larger than {} bytes in all \
+                     (sandbox.max_output_kb), each sealed piece counted as {} bytes \
+                     (sandbox.max_secret_kb)",
+                    self.sanitize_line(name, limits.max_error_bytes),
+                    limits.max_output_bytes,
+                    limits.max_secret_bytes
+                ),
+            })
+        };
         let mut assembled = Vec::with_capacity(outputs.len());
         for output in outputs {
+            // Evaluating, checking and escaping are the host's work for the
+            // render: they count against its deadline.
+            if let Some(why) = self.over_deadline() {
+                return Err(RunError::Trap(why));
+            }
+            let Some(left) = allowance.value_bytes.checked_sub(output.name.len()) else {
+                return Err(too_large(&output.name));
+            };
+            allowance.value_bytes = left;
             let name_error = |why: String| {
                 RunError::Render(RenderError {
                     field: None,
                     column: None,
-                    message: format!("output `{}`: {why}", self.sanitize(&output.name)),
+                    message: format!(
+                        "output `{}`: {why}",
+                        self.sanitize_line(&output.name, limits.max_error_bytes)
+                    ),
                 })
             };
             if escape_untrusted(&output.name) != output.name.as_str() {
@@ -445,10 +510,14 @@ impl KeywardCtx {
                     }
                 })
                 .collect();
-            let (value, mut marks) = compose::evaluate_marked(&nodes, MAX_OUTPUT_BYTES, |handle| {
+            let evaluated = compose::evaluate_marked(&nodes, &mut allowance, |handle| {
                 self.sealed.get(handle).map(|entry| entry.text())
-            })
-            .map_err(|e| name_error(e.to_string()))?;
+            });
+            let (value, mut marks) = match evaluated {
+                Ok(evaluated) => evaluated,
+                Err(ComposeError::TooLarge) => return Err(too_large(&output.name)),
+                Err(e) => return Err(name_error(e.to_string())),
+            };
             // What a revealing connector writes in plain text may be a
             // value it revealed: those bytes count as secret material.
             marks.extend(self.revealed.marks(&value));
@@ -485,6 +554,9 @@ impl KeywardCtx {
             }
         };
         drop(checked);
+        if let Some(why) = self.over_deadline() {
+            return Err(RunError::Trap(why));
+        }
         Ok(assembled
             .into_iter()
             .zip(verdicts)
@@ -528,10 +600,11 @@ impl KeywardCtx {
     /// The connector's render error, masked and escaped: a connector that
     /// revealed could echo a value, or write a fake host line.
     pub fn render_error(&self, e: wit_types::RenderError) -> RenderError {
+        let limit = self.limits.max_error_bytes;
         RenderError {
-            field: e.field.map(|field| self.sanitize(&field)),
+            field: e.field.map(|field| self.sanitize_line(&field, limit)),
             column: e.column,
-            message: self.sanitize(&e.message),
+            message: self.sanitize_line(&e.message, limit),
         }
     }
 }
@@ -581,16 +654,7 @@ impl KeywardCtx {
             }
             return Ok(());
         }
-        let mut message = self.sanitize(&message);
-        if message.len() > limits.max_log_bytes {
-            let length = message.len();
-            let mut cut = limits.max_log_bytes;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(&format!("… (cut; {length} bytes)"));
-        }
+        let message = self.sanitize_line(&message, limits.max_log_bytes);
         self.write_guest_line(level, message);
         Ok(())
     }
@@ -718,6 +782,46 @@ impl wit_types::Host for KeywardView<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn output(name: &str, text: &str) -> wit_types::Output {
+        wit_types::Output {
+            name: name.into(),
+            value: wit_types::Composition {
+                nodes: vec![wit_types::Node::Plain(text.into())],
+            },
+            kind: wit_types::OutputKind::Setting,
+            sensitive: false,
+        }
+    }
+
+    #[test]
+    fn evaluating_outputs_counts_against_the_deadline() {
+        let mut ctx = KeywardCtx::new("c".into(), Arc::new(SandboxConfig::default()));
+        assert!(ctx.outputs(vec![output("a", "x")]).is_ok());
+        // The guest took the whole deadline: the host's work after it
+        // returns is refused, not done for free.
+        ctx.started = Instant::now() - Duration::from_secs(1);
+        let refused = ctx.outputs(vec![output("a", "x")]).unwrap_err();
+        assert!(
+            refused.to_string().contains("100 ms CPU deadline"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_render_error_is_cut_before_it_is_escaped() {
+        let ctx = KeywardCtx::new("c".into(), Arc::new(SandboxConfig::default()));
+        let e = ctx.render_error(wit_types::RenderError {
+            field: Some("\u{1b}".repeat(10_000)),
+            column: None,
+            message: "\n".repeat(1 << 20),
+        });
+        assert!(e.message.len() <= 4096 + 40, "{}", e.message.len());
+        assert!(e.message.ends_with("… (cut; 1048576 bytes)"));
+        assert!(!e.message.contains('\n'));
+        let field = e.field.unwrap_or_default();
+        assert!(field.starts_with("\\u{1b}") && field.len() <= 4096 + 40);
+    }
 
     #[test]
     fn log_levels_map_by_their_wit_case() {

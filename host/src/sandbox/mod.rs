@@ -23,7 +23,6 @@ pub use types::{
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -471,59 +470,12 @@ impl Sandbox {
 /// `/dev/zero` would be read forever, a FIFO would block the host), at most
 /// `max_bytes` of it.
 fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let too_large = |size: u64| {
-        format!(
-            "the component is {size} bytes; at most {max_bytes} are allowed \
-             (sandbox.max_component_mb)"
-        )
-    };
-    let not_regular = |metadata: &std::fs::Metadata| {
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_dir() {
-            "a directory"
-        } else {
-            use std::os::unix::fs::FileTypeExt;
-            if file_type.is_fifo() {
-                "a FIFO"
-            } else if file_type.is_char_device() || file_type.is_block_device() {
-                "a device"
-            } else if file_type.is_socket() {
-                "a socket"
-            } else {
-                "not a regular file"
-            }
-        };
-        format!("the component must be a regular file; this is {kind}")
-    };
-    let unreadable = |e: std::io::Error| format!("cannot read the component: {e}");
-    let metadata = std::fs::metadata(path).map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(not_regular(&metadata));
-    }
-    if metadata.len() > max_bytes {
-        return Err(too_large(metadata.len()));
-    }
-    // Non-blocking, so that a FIFO swapped in after the check above cannot
-    // block the open; the opened file is checked again.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(not_regular(&metadata));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+    crate::operator_file::read_regular(
+        path,
+        max_bytes,
+        "the component",
+        Some("sandbox.max_component_mb"),
+    )
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
@@ -540,6 +492,9 @@ impl LoadedConnector {
     fn store(&self, connector: Arc<str>) -> Store<HostState> {
         let mut store = Store::new(&self.engine, HostState::new(connector, self.limits.clone()));
         store.limiter(|state| &mut state.limiter);
+        // What lifting one call's arguments (or the render's outputs) may
+        // allocate on the host: guest memory is not multiplied by aliasing.
+        store.set_hostcall_fuel(self.limits.hostcall_fuel());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|context| match context.data().keyward.over_deadline() {
             Some(why) => Err(wasmtime::Error::msg(why)),
@@ -836,6 +791,13 @@ fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
             "the connector exceeded its memory limit of {} MiB ({})",
             limits.max_memory_bytes >> 20,
             limits.memory_limit_setting
+        ));
+    }
+    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return RunError::Trap(format!(
+            "the connector passed more than {} bytes to the host in one call \
+             (twice sandbox.max_output_kb)",
+            state.keyward.limits().hostcall_fuel()
         ));
     }
     trap(e)

@@ -73,6 +73,9 @@ impl std::fmt::Debug for Version {
     }
 }
 
+/// The largest secrets file read.
+const MAX_SECRETS_FILE_BYTES: u64 = 64 << 20;
+
 /// A file problem: where, and what. Never quotes the file's contents.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -92,15 +95,27 @@ impl FileStore {
         })
     }
 
-    /// Reloads the file if it changed since it was last read.
-    fn refresh(&self) -> Result<std::sync::MutexGuard<'_, Loaded>, StoreError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+    /// Reloads the file if it changed since it was last read. The read
+    /// runs on a blocking thread, off the runtime's workers, so a slow or
+    /// odd file never stalls other requests.
+    async fn refresh(&self) -> Result<std::sync::MutexGuard<'_, Loaded>, StoreError> {
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
-        if modified != loaded.modified || modified.is_none() {
-            *loaded = load(&self.path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let stale = {
+            let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            modified != loaded.modified || modified.is_none()
+        };
+        if !stale {
+            return Ok(self.loaded.lock().unwrap_or_else(|p| p.into_inner()));
         }
+        let path = self.path.clone();
+        let fresh = tokio::task::spawn_blocking(move || load(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("reading the secrets file: {e}")))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        *loaded = fresh;
         Ok(loaded)
     }
 }
@@ -112,7 +127,8 @@ fn load(path: &Path) -> Result<Loaded, FileStoreError> {
     };
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let bytes =
-        std::fs::read(path).map_err(|e| err(format!("cannot read the secrets file: {e}")))?;
+        crate::operator_file::read_regular(path, MAX_SECRETS_FILE_BYTES, "the secrets file", None)
+            .map_err(err)?;
     // serde_json's syntax errors name a line and column, never the text
     // there; shapes are checked below, by hand, so that no message quotes
     // a value (serde's "invalid type" messages do).
@@ -294,7 +310,7 @@ impl SecretStore for FileStore {
     /// A file has no ARNs: a complete ARN's secret is read by its name.
     fn fetch<'a>(&'a self, key: &'a SecretKey) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
         Box::pin(async move {
-            let loaded = self.refresh()?;
+            let loaded = self.refresh().await?;
             let versions = loaded
                 .secrets
                 .get(key.name.as_str())
@@ -314,7 +330,7 @@ impl SecretStore for FileStore {
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(async move {
-            let loaded = self.refresh()?;
+            let loaded = self.refresh().await?;
             Ok(loaded
                 .secrets
                 .keys()

@@ -51,6 +51,10 @@ def _pieces(name: str, text: Text) -> list[tuple]:
     raise ValueError(f"field `{name}`: the host hands fields over unencoded")
 
 
+#: The host's default bound on the outputs of one render.
+MAX_OUTPUTS = 64
+
+
 class TestSecrets:
     """The host, for unit tests: sealed values, logs, reveal grants."""
 
@@ -86,6 +90,11 @@ class TestSecrets:
             host._double = previous
         if error is not None:
             raise error
+        if len(outputs) > MAX_OUTPUTS:
+            raise RenderError(
+                f"the connector returned {len(outputs)} outputs; at most {MAX_OUTPUTS} are allowed "
+                "(sandbox.max_outputs)"
+            )
         rendered, checked = {}, []
         for output in outputs:
             value, marks = evaluate_marked(output.value.nodes(), lambda h: self._values[h][0])

@@ -95,6 +95,16 @@ def test_an_unexpected_exception_is_a_render_error():
         TestSecrets().render(Buggy, {})
 
 
+def test_more_outputs_than_the_host_allows_are_refused_as_the_host_would():
+    class Many(Connector):
+        @classmethod
+        def render(cls, fields):
+            return [Output.setting(f"out-{i}", "x") for i in range(65)]
+
+    with pytest.raises(RenderError, match=r"returned 65 outputs; at most 64 are allowed \(sandbox.max_outputs\)"):
+        TestSecrets().render(Many, {})
+
+
 class Api(Connector):
     @classmethod
     def info(cls):

@@ -12,6 +12,9 @@ import { fieldsFromPieces, runRender } from "./export.js";
 import { installHost, type Host, type Level } from "./host.js";
 import { Text, evaluateMarked, type TextLike } from "./text.js";
 
+/** The host's default bound on the outputs of one render. */
+const MAX_OUTPUTS = 64;
+
 /** One evaluated output. */
 export interface Rendered {
   value: string;
@@ -54,6 +57,11 @@ export class TestSecrets implements Host {
       installHost(previous);
     }
     if (result.error) throw result.error;
+    if (result.outputs.length > MAX_OUTPUTS) {
+      throw new RenderError(
+        `the connector returned ${result.outputs.length} outputs; at most ${MAX_OUTPUTS} are allowed (sandbox.max_outputs)`,
+      );
+    }
     const rendered = new Map<string, Rendered>();
     const sealed = (h: bigint) => this.#values.get(h)?.value ?? "";
     const checked: CheckedOutput[] = [];

@@ -74,6 +74,17 @@ test("an unexpected exception is a render error naming its type", () => {
   assert.throws(() => new TestSecrets().render(buggy, {}), /the connector raised TypeError: oops/);
 });
 
+test("more outputs than the host allows are refused as the host would", () => {
+  const many: Connector = {
+    info: () => ({ name: "m", version: "1", description: "", fields: [] }),
+    render: () => Array.from({ length: 65 }, (_, i) => Output.setting(`out-${i}`, "x")),
+  };
+  assert.throws(
+    () => new TestSecrets().render(many, {}),
+    /returned 65 outputs; at most 64 are allowed \(sandbox.max_outputs\)/,
+  );
+});
+
 const api: Connector = {
   info: () => ({
     name: "api",

@@ -46,6 +46,14 @@ impl Connector for Hostile {
                 "attacker",
                 "Mode egress: the attacker's host (and port)",
             ))
+            .field(Field::new(
+                "count",
+                "Modes many-outputs, amplify, lift: how many outputs",
+            ))
+            .field(Field::new(
+                "size",
+                "Modes huge-error, huge-log, lift, padded: how many bytes (amplify: doublings)",
+            ))
     }
 
     fn render(fields: &Fields) -> Result<Vec<Output>, RenderError> {
@@ -65,7 +73,7 @@ impl Connector for Hostile {
             }
             "recursion" => recurse(black_box(u64::MAX)).to_string(),
             "huge-name" => {
-                invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(16 << 20))).to_string()
+                invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(4 << 20))).to_string()
             }
             "random" => {
                 let bytes = wasip2::random::random::get_random_bytes(4 << 30);
@@ -156,6 +164,14 @@ impl Connector for Hostile {
             }
             "exfiltrate" => return exfiltrate(fields.require("secret")?),
             "egress" => return egress(fields, plain("attack")?, plain("attacker")?),
+            "many-outputs" | "amplify" | "lift" | "padded" | "huge-error" | "huge-log" => {
+                let number = |name: &str| -> Result<usize, RenderError> {
+                    plain(name)?
+                        .parse()
+                        .map_err(|_| RenderError::field(name, "must be a number"))
+                };
+                return bulk(fields, plain("mode")?, number("count"), number("size"));
+            }
             "exfiltrate-name" => {
                 let text = reveal(fields.require("secret")?)?;
                 return Ok(vec![Output::credential(&format!("name-{text}"), "x")]);
@@ -190,6 +206,62 @@ impl Connector for Hostile {
             }
         };
         Ok(vec![Output::credential("result", result)])
+    }
+}
+
+/// Costs the host all it can after the guest returns: many outputs, each a
+/// chain of `size` doublings of the secret that evaluates to megabytes from
+/// a few hundred bytes of composition (`amplify`); outputs whose text, lifted, is more than the
+/// host may allocate for one call (`lift`); a render error or a log line of
+/// `size` ESC bytes; padding beside the secret (`padded`), for a caller
+/// bisecting the size error to learn the secret's length.
+fn bulk(
+    fields: &Fields,
+    mode: &str,
+    count: Result<usize, RenderError>,
+    size: Result<usize, RenderError>,
+) -> Result<Vec<Output>, RenderError> {
+    let secret = || fields.require("secret").cloned();
+    match mode {
+        "many-outputs" => Ok((0..count?)
+            .map(|i| Output::setting(&format!("out-{i}"), "x"))
+            .collect()),
+        "amplify" => {
+            let mut text = secret()?;
+            for _ in 0..size? {
+                text = compose![text.clone(), text];
+            }
+            Ok((0..count?)
+                .map(|i| Output::credential(&format!("out-{i}"), text.clone()))
+                .collect())
+        }
+        "lift" => {
+            let size = size?;
+            Ok((0..count?)
+                .map(|i| {
+                    Output::setting(
+                        &format!("out-{i}"),
+                        char::from(b'a' + (i % 26) as u8).to_string().repeat(size),
+                    )
+                })
+                .collect())
+        }
+        "padded" => Ok(vec![Output::credential(
+            "padded",
+            compose!["p".repeat(size?), secret()?],
+        )]),
+        "huge-error" => Err(RenderError::field(
+            &"\u{1b}".repeat(size.clone()?),
+            "\u{1b}".repeat(size?),
+        )),
+        "huge-log" => {
+            log(Level::Warn, &"\u{1b}".repeat(size?));
+            Ok(vec![Output::setting("result", "logged")])
+        }
+        other => Err(RenderError::field(
+            "mode",
+            format!("unknown mode `{other}`"),
+        )),
     }
 }
 

@@ -1,0 +1,303 @@
+//! Which connections the service keeps when it has no room for another,
+//! and how long a connection may stall.
+//!
+//! `max_connections` bounds open connections, but a budget any local
+//! process can spend is not a limit: four clients that never read their
+//! answers, or a slowloris that reconnects whenever it is cut, would hold
+//! every slot and lock token holders out. So a connection is *trusted*
+//! once it has carried a request with a valid token, and when every slot
+//! is taken a new connection evicts the oldest untrusted one (as a
+//! connection-pool server sheds idle keep-alives under pressure); only when
+//! every slot is held by a trusted connection is the newcomer refused
+//! (`503 too_many_connections`). An untrusted connection therefore holds a
+//! slot only while nobody else wants it, and a token holder's new
+//! connection gets in as long as any slot is held by someone without a
+//! token. Trusted connections cannot be stalled either: a write the client
+//! does not read within `server.write_timeout_ms` closes the connection
+//! (pipelined requests whose answers are never read), and hyper's header
+//! timeout closes a connection idle or slow between requests.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+/// The open connections and the slots they hold.
+#[derive(Debug)]
+pub struct Admission {
+    max: usize,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    next: u64,
+    open: HashMap<u64, Arc<Slot>>,
+}
+
+/// One open connection's standing.
+#[derive(Debug)]
+pub struct Slot {
+    trusted: AtomicBool,
+    evict: Notify,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// A connection's hold on its slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Ticket {
+    id: u64,
+    slot: Arc<Slot>,
+    admission: Arc<Admission>,
+}
+
+/// What admitting a connection did.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The new connection's hold on its slot.
+    pub ticket: Ticket,
+    /// Whether an untrusted connection was evicted to make room.
+    pub evicted: bool,
+}
+
+impl Admission {
+    /// Room for `max` connections at once.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            slots: Mutex::default(),
+        })
+    }
+
+    /// A slot for a new connection: a free one, else the oldest untrusted
+    /// connection's (which is told to close), else none.
+    pub fn admit(self: &Arc<Self>) -> Result<Admitted, Full> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut evicted = false;
+        if slots.open.len() >= self.max {
+            // Ids grow with time: the smallest untrusted id is the oldest.
+            let victim = slots
+                .open
+                .iter()
+                .filter(|(_, slot)| !slot.trusted.load(Ordering::Acquire))
+                .map(|(id, _)| *id)
+                .min()
+                .ok_or(Full)?;
+            if let Some(slot) = slots.open.remove(&victim) {
+                slot.evict.notify_one();
+            }
+            evicted = true;
+        }
+        let id = slots.next;
+        slots.next += 1;
+        let slot = Arc::new(Slot {
+            trusted: AtomicBool::new(false),
+            evict: Notify::new(),
+        });
+        slots.open.insert(id, slot.clone());
+        Ok(Admitted {
+            ticket: Ticket {
+                id,
+                slot,
+                admission: self.clone(),
+            },
+            evicted,
+        })
+    }
+
+    /// Connections holding a slot now.
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open
+            .len()
+    }
+}
+
+impl Ticket {
+    /// The connection's standing, for its requests to update.
+    pub fn slot(&self) -> Arc<Slot> {
+        self.slot.clone()
+    }
+
+    /// Resolves when the connection has been evicted to make room.
+    pub async fn evicted(&self) {
+        self.slot.evict.notified().await;
+    }
+}
+
+impl Slot {
+    /// The connection carried a request with a valid token: it is not
+    /// evicted for newcomers any more.
+    pub fn trust(&self) {
+        self.trusted.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut slots = self
+            .admission
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // An evicted connection's slot was given away already.
+        if slots
+            .open
+            .get(&self.id)
+            .is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+        {
+            slots.open.remove(&self.id);
+        }
+    }
+}
+
+/// A connection's stream whose writes (and flushes) fail with `TimedOut`
+/// once one has waited `timeout` on a client that does not read.
+#[derive(Debug)]
+pub struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    /// `inner`, its writes bounded by `timeout`.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// After the inner stream answered `poll`: clears the timer if it made
+    /// progress, else starts it (if it is not running) and fails once it
+    /// has run out.
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read the answer (server.write_timeout_ms)",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.bounded(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.bounded(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.bounded(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.bounded(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_house_evicts_its_oldest_untrusted_connection() {
+        let admission = Admission::new(3);
+        let first = admission.admit().expect("room");
+        let second = admission.admit().expect("room");
+        let third = admission.admit().expect("room");
+        assert!(!first.evicted && !second.evicted && !third.evicted);
+        first.ticket.slot().trust();
+        // Full: the oldest untrusted one (the second) makes room.
+        let fourth = admission.admit().expect("evicts");
+        assert!(fourth.evicted);
+        assert_eq!(admission.open(), 3);
+        // Its ticket, dropped when its connection closes, frees nothing
+        // that is not its own.
+        drop(second);
+        assert_eq!(admission.open(), 3);
+        third.ticket.slot().trust();
+        fourth.ticket.slot().trust();
+        // Everyone trusted: a newcomer is refused.
+        assert_eq!(admission.admit().err(), Some(Full));
+        drop(third);
+        assert!(admission.admit().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_is_told() {
+        let admission = Admission::new(1);
+        let first = admission.admit().expect("room");
+        let _second = admission.admit().expect("evicts");
+        tokio::time::timeout(Duration::from_secs(1), first.ticket.evicted())
+            .await
+            .expect("the first connection is told to close");
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_times_out() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut stream = WriteTimeout::new(ours, Duration::from_millis(50));
+        let error = tokio::io::AsyncWriteExt::write_all(&mut stream, &[0u8; 4096])
+            .await
+            .expect_err("nobody reads");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}
