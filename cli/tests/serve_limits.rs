@@ -149,10 +149,16 @@ async fn every_slot_held_by_token_holders_is_a_503() {
         assert_eq!(&answer, b"HTTP/1.1 200");
         held.push(stream);
     }
+    // A third token holder's connection: nobody can make room for it.
     let mut third = TcpStream::connect(&server.tcp).expect("connect");
     third
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
+    write!(
+        third,
+        "GET /v1/connectors HTTP/1.1\r\nhost: x\r\nx-keyward-token: {TOKEN}\r\n\r\n"
+    )
+    .expect("write");
     let mut answer = String::new();
     let _ = third.read_to_string(&mut answer);
     assert!(
@@ -194,13 +200,15 @@ async fn another_process_socket_is_neither_taken_nor_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_removes_only_the_socket_this_process_created() {
-    let older = Server::start("");
+    let mut older = Server::start("");
     let path = older.socket();
     // Someone removes the older one's socket and a newer process binds the
     // same path; the older one, stopping, must leave it.
     std::fs::remove_file(&path).expect("remove");
     let newer = std::os::unix::net::UnixListener::bind(&path).expect("bind");
-    drop(older);
+    older.signal("TERM");
+    let status = older.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
     assert!(
         path.exists(),
         "the older keyward deleted a socket it did not create"

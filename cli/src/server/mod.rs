@@ -50,6 +50,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// deliver their first request before idle connections are closed.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
+/// Connections that may wait for their first request head, per serving
+/// slot: they are cheap (a descriptor and a head buffer), and a flood of
+/// them must not reach the serving slots.
+const PENDING_PER_SLOT: usize = 4;
+
 /// File descriptors kept for everything but client connections (the
 /// listeners, the backend's connections, the audit file, components).
 const RESERVED_FDS: usize = 64;
@@ -174,7 +179,10 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     });
     let (stop, stopped) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
-    let admission = Admission::new(settings.max_connections);
+    let admission = Arc::new(Admissions {
+        pending: Admission::new(settings.max_connections.saturating_mul(PENDING_PER_SLOT)),
+        serving: Admission::new(settings.max_connections),
+    });
     let mut listening = Vec::new();
     let mut accepting = Vec::new();
     // Removes the socket this process bound when serve returns, however
@@ -273,14 +281,26 @@ fn open_files_limit() -> Option<usize> {
 #[derive(Debug)]
 struct SocketFile {
     path: PathBuf,
-    identity: (u64, u64),
+    /// Device, inode and change time: an inode number is reused at once
+    /// when a file is deleted and another created, so the time tells a
+    /// newer socket at the same inode from ours.
+    identity: (u64, u64, i64, i64),
+}
+
+fn identity(metadata: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        metadata.dev(),
+        metadata.ino(),
+        metadata.ctime(),
+        metadata.ctime_nsec(),
+    )
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
         if let Ok(metadata) = std::fs::symlink_metadata(&self.path)
-            && (metadata.dev(), metadata.ino()) == self.identity
+            && identity(&metadata) == self.identity
         {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -291,7 +311,7 @@ impl Drop for SocketFile {
 /// only if it is stale (nothing accepts on it); a live one, or any other
 /// file, is an error.
 fn bind_unix(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let at = |e: std::io::Error| anyhow::anyhow!("server.socket {}: {e}", path.display());
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
@@ -318,7 +338,7 @@ fn bind_unix(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
     let metadata = std::fs::symlink_metadata(path).map_err(at)?;
     let guard = SocketFile {
         path: path.to_path_buf(),
-        identity: (metadata.dev(), metadata.ino()),
+        identity: identity(&metadata),
     };
     Ok((listener, guard))
 }
@@ -358,7 +378,7 @@ async fn accept_loop<L: Listener>(
     listener: L,
     state: Arc<State>,
     graceful: Arc<GracefulShutdown>,
-    admission: Arc<Admission>,
+    admission: Arc<Admissions>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = ACCEPT_BACKOFF;
@@ -418,60 +438,87 @@ impl AcceptFailures {
     }
 }
 
-/// Serves one connection: in a free slot, or in the slot of the oldest
-/// connection that has not shown a token (which is closed); refused with a
-/// 503 only when every slot is held by a token holder's connection.
+/// Serves one connection: its first request head is read (within the
+/// header timeout, as a pending connection), then it takes a serving slot
+/// (see [`admission`]) and hyper serves it, the head replayed.
 fn connection<S>(
     stream: S,
     state: &Arc<State>,
     graceful: &GracefulShutdown,
-    admission: &Arc<Admission>,
+    admission: &Arc<Admissions>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let write_timeout = state.settings.write_timeout;
-    let mut stream = WriteTimeout::new(stream, write_timeout);
-    let admitted = match admission.admit() {
-        Ok(admitted) => admitted,
-        Err(Full) => {
-            state.metrics.refused("connections");
-            let message = json!({"error": {
-                "code": "too_many_connections",
-                "message": format!(
-                    "the server has {} connections of token holders open (server.max_connections)",
-                    state.settings.max_connections
-                ),
-            }})
-            .to_string();
-            // Answered by hand: no connection is served past the limit. A
-            // client that does not read it is dropped at the write timeout.
-            tokio::spawn(async move {
+    let state = state.clone();
+    let admission = admission.clone();
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let settings = &state.settings;
+        let header_timeout = settings.request_timeout.min(settings.idle_timeout);
+        let mut stream = WriteTimeout::new(stream, settings.write_timeout);
+        let Ok(pending) = admission.pending.admit(false) else {
+            return;
+        };
+        if pending.evicted {
+            state.metrics.refused("evicted");
+        }
+        let head = tokio::select! {
+            head = tokio::time::timeout(
+                header_timeout,
+                admission::read_first_head(&mut stream, MAX_HEAD_BYTES),
+            ) => head,
+            () = pending.ticket.evicted() => return,
+        };
+        drop(pending);
+        let Ok(Ok(head)) = head else {
+            return;
+        };
+        let trusted = admission::head_header(&head, auth::TOKEN_HEADER)
+            .and_then(|token| state.tokens.access(token))
+            .is_some();
+        let admitted = match admission.serving.admit(trusted) {
+            Ok(admitted) => admitted,
+            Err(Full) => {
+                state.metrics.refused("connections");
+                let message = json!({"error": {
+                    "code": "too_many_connections",
+                    "message": format!(
+                        "the server has {} connections of token holders open (server.max_connections)",
+                        settings.max_connections
+                    ),
+                }})
+                .to_string();
+                // Answered by hand: no connection is served past the limit.
+                // A client that does not read it is dropped at the write
+                // timeout.
                 let response = format!(
                     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
                     message.len()
                 );
                 let _ = stream.write_all(response.as_bytes()).await;
                 let _ = stream.shutdown().await;
-            });
-            return;
+                return;
+            }
+        };
+        if admitted.evicted {
+            state.metrics.refused("evicted");
         }
-    };
-    if admitted.evicted {
-        state.metrics.refused("evicted");
-    }
-    let ticket = admitted.ticket;
-    let slot = ticket.slot();
-    let state = state.clone();
-    let timeout = state.settings.request_timeout;
-    let idle_timeout = state.settings.idle_timeout;
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let state = state.clone();
-        if state.tokens.carries_token(&request) {
-            slot.trust();
-        }
-        async move {
-            let response =
-                match tokio::time::timeout(timeout, api::handle(state.clone(), request)).await {
+        let ticket = admitted.ticket;
+        let slot = ticket.slot();
+        let timeout = settings.request_timeout;
+        let service_state = state.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let state = service_state.clone();
+            if state.tokens.carries_token(&request) {
+                slot.trust();
+            }
+            async move {
+                let response = match tokio::time::timeout(
+                    timeout,
+                    api::handle(state.clone(), request),
+                )
+                .await
+                {
                     Ok(response) => response,
                     Err(_) => ApiError::new(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -483,25 +530,31 @@ fn connection<S>(
                     )
                     .into_response(),
                 };
-            state.metrics.response(response.status().as_u16());
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    // The header timeout also bounds how long a connection may sit idle
-    // between requests (hyper starts it whenever it waits for a head).
-    let header_timeout = timeout.min(idle_timeout);
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
+                state.metrics.response(response.status().as_u16());
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        // The header timeout also bounds how long a connection may sit idle
+        // between requests (hyper starts it whenever it waits for a head).
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(admission::Replay::new(head, stream)), service);
+        let connection = watcher.watch(connection);
         tokio::select! {
             _ = connection => {}
             // Dropping the connection closes it.
             () = ticket.evicted() => {}
         }
-        drop(ticket);
     });
+}
+
+/// The two stages a connection goes through (see [`admission`]).
+#[derive(Debug)]
+struct Admissions {
+    /// Connections whose first request head has not arrived yet.
+    pending: Arc<Admission>,
+    /// Connections being served.
+    serving: Arc<Admission>,
 }
