@@ -115,15 +115,22 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// followed by a slash or backslash, or with a special scheme at all
 /// (`https:evil.example` is a URL to a client).
 pub fn looks_like_url(text: &str) -> bool {
-    let cleaned: String = text
-        .trim_matches(|c: char| c <= ' ')
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .take(256)
-        .collect();
-    let bytes = cleaned.as_bytes();
+    let trimmed = text.trim_matches(|c: char| c <= ' ').as_bytes();
+    let head = &trimmed[..trimmed.len().min(256)];
+    // Tabs and newlines are rare: only then is a copy made.
+    let cleaned: std::borrow::Cow<'_, [u8]> =
+        if head.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
+            head.iter()
+                .copied()
+                .filter(|b| !matches!(b, b'\t' | b'\n' | b'\r'))
+                .collect::<Vec<u8>>()
+                .into()
+        } else {
+            head.into()
+        };
+    let bytes = &*cleaned;
     let mut at = 0;
-    let mut first_scheme = None;
+    let mut first_scheme: Option<&[u8]> = None;
     loop {
         let start = at;
         if !bytes.get(at).is_some_and(u8::is_ascii_alphabetic) {
@@ -138,14 +145,13 @@ pub fn looks_like_url(text: &str) -> bool {
         if bytes.get(at) != Some(&b':') {
             return false;
         }
-        let scheme = cleaned[start..at].to_ascii_lowercase();
-        first_scheme.get_or_insert(scheme);
+        let first = *first_scheme.get_or_insert(&bytes[start..at]);
         at += 1;
         match bytes.get(at) {
             Some(b'/' | b'\\') => return true,
-            _ if first_scheme
-                .as_deref()
-                .is_some_and(|s| SPECIAL_SCHEMES.contains(&s)) =>
+            _ if SPECIAL_SCHEMES
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(first)) =>
             {
                 return true;
             }
@@ -154,6 +160,12 @@ pub fn looks_like_url(text: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// Where `byte` first stands in `text`, if it does (a byte search: every
+/// byte that matters here is ASCII).
+fn find_byte(text: &str, byte: impl Fn(u8) -> bool) -> Option<usize> {
+    text.bytes().position(byte)
 }
 
 /// Bytes a strict destination may hold anywhere: printable ASCII other
@@ -178,7 +190,7 @@ fn check_bytes(text: &str) -> Result<(), DestinationError> {
 /// Parses an absolute URL with an authority (`scheme://...`).
 pub fn parse_url(text: &str) -> Result<Destination, DestinationError> {
     check_bytes(text)?;
-    let Some(end) = text.find("://") else {
+    let Some(end) = text.as_bytes().windows(3).position(|w| w == b"://") else {
         return refuse("scheme", "is not followed by `://`");
     };
     let scheme = &text[..end];
@@ -193,7 +205,7 @@ pub fn parse_url(text: &str) -> Result<Destination, DestinationError> {
     }
     let authority_start = end + 3;
     let rest = &text[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_len = find_byte(rest, |b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
     let authority = &rest[..authority_len];
     let (userinfo, hostport_start) = match authority.find('@') {
         Some(at) if authority[at + 1..].contains('@') => {
@@ -218,12 +230,12 @@ pub fn parse_url(text: &str) -> Result<Destination, DestinationError> {
         ..Spans::default()
     };
     let tail = &text[hostport_end..];
-    let path_len = tail.find(['?', '#']).unwrap_or(tail.len());
+    let path_len = find_byte(tail, |b| matches!(b, b'?' | b'#')).unwrap_or(tail.len());
     spans.path = hostport_end..hostport_end + path_len;
     check_path(&text[spans.path.clone()])?;
     let mut at = hostport_end + path_len;
     if text[at..].starts_with('?') {
-        let len = text[at + 1..].find('#').unwrap_or(text.len() - at - 1);
+        let len = find_byte(&text[at + 1..], |b| b == b'#').unwrap_or(text.len() - at - 1);
         spans.query = Some(at + 1..at + 1 + len);
         check_percent(&text[at + 1..at + 1 + len], "query")?;
         at += 1 + len;
@@ -341,8 +353,9 @@ pub fn normalize_host(host: &str) -> Result<String, DestinationError> {
     if host.len() > 253 {
         return refuse("host", "is longer than 253 characters");
     }
-    let labels: Vec<&str> = host.split('.').collect();
-    for label in &labels {
+    let mut labels = 0;
+    for label in host.split('.') {
+        labels += 1;
         if label.is_empty() {
             return refuse("host", "has an empty label");
         }
@@ -359,12 +372,12 @@ pub fn normalize_host(host: &str) -> Result<String, DestinationError> {
     // WHATWG reads a host whose last label is a number (decimal, `0x`
     // hex, or octal with a leading zero) as IPv4, in any of its forms:
     // only the canonical dotted quad is read the same by every client.
-    let last = labels.last().copied().unwrap_or_default();
+    let last = host.rsplit('.').next().unwrap_or_default();
     let numeric = last.bytes().all(|b| b.is_ascii_digit())
         || (last.len() >= 2 && last[..2].eq_ignore_ascii_case("0x"));
     if numeric {
-        let canonical = labels.len() == 4
-            && labels.iter().all(|l| {
+        let canonical = labels == 4
+            && host.split('.').all(|l| {
                 l.bytes().all(|b| b.is_ascii_digit()) && (l.len() == 1 || !l.starts_with('0'))
             })
             && host.parse::<Ipv4Addr>().is_ok();
@@ -385,6 +398,13 @@ fn check_userinfo(userinfo: &str) -> Result<(), DestinationError> {
 fn check_path(path: &str) -> Result<(), DestinationError> {
     check_percent(path, "path")?;
     for segment in path.split('/').skip(1) {
+        if segment == "." || segment == ".." {
+            return refuse("path", "has a dot segment");
+        }
+        // Escapes are rare: only a segment with one is lowercased.
+        if !segment.contains('%') {
+            continue;
+        }
         let lower = segment.to_ascii_lowercase();
         let decoded_dots = lower.replace("%2e", ".");
         if decoded_dots == "." || decoded_dots == ".." {

@@ -418,12 +418,12 @@ impl KeywardCtx {
         for (_, text, _) in &mut values {
             wipe(text);
         }
-        let egress = self
+        match self
             .secrets
             .as_ref()
-            .and_then(|s| s.policy().egress.clone());
-        match egress {
-            Some(egress) => pins.with_explicit(&egress),
+            .and_then(|s| s.policy().egress.as_ref())
+        {
+            Some(egress) => pins.with_explicit(egress),
             None => pins,
         }
     }
