@@ -589,3 +589,65 @@ attacker = "attacker.example"
     assert_eq!(refused, EGRESS_ATTACKS.len() + 1, "{audit}");
     assert!(!audit.contains(CANARY));
 }
+
+/// What the host does after the guest returns is bounded in the CLI too:
+/// a render error of megabytes of ESC bytes is one short escaped line, and
+/// thousands of outputs or an amplifying composition are one error naming
+/// its setting, with nothing on stdout.
+#[test]
+fn render_bounds_what_a_connector_returns() {
+    let mut config = String::from(
+        r#"
+[secrets]
+namespace = "acme/prod"
+
+[secrets.backend]
+kind = "file"
+path = "secrets.json"
+"#,
+    );
+    for (id, mode, count, size, _) in BOUNDS_ATTACKS {
+        config.push_str(&format!(
+            r#"
+[connectors.{id}]
+component = "{{HOSTILE}}"
+egress = ["echo.test"]
+allow = ["db"]
+[connectors.{id}.config]
+mode = "{mode}"
+secret = "{{{{ secrets.db.password }}}}"
+count = "{count}"
+size = "{size}"
+"#
+        ));
+    }
+    let scratch = Scratch::new(
+        &config,
+        &json!({ "acme/prod/db": { "json": { "password": CANARY } } }),
+    );
+    let path = scratch.config();
+    let path = path.to_str().expect("path");
+    for (id, _, _, _, expected) in BOUNDS_ATTACKS {
+        let o = keyward(&["render", "--config", path, id]);
+        assert_clean_failure(&o, expected);
+        assert!(
+            o.stdout.is_empty(),
+            "{id}: {} bytes on stdout",
+            o.stdout.len()
+        );
+        assert!(
+            o.stderr.len() < 10_000,
+            "{id}: {} bytes on stderr",
+            o.stderr.len()
+        );
+        assert!(!stderr(&o).contains(CANARY) && !stderr(&o).contains('\u{1b}'));
+    }
+}
+
+/// (connector id, hostile mode, count, size, what the one error line says)
+const BOUNDS_ATTACKS: [(&str, &str, usize, usize, &str); 4] = [
+    ("many", "many-outputs", 5000, 0, "sandbox.max_outputs"),
+    ("amplify", "amplify", 64, 5, "sandbox.max_output_kb"),
+    ("lift", "lift", 12, 1 << 20, "twice sandbox.max_output_kb"),
+    ("error", "huge-error", 0, 3 << 20, "(cut; 3145728 bytes)"),
+];

@@ -177,7 +177,10 @@ pub fn evaluate_marked<'s, S: Copy>(
                 (Cow::Borrowed(text), marked)
             }
             Node::Concat(parts) => {
-                let mut text = String::with_capacity(bounds[at]);
+                // Sized by what was built, not by the bound (which counts
+                // each sealed piece at the largest a secret may be).
+                let len = parts.iter().map(|&part| built[part as usize].len()).sum();
+                let mut text = String::with_capacity(len);
                 let mut marked: Marks = Vec::new();
                 for &part in parts {
                     let offset = text.len();
