@@ -655,3 +655,41 @@ async fn a_hostile_connector_in_a_loop_leaves_the_service_and_honest_renders_as_
         baseline >> 10
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_file_replaced_by_a_fifo_fails_renders_not_the_service() {
+    let server = Server::start("");
+    assert_eq!(
+        server.call("POST", RENDER, Some(TOKEN), &[], "").await.0,
+        200
+    );
+    // The file backend rereads a changed file; a FIFO there must neither
+    // block the runtime nor be read.
+    let secrets = server.scratch.path().join("secrets.json");
+    std::fs::remove_file(&secrets).expect("remove");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&secrets)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let invalidate = json!({"name": "acme/prod/db"}).to_string();
+    server
+        .call("POST", "/v1/cache/invalidate", Some(TOKEN), &[], invalidate)
+        .await;
+    let started = Instant::now();
+    let (status, value) = server.call("POST", RENDER, Some(TOKEN), &[], "").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(status, 200, "{value}");
+    let message = value["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the secrets file must be a regular file; this is a FIFO"),
+        "{value}"
+    );
+    assert_eq!(server.call("GET", "/healthz", None, &[], "").await.0, 200);
+}
