@@ -120,12 +120,6 @@ async fn token_holders_are_served_while_others_hold_every_connection() {
         "{within} of 100 renders within {bound:?} (idle p99 {idle_p99:?}; loaded p99 {:?})",
         p99(&loaded)
     );
-    let (_, metrics) = server.call("GET", "/metrics", Some(TOKEN), &[], "").await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
-    assert!(
-        metrics.contains("keyward_refused_total{why=\"evicted\"}"),
-        "{metrics}"
-    );
     // SIGTERM does not wait on what the flood left behind.
     let started = Instant::now();
     drop(server);

@@ -58,7 +58,16 @@ struct Slots {
 pub struct Slot {
     trusted: AtomicBool,
     evict: Notify,
+    /// Requests answered on this connection while it was untrusted.
+    untrusted_requests: std::sync::atomic::AtomicUsize,
 }
+
+/// Requests a connection that never showed a token may make before it is
+/// closed (its last answer says `connection: close`). A health probe needs
+/// one; a client pipelining thousands of `GET /healthz` it never reads
+/// would otherwise spend the service's CPU for as long as its buffers
+/// last.
+pub const MAX_UNTRUSTED_REQUESTS: usize = 32;
 
 /// Why a connection was not admitted.
 #[derive(Debug, PartialEq, Eq)]
@@ -115,6 +124,7 @@ impl Admission {
         let slot = Arc::new(Slot {
             trusted: AtomicBool::new(trusted),
             evict: Notify::new(),
+            untrusted_requests: Default::default(),
         });
         slots.open.insert(id, slot.clone());
         Ok(Admitted {
@@ -155,6 +165,13 @@ impl Slot {
     /// evicted for newcomers any more.
     pub fn trust(&self) {
         self.trusted.store(true, Ordering::Release);
+    }
+
+    /// Counts a request; whether the connection is to close after it
+    /// (untrusted, and past [`MAX_UNTRUSTED_REQUESTS`]).
+    pub fn count_request(&self) -> bool {
+        !self.trusted.load(Ordering::Acquire)
+            && self.untrusted_requests.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_UNTRUSTED_REQUESTS
     }
 }
 
@@ -395,6 +412,19 @@ mod tests {
         assert_eq!(admission.admit(true).err(), Some(Full));
         drop(third);
         assert!(admission.admit(true).is_ok());
+    }
+
+    #[test]
+    fn a_connection_without_a_token_closes_after_its_request_budget() {
+        let admission = Admission::new(2);
+        let untrusted = admission.admit(false).expect("room").ticket.slot();
+        let closes: Vec<bool> = (0..MAX_UNTRUSTED_REQUESTS)
+            .map(|_| untrusted.count_request())
+            .collect();
+        assert!(closes[..MAX_UNTRUSTED_REQUESTS - 1].iter().all(|c| !c));
+        assert!(closes[MAX_UNTRUSTED_REQUESTS - 1]);
+        let trusted = admission.admit(true).expect("room").ticket.slot();
+        assert!((0..MAX_UNTRUSTED_REQUESTS * 2).all(|_| !trusted.count_request()));
     }
 
     #[tokio::test]

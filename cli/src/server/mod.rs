@@ -512,6 +512,7 @@ fn connection<S>(
             if state.tokens.carries_token(&request) {
                 slot.trust();
             }
+            let close = slot.count_request();
             async move {
                 let response = match tokio::time::timeout(
                     timeout,
@@ -531,6 +532,13 @@ fn connection<S>(
                     .into_response(),
                 };
                 state.metrics.response(response.status().as_u16());
+                let mut response = response;
+                if close {
+                    response.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
