@@ -294,17 +294,7 @@ async fn checks_with_the_masked_token_share_the_limits_of_renders() {
     let threads: Vec<_> = (0..24)
         .map(|_| {
             let socket = server.socket();
-            std::thread::spawn(move || {
-                let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-                write!(
-                    stream,
-                    "GET /v1/check HTTP/1.1\r\nhost: x\r\nx-keyward-token: {MASKED}\r\nconnection: close\r\n\r\n"
-                )
-                .expect("write");
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).expect("read");
-                answer
-            })
+            std::thread::spawn(move || request(&socket, "GET", "/v1/check", MASKED, ""))
         })
         .collect();
     for thread in threads {
@@ -523,12 +513,12 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// One request over the Unix socket, from a plain thread.
-fn post(socket: &std::path::Path, path: &str, body: &str) -> String {
+/// One request over the Unix socket, from a plain thread: the whole answer.
+fn request(socket: &std::path::Path, method: &str, path: &str, token: &str, body: &str) -> String {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nhost: x\r\nx-keyward-token: {TOKEN}\r\ncontent-type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nx-keyward-token: {token}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -599,7 +589,13 @@ async fn a_hostile_connector_in_a_loop_leaves_the_service_and_honest_renders_as_
             let mut peak = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for body in attacks() {
-                    let answer = post(&socket, "/v1/connectors/hostile/render", &body);
+                    let answer = request(
+                        &socket,
+                        "POST",
+                        "/v1/connectors/hostile/render",
+                        TOKEN,
+                        &body,
+                    );
                     assert!(answer.starts_with("HTTP/1.1 "), "no answer: {answer}");
                     assert!(answer.len() < 64 << 10, "{} bytes answered", answer.len());
                     answered += 1;

@@ -275,15 +275,8 @@ impl Revealed {
         }
         let longest = self.masks.first().map_or(0, |m| m.len());
         let window = &text[..floor_char_boundary(text, cut.saturating_add(longest))];
-        let mut found: Vec<std::ops::Range<usize>> = Vec::new();
-        for mask in &self.masks {
-            found.extend(
-                window
-                    .match_indices(mask.as_str())
-                    .map(|(at, _)| at..at + mask.len())
-                    .filter(|range| range.start < cut),
-            );
-        }
+        let mut found = self.marks(window);
+        found.retain(|range| range.start < cut);
         found.sort_by_key(|range| range.start);
         let mut out = String::with_capacity(cut);
         let mut at = 0;

@@ -275,15 +275,10 @@ impl KeywardCtx {
             .map_err(|_| wasmtime::Error::msg(wall_deadline_passed(limit)))
     }
 
-    /// A guest's text for a log or error line: revealed values masked,
-    /// control characters escaped.
-    pub fn sanitize(&self, text: &str) -> String {
-        escape_untrusted(&self.revealed.mask(text)).into_owned()
-    }
-
-    /// [`Self::sanitize`] for a line of at most `limit` bytes: the text is
-    /// cut before it is masked and escaped, so a line's cost is bounded by
-    /// the limit, not by what the guest sent.
+    /// A guest's text for a log or error line of at most `limit` bytes:
+    /// revealed values masked, control characters escaped. The text is cut
+    /// before it is masked and escaped, so a line's cost is bounded by the
+    /// limit, not by what the guest sent.
     pub fn sanitize_line(&self, text: &str, limit: usize) -> String {
         bounded_line(&self.revealed.mask_prefix(text, limit), text.len(), limit)
     }
