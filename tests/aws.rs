@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::primitives::Blob;
-use keyward_host::clock::ManualClock;
-use keyward_host::resolve::{Invalidation, ResolveError, SecretRequest};
-use keyward_host::value::SecretValue;
+use keyward_host::ManualClock;
+use keyward_host::{Invalidation, ResolveError, SecretRequest};
+use keyward_host::SecretValue;
 use keyward_host::{Config, Error, Keyward, Rendered};
 use keyward_test_support::{
     CANARY, FAULT_MESSAGE_CANARY, Fault, FaultProxy, Moto, Scratch, sdk_builder,
@@ -835,7 +835,7 @@ allow = ["api"]
             .clone(),
         None
     );
-    let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {
+    let keyward_host::Backend::Aws(settings) = &config.secrets.backend else {
         panic!("aws backend")
     };
     let mut store = keyward_host::store::aws::AwsStore::from_sdk_config(

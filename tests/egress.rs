@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use keyward_host::sandbox::{OutputKind, RunError};
+use keyward_host::{OutputKind, RunError};
 use keyward_host::template::destination;
 use keyward_host::template::encode::{base64, base64url, percent};
 use keyward_host::{Config, Error, Keyward, Rendered};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use keyward_host::resolve::SecretRequest;
+use keyward_host::SecretRequest;
 use keyward_host::store::file::FileStore;
 use keyward_host::{Config, Error, Keyward};
 use keyward_test_support::{CANARY, Scratch};
@@ -545,7 +545,7 @@ async fn rate_limits_and_the_invalidate_interval_take_effect_and_refresh_ahead_i
     let second = read("api").await.expect_err("the new burst of 1 is spent");
     assert!(second.to_string().contains("rate"), "{second}");
     let db = SecretRequest::name("db");
-    use keyward_host::resolve::Invalidation;
+    use keyward_host::Invalidation;
     assert_eq!(
         host.keyward
             .invalidate("reader", &db)

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_host::Keyward;
-use keyward_host::clock::ManualClock;
-use keyward_host::resolve::{Invalidation, SecretRequest};
+use keyward_host::ManualClock;
+use keyward_host::{Invalidation, SecretRequest};
 use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
 use serde_json::json;
 

@@ -99,7 +99,7 @@ async fn the_rendered_client_configuration_really_talks_to_s3() {
     let config = CONFIG.replace("{MOTO}", &moto.url());
     let scratch = keyward_test_support::Scratch::new(&config, &json!({}));
     let config = keyward_host::Config::load(&scratch.config()).expect("config");
-    let keyward_host::config::Backend::Aws(settings) = &config.secrets.backend else {
+    let keyward_host::Backend::Aws(settings) = &config.secrets.backend else {
         panic!("aws backend")
     };
     let credentials = aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(

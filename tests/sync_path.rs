@@ -4,7 +4,7 @@
 //! the async path, from the same expanded fields, with its log lines and
 //! reveal audits written once. The CPU deadline traps a synchronous guest.
 
-use keyward_host::sandbox::RenderPaths;
+use keyward_host::RenderPaths;
 use keyward_host::{Config, Keyward};
 use keyward_test_support::{CANARY, Scratch};
 use serde_json::json;

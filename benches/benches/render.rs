@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_benches::{
     Fixture, fields, keyward_render, peer_render, peer_render_wide, wide_template,
 };
-use keyward_host::resolve::SecretRequest;
+use keyward_host::SecretRequest;
 
 fn warm_render(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use keyward_host::limits::SandboxConfig;
+use keyward_host::SandboxConfig;
 use keyward_host::{Config, Keyward, Sandbox};
 use keyward_test_support::{Scratch, artifacts};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
-use keyward_host::config::Backend;
+use keyward_host::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::{Config, Keyward};
 use keyward_test_support::{FaultProxy, Moto, Scratch, sdk_builder, sdk_config};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod languages;
 
 use keyward_benches::{Fixture, SECRET_IDS, WIDE, fields, keyward_render, peer_render};
-use keyward_host::resolve::SecretRequest;
+use keyward_host::SecretRequest;
 
 /// How long each throughput round lasts, and how many rounds.
 const THROUGHPUT_RUN: Duration = Duration::from_secs(1);

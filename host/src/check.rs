@@ -5,10 +5,9 @@
 
 use std::fmt;
 
-use crate::config::RefusedReference;
+use crate::policy::RefusedReference;
 use crate::keyward::{Error, Keyward};
-use crate::resolve::SecretRequest;
-use crate::sandbox::RunError;
+use crate::contract::RunError;
 
 /// The whole report; [`CheckReport::failures`] counts what failed.
 #[derive(Debug, Clone)]
@@ -104,36 +103,6 @@ impl fmt::Display for CheckReport {
     }
 }
 
-impl SecretRequest {
-    /// The reference as a template writes it, ready to paste:
-    /// `{{ secrets.db.password }}` where every part allows the dotted form,
-    /// else `{{ secrets['a/b']['key'] }}`.
-    pub fn paste_form(&self) -> String {
-        let plain = |part: &str| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        };
-        let parts = std::iter::once(&self.name).chain(&self.path);
-        if parts.clone().all(|p| plain(p)) {
-            let dotted: Vec<&str> = parts.map(String::as_str).collect();
-            format!("{{{{ secrets.{} }}}}", dotted.join("."))
-        } else {
-            let quoted: String = parts
-                .map(|p| {
-                    if p.contains('\'') {
-                        format!("[\"{p}\"]")
-                    } else {
-                        format!("['{p}']")
-                    }
-                })
-                .collect();
-            format!("{{{{ secrets{quoted} }}}}")
-        }
-    }
-}
-
 impl Keyward {
     /// Runs every check; a failing backend stops before the connectors.
     pub async fn check(&self) -> CheckReport {
@@ -202,22 +171,5 @@ impl Keyward {
             render,
             destinations,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paste_forms() {
-        assert_eq!(
-            SecretRequest::key("db", &["password"]).paste_form(),
-            "{{ secrets.db.password }}"
-        );
-        assert_eq!(
-            SecretRequest::key("team/db", &["it's"]).paste_form(),
-            r#"{{ secrets['team/db']["it's"] }}"#
-        );
     }
 }

@@ -11,11 +11,14 @@ use crate::audit::AuditLog;
 use crate::cache::{CachePolicy, CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Backend, Config, ConfigError, ConnectorConfig, RefusedReference, SecretsConfig,
+    Backend, Config, ConfigError, ConnectorConfig, SecretsConfig,
 };
 use crate::ratelimit::TokenBucket;
-use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError, SecretRequest};
-use crate::sandbox::{ConnectorInfo, LoadedConnector, MASK, RenderedValue, RunError, Sandbox};
+use crate::contract::{ConnectorInfo, Rendered, RunError};
+use crate::policy::{ConnectorPolicy, RefusedReference, SecretRequest};
+use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
+use crate::sandbox::limits::SandboxConfig;
+use crate::sandbox::{LoadError, LoadedConnector, RenderPaths, Sandbox, SandboxError};
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
 use crate::store::metered::{Metered, UpstreamCounts};
@@ -24,28 +27,37 @@ use crate::value::SecretValue;
 
 /// Everything that can go wrong, each naming where.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration file.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The secrets backend could not be opened.
+    /// The secrets backend could not be opened, listed or read.
     #[error("secrets backend: {0}")]
     Backend(String),
+    /// The audit log could not be opened: nothing runs unaudited.
+    #[error("cannot open the audit log {}: {source}", file.display())]
+    Audit {
+        /// The file (`[audit] file`).
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// wasmtime could not be set up.
-    #[error("{0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] SandboxError),
     /// No connector with this id.
     #[error("{0}")]
     UnknownConnector(String),
     /// A component could not be loaded.
-    #[error("connector `{connector}`: {path}: {message}")]
+    #[error("connector `{connector}`: {}: {error}", path.display())]
     Load {
         /// Connector id.
         connector: String,
         /// Component file.
         path: PathBuf,
         /// What failed.
-        message: String,
+        error: LoadError,
     },
     /// A reload changed settings that take effect only at start-up; the
     /// running configuration is unchanged.
@@ -54,7 +66,7 @@ pub enum Error {
          the running configuration is unchanged",
         .0.join(", ")
     )]
-    RestartRequired(Vec<&'static str>),
+    RestartRequired(Vec<String>),
     /// No room for the work now (a service's concurrency limit); try
     /// again later.
     #[error("{0}")]
@@ -80,43 +92,7 @@ pub struct Stats {
     /// Policy decisions by kind (`allowed`, `denied`, `rate_limited`, ...).
     pub decisions: Vec<(&'static str, u64)>,
     /// Renders by the path they ran on (synchronous, rerun, async).
-    pub render_paths: crate::sandbox::RenderPaths,
-}
-
-/// A rendered connection.
-#[derive(Clone, Debug)]
-pub struct Rendered {
-    /// The connector id.
-    pub connector: String,
-    /// Outputs in the connector's order.
-    pub values: Vec<RenderedValue>,
-}
-
-impl Rendered {
-    /// The value of one output.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .find(|v| v.name == name)
-            .map(|v| v.value.as_str())
-    }
-
-    /// `{"name": "value", ...}`; sensitive values are `****` unless `reveal`.
-    pub fn to_json(&self, reveal: bool) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .values
-            .iter()
-            .map(|v| {
-                let shown = if v.sensitive && !reveal {
-                    MASK
-                } else {
-                    v.value.as_str()
-                };
-                (v.name.clone(), serde_json::Value::String(shown.to_string()))
-            })
-            .collect();
-        serde_json::to_string_pretty(&map).unwrap_or_default()
-    }
+    pub render_paths: RenderPaths,
 }
 
 /// One configured connector: its configuration, its secrets view under the
@@ -212,18 +188,13 @@ impl Keyward {
             },
             clock.clone(),
         );
-        let audit =
-            AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing).map_err(|e| {
-                let file = config
-                    .audit
-                    .file
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display();
-                Error::Backend(format!("cannot open the audit log {file}: {e}"))
+        let audit = AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing)
+            .map_err(|source| Error::Audit {
+                file: config.audit.file.clone().unwrap_or_default(),
+                source,
             })?;
         let keyward = Self {
-            sandbox: Sandbox::new(config.sandbox.clone()).map_err(Error::Engine)?,
+            sandbox: Sandbox::new(config.sandbox.clone())?,
             cache,
             audit: Arc::new(audit),
             started_with: config.clone(),
@@ -288,8 +259,8 @@ impl Keyward {
             .connectors
             .iter()
             .map(|(id, c)| {
-                let policy = Arc::new(c.policy(&secrets.namespace, &identity));
-                for refused in c.refused_references(&policy) {
+                let policy = Arc::new(ConnectorPolicy::of(c, &secrets.namespace, &identity));
+                for refused in policy.refused_references(c) {
                     tracing::warn!("{refused}");
                 }
                 let fields = configured_fields(c);
@@ -420,12 +391,11 @@ impl Keyward {
                         .map(Arc::new)
                 })
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-                .map_err(|message| Error::Load {
+                .unwrap_or_else(|e| Err(LoadError::File(format!("loading stopped: {e}"))))
+                .map_err(|error| Error::Load {
                     connector: id.to_string(),
                     path: slot.config.component.clone(),
-                    message,
+                    error,
                 })
             })
             .await?
@@ -445,9 +415,35 @@ impl Keyward {
 
     /// A connector's secrets view under the current policy: what an
     /// embedder that runs the component in its own store hands
-    /// [`crate::sandbox::KeywardCtx::begin_render`].
+    /// [`crate::KeywardCtx::begin_render`].
     pub fn connector_secrets(&self, id: &str) -> Result<Arc<ConnectorSecrets>, Error> {
         Ok(self.slot(id)?.secrets.clone())
+    }
+
+    /// A connector's sandbox bounds: the sandbox's, with its own where
+    /// it sets them.
+    pub(crate) fn connector_limits(&self, id: &str) -> Result<Arc<SandboxConfig>, Error> {
+        let slot = self.slot(id)?;
+        Ok(Arc::new(
+            self.started_with
+                .sandbox
+                .for_connector(id, &slot.config.limits),
+        ))
+    }
+
+    /// The sandbox's bounds.
+    pub(crate) fn sandbox_limits(&self) -> &SandboxConfig {
+        &self.started_with.sandbox
+    }
+
+    /// A connector's component file.
+    pub(crate) fn component_path(&self, id: &str) -> Result<PathBuf, Error> {
+        Ok(self.slot(id)?.config.component.clone())
+    }
+
+    /// A connector's configured fields.
+    pub(crate) fn configured_fields(&self, id: &str) -> Result<Arc<[(String, String)]>, Error> {
+        Ok(self.slot(id)?.fields.clone())
     }
 
     /// A connector's declaration (its `describe`, called once and kept).
@@ -535,7 +531,7 @@ impl Keyward {
     pub fn refused_references(&self, id: &str) -> Vec<RefusedReference> {
         self.slot(id).map_or_else(
             |_| Vec::new(),
-            |slot| slot.config.refused_references(slot.secrets.policy()),
+            |slot| slot.secrets.policy().refused_references(&slot.config),
         )
     }
 

@@ -6,8 +6,13 @@
 //! namespace, the connector's allowlist, values from a cache in front of
 //! the backend, every read audited) into **sealed text** the connector can
 //! compose but not read, and evaluates the connector's outputs after it
-//! returns: an output holding secret material is sensitive. Only an
+//! returns: an output holding secret material is sensitive, and secret
+//! material may go only to a destination the operator configured. Only an
 //! operator's `reveal` grant gives a connector plaintext.
+//!
+//! Two ways in, both bounded by the same deadlines and limits:
+//! [`Keyward`] runs connectors in its own sandbox; [`Embedder`] runs them
+//! in a platform's own wasmtime engine, linker and stores.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), keyward_host::Error> {
@@ -19,28 +24,48 @@
 //! println!("{}", rendered.to_json(false)); // sensitive values masked
 //! # Ok(()) }
 //! ```
+//!
+//! `docs/architecture.md` shows which module owns which concept.
 #![deny(missing_docs)]
 
-pub mod audit;
-pub mod cache;
-pub mod check;
-pub mod clock;
-pub mod config;
+mod audit;
+mod cache;
+mod check;
+mod clock;
+mod config;
+mod contract;
+mod embed;
 pub mod escape;
-pub mod limits;
-pub mod operator_file;
-pub mod ratelimit;
-pub mod resolve;
-pub mod sandbox;
-pub mod sealed;
-pub mod store;
-pub mod value;
-
 mod keyward;
+pub mod operator_file;
+mod policy;
+mod ratelimit;
+mod render;
+mod resolve;
+mod sandbox;
+pub mod store;
+mod value;
 
-pub use keyward_policy::{name, policy};
+pub use keyward_policy::name;
 pub use keyward_template as template;
 
-pub use config::Config;
-pub use keyward::{Error, Keyward, Rendered, Stats};
-pub use sandbox::{ConnectorInfo, FieldSpec, RenderError, RenderedValue, Sandbox};
+pub use audit::tail as audit_tail;
+pub use cache::{CacheStats, SecretCache};
+pub use check::{CheckReport, ConnectorCheck, ReferenceCheck};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    AuditConfig, AwsSettings, Backend, Config, ConfigError, ConnectorConfig, FileSettings,
+    LIVE_SECRETS_KEYS, SecretsConfig,
+};
+pub use contract::{
+    ConnectorInfo, DestinationInfo, DestinationPart, EgressRefused, FieldSpec, MASK, OutputKind,
+    RenderError, Rendered, RenderedValue, RunError, Trap, TrapKind,
+};
+pub use embed::{EmbeddedConnector, Embedder, KeywardState};
+pub use keyward::{Error, Keyward, Stats};
+pub use policy::{ConnectorPolicy, RefusedReference, SecretRequest};
+pub use render::single_reference;
+pub use resolve::{ConnectorSecrets, Invalidation, ResolveError};
+pub use sandbox::limits::{ConnectorLimits, ExecutionMode, SandboxConfig};
+pub use sandbox::{KeywardCtx, LoadError, RenderPaths, Sandbox, SandboxError};
+pub use value::SecretValue;

@@ -7,27 +7,18 @@
 //! which.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, AuditRecord, Decision};
 use crate::cache::{CacheKey, CacheRead, SecretCache};
-use crate::name::{
-    BackendIdentity, CanonicalRef, Namespace, SecretName, VersionSelector, canonicalize,
-    quote_untrusted,
-};
-use crate::policy::{Allowlist, Rule};
+use crate::name::{CanonicalRef, SecretName, VersionSelector};
+use crate::policy::{ConnectorPolicy, Grants, Quoted, SecretRequest, bounded, bounded_keys, request_len};
+use keyward_policy::policy::Rule;
 use crate::ratelimit::TokenBucket;
 use crate::store::{SecretKey, StoreError};
 use crate::value::{PathError, SecretValue};
 
-/// Longest piece of guest-supplied text (a name, key, stage or version id)
-/// quoted in an error or audit record; longer text is cut and its length
-/// noted, so a multi-megabyte reference costs no more than a short one.
-const MAX_QUOTED: usize = 128;
-/// Most JSON keys of one reference quoted.
-const MAX_QUOTED_KEYS: usize = 8;
 /// Refusals (denied, invalid, rate-limited) audited one by one per render;
 /// past this they are counted in one summary record.
 const MAX_REFUSALS_AUDITED: usize = 8;
@@ -35,86 +26,6 @@ const MAX_REFUSALS_AUDITED: usize = 8;
 const MAX_READS_AUDITED: usize = 512;
 /// Invalidation times remembered per connector before old ones are pruned.
 const MAX_REMEMBERED_INVALIDATIONS: usize = 4096;
-
-/// Guest text for an error or audit record: control characters escaped,
-/// cut at [`MAX_QUOTED`] characters with its true length noted.
-pub fn bounded(text: &str) -> String {
-    quote_untrusted(text, MAX_QUOTED)
-}
-
-/// A reference's JSON keys for an audit record, each [`bounded`], at most
-/// [`MAX_QUOTED_KEYS`] of them.
-fn bounded_keys(path: &[String]) -> Vec<String> {
-    let mut keys: Vec<String> = path
-        .iter()
-        .take(MAX_QUOTED_KEYS)
-        .map(|k| bounded(k))
-        .collect();
-    if path.len() > MAX_QUOTED_KEYS {
-        keys.push(format!("… ({} keys)", path.len()));
-    }
-    keys
-}
-
-/// A reference as the guest sent it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SecretRequest {
-    /// Relative name or ARN, as written.
-    pub name: String,
-    /// JSON keys, outermost first.
-    pub path: Vec<String>,
-    /// Optional staging label.
-    pub version_stage: Option<String>,
-    /// Optional version id.
-    pub version_id: Option<String>,
-}
-
-impl SecretRequest {
-    /// A reference to a whole secret at its current version.
-    pub fn name(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            path: Vec::new(),
-            version_stage: None,
-            version_id: None,
-        }
-    }
-
-    /// A reference to a JSON key path in a secret.
-    pub fn key(name: &str, path: &[&str]) -> Self {
-        Self {
-            path: path.iter().map(|s| s.to_string()).collect(),
-            ..Self::name(name)
-        }
-    }
-
-    /// The bytes of text it holds.
-    fn len_bytes(&self) -> usize {
-        self.name.len()
-            + self.path.iter().map(String::len).sum::<usize>()
-            + self.version_stage.as_ref().map_or(0, String::len)
-            + self.version_id.as_ref().map_or(0, String::len)
-    }
-}
-
-/// `name["key"] (stage S)`, bounded and with control characters escaped.
-impl fmt::Display for SecretRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Each part is cut before it is escaped, so a huge name from a
-        // hostile guest costs no more than a short one.
-        f.write_str(&bounded(&self.name))?;
-        for key in bounded_keys(&self.path) {
-            write!(f, "[\"{key}\"]")?;
-        }
-        if let Some(stage) = &self.version_stage {
-            write!(f, " (stage {})", bounded(stage))?;
-        }
-        if let Some(id) = &self.version_id {
-            write!(f, " (version {})", bounded(id))?;
-        }
-        Ok(())
-    }
-}
 
 /// Why one reference did not resolve, as the guest will see it. Never holds
 /// a value; `reference` is the display form of the request.
@@ -156,24 +67,6 @@ pub enum ResolveError {
         /// What failed.
         detail: String,
     },
-}
-
-/// A connector's policy: what it may read, under which namespace.
-#[derive(Clone, Debug)]
-pub struct ConnectorPolicy {
-    /// Its allowlist.
-    pub allow: Allowlist,
-    /// Secrets the operator marks public: the connector may read them in
-    /// plain text, and outputs built only from them are not sensitive.
-    pub public: Allowlist,
-    /// Secrets the connector may `reveal` (compute over in plain text).
-    pub reveal: Allowlist,
-    /// The operator's explicit destinations, if set.
-    pub egress: Option<Arc<keyward_template::egress::Egress>>,
-    /// The host's namespace.
-    pub namespace: Namespace,
-    /// Where ARNs must point.
-    pub identity: BackendIdentity,
 }
 
 /// What one render has used of its allowances: the audit records it may
@@ -262,16 +155,6 @@ pub struct ConnectorSecrets {
     decisions: Arc<Mutex<HashMap<SecretRequest, Allowed>>>,
 }
 
-/// What the operator grants a connector over one secret beyond composing
-/// it into sealed text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// The secret is public: the connector may read it in plain text.
-    pub public: bool,
-    /// The connector may reveal it.
-    pub reveal: bool,
-}
-
 /// One policy reading of a reference that the allowlist allows.
 #[derive(Debug)]
 struct Reading {
@@ -293,59 +176,6 @@ type Allowed = Arc<Vec<Reading>>;
 /// only short requests are kept, so a guest cannot grow it at will.
 const MAX_KEPT_DECISIONS: usize = 1024;
 const MAX_KEPT_REQUEST_BYTES: usize = 1024;
-
-impl ConnectorPolicy {
-    /// A request's canonical reading under this namespace and identity.
-    fn canonical(&self, request: &SecretRequest) -> Result<CanonicalRef, String> {
-        canonicalize(
-            &request.name,
-            &request.path,
-            request.version_stage.as_deref(),
-            request.version_id.as_deref(),
-            &self.namespace,
-            &self.identity,
-        )
-    }
-
-    /// What this policy grants over an allowed reading.
-    fn grants(&self, reading: &CanonicalRef) -> Grants {
-        Grants {
-            public: self.public.check(reading).is_ok(),
-            reveal: self.reveal.check(reading).is_ok(),
-        }
-    }
-
-    /// Whether the connector may reveal what `request` names: allowed,
-    /// and granted reveal, on every reading. Audits nothing.
-    pub fn may_reveal(&self, request: &SecretRequest) -> bool {
-        let Ok(mut canonical) = self.canonical(request) else {
-            return false;
-        };
-        let alternate = canonical.alternate.take();
-        std::iter::once(canonical)
-            .chain(alternate.map(|a| *a))
-            .all(|reading| self.allow.check(&reading).is_ok() && self.grants(&reading).reveal)
-    }
-
-    /// Why a template's reference would be refused, if it would: malformed,
-    /// or not allowed. For the operator (at load and by `keyward check`);
-    /// the connector still cannot tell denied from missing.
-    pub fn refusal(&self, request: &SecretRequest) -> Option<String> {
-        let canonical = match self.canonical(request) {
-            Ok(canonical) => canonical,
-            Err(detail) => return Some(format!("invalid reference `{request}`: {detail}")),
-        };
-        let alternate = canonical.alternate.as_deref();
-        match self.allow.check(&canonical) {
-            Ok(_) => None,
-            Err(_) if alternate.is_some_and(|a| self.allow.check(a).is_ok()) => None,
-            Err(denial) => Some(format!(
-                "`{request}` ({}) is not allowed: {denial}",
-                canonical.name
-            )),
-        }
-    }
-}
 
 impl ConnectorSecrets {
     /// The connector's policy.
@@ -435,7 +265,7 @@ impl ConnectorSecrets {
             // Nothing will be written: skip the strings and the clock.
             return AuditRecord::unwritten(decision);
         }
-        let mut record = AuditRecord::new(&self.connector, request.to_string(), decision);
+        let mut record = AuditRecord::new(&self.connector, Quoted(request).to_string(), decision);
         record.path = bounded_keys(&request.path);
         record.version = request
             .version_stage
@@ -517,7 +347,7 @@ impl ConnectorSecrets {
                     .check(request, budget)
                     .map_err(|refused| match refused {
                         Refused::Denied(_) => ResolveError::NotFound {
-                            reference: request.to_string(),
+                            reference: Quoted(request).to_string(),
                         },
                         Refused::Invalid(e) => e,
                     }),
@@ -562,7 +392,7 @@ impl ConnectorSecrets {
                     allowed
                         .get(usize::from(literal))
                         .ok_or_else(|| ResolveError::NotFound {
-                            reference: request.to_string(),
+                            reference: Quoted(request).to_string(),
                         })?;
                 let mut record = self.record(request, Decision::NotFound);
                 if self.audit.is_active() {
@@ -574,7 +404,7 @@ impl ConnectorSecrets {
                         .outcome(request, reading, read, &mut record)
                         .map(|value| (value, reading.grants)),
                     None => Err(ResolveError::Unavailable {
-                        reference: request.to_string(),
+                        reference: Quoted(request).to_string(),
                         detail: "no result".into(),
                     }),
                 };
@@ -615,7 +445,7 @@ impl ConnectorSecrets {
     ) -> Result<SecretValue, ResolveError> {
         // Only errors quote the reference; a hit builds no strings.
         let not_found = || ResolveError::NotFound {
-            reference: request.to_string(),
+            reference: Quoted(request).to_string(),
         };
         let (version, status) = match read {
             Ok(found) => found,
@@ -630,7 +460,7 @@ impl ConnectorSecrets {
             Err(StoreError::Gone(detail) | StoreError::Unavailable(detail)) => {
                 record.decision = Decision::Unavailable(detail.clone());
                 return Err(ResolveError::Unavailable {
-                    reference: request.to_string(),
+                    reference: Quoted(request).to_string(),
                     detail: detail.clone(),
                 });
             }
@@ -657,14 +487,14 @@ impl ConnectorSecrets {
             Err(PathError::NotJson) => {
                 record.decision = Decision::NotJson;
                 Err(ResolveError::NotJson {
-                    reference: request.to_string(),
+                    reference: Quoted(request).to_string(),
                 })
             }
             Err(PathError::MissingKey { key, parent }) => {
                 let key = describe_key(&key, &parent);
                 record.decision = Decision::MissingKey(key.clone());
                 Err(ResolveError::MissingKey {
-                    reference: request.to_string(),
+                    reference: Quoted(request).to_string(),
                     key,
                 })
             }
@@ -688,7 +518,7 @@ impl ConnectorSecrets {
             return Ok(allowed);
         }
         let allowed: Allowed = Arc::new(self.decide(request, budget)?);
-        if request.len_bytes() <= MAX_KEPT_REQUEST_BYTES {
+        if request_len(request) <= MAX_KEPT_REQUEST_BYTES {
             let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
             if decisions.len() >= MAX_KEPT_DECISIONS {
                 decisions.clear();
@@ -714,7 +544,7 @@ impl ConnectorSecrets {
                     &self.record(request, Decision::Invalid(detail.clone())),
                 );
                 return Err(Refused::Invalid(ResolveError::Invalid {
-                    reference: request.to_string(),
+                    reference: Quoted(request).to_string(),
                     detail,
                 }));
             }

@@ -43,6 +43,54 @@ pub struct Reference {
     pub version_id: Option<String>,
 }
 
+impl Reference {
+    /// A reference to a whole secret at its current version.
+    pub fn name(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            path: Vec::new(),
+            version_stage: None,
+            version_id: None,
+        }
+    }
+
+    /// The reference as a template writes it, ready to paste:
+    /// `{{ secrets.db.password }}` where every part allows the dotted form,
+    /// else `{{ secrets['a/b']['key'] }}`.
+    pub fn paste_form(&self) -> String {
+        let plain = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        let parts = std::iter::once(&self.name).chain(&self.path);
+        if parts.clone().all(|p| plain(p)) {
+            let dotted: Vec<&str> = parts.map(String::as_str).collect();
+            format!("{{{{ secrets.{} }}}}", dotted.join("."))
+        } else {
+            let quoted: String = parts
+                .map(|p| {
+                    if p.contains('\'') {
+                        format!("[\"{p}\"]")
+                    } else {
+                        format!("['{p}']")
+                    }
+                })
+                .collect();
+            format!("{{{{ secrets{quoted} }}}}")
+        }
+    }
+
+    /// A reference to a JSON key path in a secret.
+    pub fn key(name: &str, path: &[&str]) -> Self {
+        Self {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            ..Self::name(name)
+        }
+    }
+}
+
 impl fmt::Debug for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -295,3 +343,20 @@ fn push_filtered(out: &mut String, value: ValueRef<'_>, filters: &[Filter]) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod paste_form_tests {
+    use super::Reference;
+
+    #[test]
+    fn paste_forms() {
+        assert_eq!(
+            Reference::key("db", &["password"]).paste_form(),
+            "{{ secrets.db.password }}"
+        );
+        assert_eq!(
+            Reference::key("team/db", &["it's"]).paste_form(),
+            r#"{{ secrets['team/db']["it's"] }}"#
+        );
+    }
+}

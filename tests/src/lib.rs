@@ -5,8 +5,8 @@ pub mod hostile;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use keyward_host::clock::{Clock, SystemClock};
-use keyward_host::config::Backend;
+use keyward_host::{Clock, SystemClock};
+use keyward_host::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
 use keyward_host::store::{

@@ -23,6 +23,6 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         .file
         .context("the configuration has no [audit] file; records go to the log only")?;
     let records =
-        keyward_host::audit::tail(&file, args.lines).with_context(|| file.display().to_string())?;
+        keyward_host::audit_tail(&file, args.lines).with_context(|| file.display().to_string())?;
     Ok(records.join("\n"))
 }

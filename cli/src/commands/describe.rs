@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use keyward_host::Sandbox;
 use keyward_host::escape::json_for_terminal;
-use keyward_host::limits::SandboxConfig;
+use keyward_host::SandboxConfig;
 
 /// The arguments of `keyward describe`.
 #[derive(clap::Args)]

@@ -9,9 +9,7 @@ use std::time::Instant;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use keyward_host::Error;
-use keyward_host::resolve::Invalidation;
-use keyward_host::sandbox::{MASK, RunError};
+use keyward_host::{Error, Invalidation, MASK, RunError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -29,6 +27,8 @@ pub struct ApiError {
     message: String,
     /// For render errors: the field and column at fault.
     place: Option<(Option<String>, Option<u32>)>,
+    /// For a trapped connector: what stopped it (`cpu_deadline`, `memory`, ...).
+    trap: Option<&'static str>,
 }
 
 impl ApiError {
@@ -38,7 +38,12 @@ impl ApiError {
             code,
             message: message.into(),
             place: None,
+            trap: None,
         }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -46,6 +51,9 @@ impl ApiError {
         if let Some((field, column)) = self.place {
             error["field"] = json!(field);
             error["column"] = json!(column);
+        }
+        if let Some(trap) = self.trap {
+            error["trap"] = json!(trap);
         }
         json_response(self.status, &json!({ "error": error }))
     }
@@ -82,16 +90,19 @@ fn from_keyward(error: Error) -> ApiError {
             )
         },
         Error::Run {
-            error: RunError::Trap(why),
+            error: RunError::Trap(trap),
             ..
-        } if why.contains("deadline") => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", message)
+        } => {
+            let (status, code) = if trap.kind.is_deadline() {
+                (StatusCode::GATEWAY_TIMEOUT, "deadline")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "connector_failed")
+            };
+            ApiError {
+                trap: Some(trap.kind.as_str()),
+                ..ApiError::new(status, code, message)
+            }
         }
-        Error::Run { .. } => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "connector_failed",
-            message,
-        ),
         Error::Backend(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "backend_unavailable",
@@ -104,7 +115,29 @@ fn from_keyward(error: Error) -> ApiError {
         Error::Load { .. } | Error::Engine(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "load_failed", message)
         }
+        Error::Audit { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "audit_unavailable",
+            message,
+        ),
         Error::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message),
+        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+    }
+}
+
+/// Maps a refused reload to its status and code: a start-up setting
+/// changed (409), else the new configuration is wrong (400); either way
+/// the running one is unchanged.
+pub fn reload_refused(error: Error) -> ApiError {
+    match error {
+        Error::RestartRequired(_) => {
+            ApiError::new(StatusCode::CONFLICT, "restart_required", error.to_string())
+        }
+        error => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_configuration",
+            format!("{error}; the running configuration is unchanged"),
+        ),
     }
 }
 
@@ -479,7 +512,7 @@ async fn invalidate(
         ));
     }
     let request: InvalidateRequest = parse(body, None)?;
-    let Some(reference) = keyward_host::sealed::single_reference(&request.reference) else {
+    let Some(reference) = keyward_host::single_reference(&request.reference) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_reference",

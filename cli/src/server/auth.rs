@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use keyward_host::config::ServerConfig;
+use super::settings::ServerSettings;
 
 /// The header every request but the health checks carries.
 pub const TOKEN_HEADER: &str = "x-keyward-token";
@@ -35,7 +35,7 @@ impl Tokens {
     /// Reads the tokens the configuration names: a file if it names one,
     /// else an environment variable. The token that may receive values is
     /// required; the masked one is optional.
-    pub fn load(server: &ServerConfig) -> Result<Self, String> {
+    pub fn load(server: &ServerSettings) -> Result<Self, String> {
         let values = read(server.token_file.as_deref(), &server.token_env)?.ok_or_else(|| {
             format!(
                 "no token: set the environment variable {} or server.token_file",

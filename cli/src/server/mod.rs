@@ -16,6 +16,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,7 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use keyward_host::config::ServerConfig;
-use keyward_host::{Config, Keyward};
+use keyward_host::Keyward;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -39,6 +39,7 @@ use admission::{Admission, Full, WriteTimeout};
 use api::{ApiError, Body, json_response};
 use auth::Tokens;
 use metrics::Metrics;
+use settings::ServerSettings;
 
 /// The largest request head (request line and headers), in bytes.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -74,7 +75,9 @@ pub struct State {
     keyward: Keyward,
     config_path: PathBuf,
     tokens: Tokens,
-    settings: ServerConfig,
+    settings: ServerSettings,
+    /// `[server]` as the file had it at start-up: what a reload may not change.
+    started_with: ServerSettings,
     metrics: Metrics,
     ready: AtomicBool,
     renders: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -114,13 +117,26 @@ impl State {
         // Read on a blocking thread: the file is the operator's, and
         // whatever it is, reading it must not stall the runtime's workers.
         let path = self.config_path.clone();
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let loaded = tokio::task::spawn_blocking(move || settings::load(&path)).await;
         let outcome = match loaded {
-            Ok(Ok(config)) => self.keyward.update_policy(&config).await,
-            Ok(Err(e)) => Err(keyward_host::Error::from(e)),
-            Err(e) => Err(keyward_host::Error::Backend(format!(
-                "reading the configuration failed: {e}"
-            ))),
+            Ok(Ok((_, server))) if server != self.started_with => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "restart_required",
+                "these settings take effect only at start-up and differ in the new \
+                 configuration: server; the running configuration is unchanged",
+            )),
+            Ok(Ok((config, _))) => (self.keyward.update_policy(&config).await)
+                .map_err(api::reload_refused),
+            Ok(Err(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_configuration",
+                format!("{e:#}; the running configuration is unchanged"),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("reading the configuration failed: {e}"),
+            )),
         };
         match outcome {
             Ok(()) => {
@@ -130,18 +146,11 @@ impl State {
             }
             Err(e) => {
                 self.metrics.reload("refused");
-                tracing::warn!("reload refused, the running configuration is unchanged: {e}");
-                let (status, code, message) = match e {
-                    keyward_host::Error::RestartRequired(_) => {
-                        (StatusCode::CONFLICT, "restart_required", e.to_string())
-                    }
-                    _ => (
-                        StatusCode::BAD_REQUEST,
-                        "bad_configuration",
-                        format!("{e}; the running configuration is unchanged"),
-                    ),
-                };
-                ApiError::new(status, code, message).into_response()
+                tracing::warn!(
+                    "reload refused, the running configuration is unchanged: {}",
+                    e.message()
+                );
+                e.into_response()
             }
         }
     }
@@ -156,8 +165,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let config = Config::load(config_path)?;
-    let mut settings = config.server.clone();
+    let (config, mut settings) = settings::load(config_path)?;
+    let started_with = settings.clone();
     if settings.socket.is_none() && settings.listen.is_none() {
         anyhow::bail!(
             "{}: [server] names neither `socket` nor `listen`; give at least one",
@@ -172,6 +181,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         config_path: config_path.to_path_buf(),
         tokens,
         settings: settings.clone(),
+        started_with,
         metrics: Metrics::default(),
         ready: AtomicBool::new(false),
         renders: Mutex::default(),

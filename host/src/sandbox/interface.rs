@@ -22,13 +22,17 @@ use keyward_template::egress::{self, CheckedOutput, OutputKind, PinField, Pins, 
 use keyward_template::encode::Encoding;
 use keyward_template::{Part, ValueRef, expand};
 use wasmtime::component::{HasData, Linker};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use zeroize::Zeroizing;
 
-use super::types::{DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError};
+use crate::contract::{
+    DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError, Trap, TrapKind,
+};
 use crate::escape::{bounded_line, escape_untrusted};
-use crate::limits::SandboxConfig;
+use super::limits::SandboxConfig;
+use crate::policy::Quoted;
 use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
-use crate::sealed::{PreparedFields, Revealed, SealedTable, single_reference};
+use crate::render::{PreparedFields, Revealed, SealedTable, single_reference};
 use crate::value::SecretValue;
 
 /// Bindings generated from `wit/connector.wit`, for embedders that call a
@@ -66,6 +70,8 @@ pub struct KeywardCtx {
     /// On the synchronous path, what the guest did that must not happen
     /// twice if the render is run again on the async path.
     held: Option<HeldEffects>,
+    /// The store's memory and table limits.
+    limiter: GuestLimiter,
 }
 
 /// Log lines and reveal audits held back during a synchronous attempt:
@@ -126,11 +132,10 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl KeywardCtx {
     /// A ctx with no render under way (`describe`, an idle instance).
-    pub fn new(connector: Arc<str>, limits: Arc<SandboxConfig>) -> Self {
+    pub(crate) fn new(connector: Arc<str>, limits: Arc<SandboxConfig>) -> Self {
         Self {
             connector,
             secrets: None,
-            limits,
             started: Instant::now(),
             budget: RenderBudget::for_render(),
             host_calls: 0,
@@ -140,6 +145,8 @@ impl KeywardCtx {
             pins: Pins::default(),
             revealed: Revealed::default(),
             held: None,
+            limiter: GuestLimiter::new(&limits),
+            limits,
         }
     }
 
@@ -186,6 +193,14 @@ impl KeywardCtx {
         to.held = None;
     }
 
+    /// Starts the deadline's clock for a call that is not a render
+    /// (`describe`, an instantiation's start function).
+    pub(crate) fn restart_clock(&mut self) {
+        self.started = Instant::now();
+        self.budget = RenderBudget::for_render();
+        self.host_calls = 0;
+    }
+
     /// Readies the ctx for a render under `secrets` (its policy and view).
     pub fn begin_render(&mut self, secrets: Arc<ConnectorSecrets>) {
         self.connector = secrets.connector_id();
@@ -227,13 +242,16 @@ impl KeywardCtx {
     /// Why the render must stop now, if it must: past the CPU deadline
     /// (everything since it started except waiting on the backend), or
     /// past the wall-clock one. One clock read.
-    pub fn over_deadline(&self) -> Option<String> {
+    pub fn over_deadline(&self) -> Option<Trap> {
         let limits = &self.limits;
         let elapsed = self.started.elapsed();
         if elapsed.saturating_sub(self.budget.upstream_wait) > limits.render_timeout {
-            Some(format!(
-                "the connector ran longer than its {} ms CPU deadline",
-                limits.render_timeout.as_millis()
+            Some(Trap::new(
+                TrapKind::CpuDeadline,
+                format!(
+                    "the connector ran longer than its {} ms CPU deadline",
+                    limits.render_timeout.as_millis()
+                ),
             ))
         } else if elapsed > limits.render_wall_timeout {
             Some(wall_deadline_passed(limits.render_wall_timeout))
@@ -246,13 +264,16 @@ impl KeywardCtx {
     fn enter_host_call(&mut self) -> wasmtime::Result<()> {
         self.host_calls += 1;
         if self.host_calls > self.limits.max_host_calls {
-            wasmtime::bail!(
-                "the connector made more than {} host calls in one render",
-                self.limits.max_host_calls
-            );
+            return Err(wasmtime::Error::new(Trap::new(
+                TrapKind::HostCalls,
+                format!(
+                    "the connector made more than {} host calls in one render",
+                    self.limits.max_host_calls
+                ),
+            )));
         }
-        if let Some(why) = self.over_deadline() {
-            wasmtime::bail!("{why}");
+        if let Some(trap) = self.over_deadline() {
+            return Err(wasmtime::Error::new(trap));
         }
         Ok(())
     }
@@ -272,7 +293,7 @@ impl KeywardCtx {
         let limit = self.limits.render_wall_timeout;
         tokio::time::timeout_at((self.started + limit).into(), work)
             .await
-            .map_err(|_| wasmtime::Error::msg(wall_deadline_passed(limit)))
+            .map_err(|_| wasmtime::Error::new(wall_deadline_passed(limit)))
     }
 
     /// A guest's text for a log or error line of at most `limit` bytes:
@@ -329,15 +350,15 @@ impl KeywardCtx {
             }
             None => Err(format!(
                 "secret `{}` was not found or is not allowed",
-                requests[i]
+                Quoted(&requests[i])
             )),
         });
         let expanded = match expanded {
             Ok(expanded) => expanded,
             Err(e) if unavailable => {
-                return Ok(Err(RunError::Unavailable(crate::sealed::render_error(e))));
+                return Ok(Err(RunError::Unavailable(crate::render::render_error(e))));
             }
-            Err(e) => return Ok(Err(RunError::Render(crate::sealed::render_error(e)))),
+            Err(e) => return Ok(Err(RunError::Render(crate::render::render_error(e)))),
         };
         self.pins = self.pins_of(&prepared, &expanded);
         let grants = |i: usize| match resolved.get(i) {
@@ -705,11 +726,150 @@ fn from_wit_encoding(encoding: wit_types::Encoding) -> Encoding {
 }
 
 /// Why a render past its wall-clock deadline was stopped.
-fn wall_deadline_passed(limit: Duration) -> String {
-    format!(
-        "the render took longer than its {} ms wall-clock deadline",
-        limit.as_millis()
+fn wall_deadline_passed(limit: Duration) -> Trap {
+    Trap::new(
+        TrapKind::WallDeadline,
+        format!(
+            "the render took longer than its {} ms wall-clock deadline",
+            limit.as_millis()
+        ),
     )
+}
+
+/// Arms a store whose state `T` holds a [`KeywardCtx`] (`get` borrows it)
+/// with what every keyward store must have: the ctx's memory and table
+/// limits, the hostcall fuel that bounds what one call may lift onto the
+/// host, and the deadlines, checked on every epoch tick. A store's engine
+/// must have epoch interruption on (every keyward engine has).
+pub(crate) fn arm_store<T: Send + 'static>(store: &mut Store<T>, get: fn(&mut T) -> &mut KeywardCtx) {
+    store.limiter(move |state| &mut get(state).limiter);
+    let fuel = get(store.data_mut()).limits.hostcall_fuel();
+    store.set_hostcall_fuel(fuel);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut context| {
+        match get(context.data_mut()).over_deadline() {
+            Some(trap) => Err(wasmtime::Error::new(trap)),
+            None => Ok(UpdateDeadline::Continue(1)),
+        }
+    });
+}
+
+/// A store's memory and table limits, remembering whether a memory was
+/// refused growth, so that the trap that follows is reported as what it is.
+pub(crate) struct GuestLimiter {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl GuestLimiter {
+    fn new(limits: &SandboxConfig) -> Self {
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.max_memory_bytes)
+                .table_elements(100_000)
+                .instances(64)
+                .tables(64)
+                .memories(16)
+                // A refused growth traps at once rather than leaving the
+                // guest to abort on a failed allocation somewhere later.
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            self.memory_refused = true;
+        }
+        grown
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// What stopped a guest, as a typed [`Trap`]: a bound keyward enforces
+/// (raised as a `Trap` by the epoch callback or a host call), the memory
+/// limit (the ctx's limiter saw the refusal), wasmtime's hostcall fuel,
+/// or one of wasmtime's traps; else the host's own failure. One line,
+/// escaped, without the guest backtrace wasmtime puts first.
+pub(crate) fn classify(e: &wasmtime::Error, ctx: &KeywardCtx) -> Trap {
+    if ctx.limiter.memory_refused {
+        return Trap::new(
+            TrapKind::Memory,
+            format!(
+                "the connector exceeded its memory limit of {} MiB ({})",
+                ctx.limits.max_memory_bytes >> 20,
+                ctx.limits.memory_limit_setting
+            ),
+        );
+    }
+    if let Some(trap) = e.chain().find_map(|cause| cause.downcast_ref::<Trap>()) {
+        return trap.clone();
+    }
+    // wasmtime's error for exhausted hostcall fuel is a private type: its
+    // message is all there is to know it by.
+    if e.chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
+    {
+        return Trap::new(
+            TrapKind::HostcallBytes,
+            format!(
+                "the connector passed more than {} bytes to the host in one call \
+                 (twice sandbox.max_output_kb)",
+                ctx.limits.hostcall_fuel()
+            ),
+        );
+    }
+    let kind = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(_) => TrapKind::Guest,
+        None => TrapKind::Host,
+    };
+    Trap::new(kind, one_line(e))
+}
+
+/// The root cause's first line, escaped.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    let cause = e.root_cause().to_string();
+    let line = cause.lines().next().unwrap_or("unknown trap");
+    escape_untrusted(line).into_owned()
 }
 
 impl wit_secrets::Host for KeywardView<'_> {
@@ -830,8 +990,5 @@ mod tests {
         for (wit, expected) in levels {
             assert_eq!(tracing_level(wit as u8), expected);
         }
-        use super::super::sync_path::bindings::keyward::connector::log::Level as SyncLevel;
-        assert_eq!(tracing_level(SyncLevel::Warn as u8), tracing::Level::WARN);
-        assert_eq!(tracing_level(SyncLevel::Trace as u8), tracing::Level::TRACE);
     }
 }

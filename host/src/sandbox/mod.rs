@@ -11,19 +11,16 @@
 //! it calls an import that may wait.
 
 mod interface;
+pub mod limits;
 mod sync_path;
-mod types;
 
 use interface::from_wit_part;
-pub use interface::{KeywardCtx, KeywardView, add_to_linker, bindings};
-pub use types::{
-    ConnectorInfo, DestinationInfo, DestinationPart, EgressRefused, FieldSpec, MASK, OutputKind,
-    RenderError, RenderedValue, RunError,
-};
+pub(crate) use interface::{arm_store, bindings, classify, one_line};
+pub use interface::{KeywardCtx, KeywardView, add_to_linker};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -32,15 +29,14 @@ use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
-    UpdateDeadline,
+    PoolingAllocationConfig, Store,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::escape::escape_untrusted;
-use crate::limits::{EpochTicker, ExecutionMode, SandboxConfig};
+use crate::contract::{ConnectorInfo, FieldSpec, RenderedValue, RunError, Trap, TrapKind};
 use crate::resolve::ConnectorSecrets;
-use crate::sealed::PreparedFields;
+use crate::render::PreparedFields;
+use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
 use bindings::keyward::connector::types as wit_types;
 use bindings::{Connector, ConnectorPre};
 
@@ -70,13 +66,12 @@ type PreparedByFields = Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>
 /// few again and again); past it, the cache starts over.
 const MAX_PREPARED_FIELD_SETS: usize = 64;
 
-/// Per-store state: WASI with no capabilities, keyward's ctx, and the
-/// store's limits.
+/// Per-store state: WASI with no capabilities and keyward's ctx (which
+/// holds the store's limits).
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     keyward: KeywardCtx,
-    limiter: GuestLimiter,
 }
 
 impl WasiView for HostState {
@@ -85,58 +80,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// The store's memory and table limits, remembering whether a memory was
-/// refused growth, so that the trap that follows is reported as what it is.
-struct GuestLimiter {
-    limits: StoreLimits,
-    memory_refused: bool,
-}
-
-impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let grown = self.limits.memory_growing(current, desired, maximum);
-        if !matches!(grown, Ok(true)) {
-            self.memory_refused = true;
-        }
-        grown
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory_refused = true;
-        self.limits.memory_grow_failed(error)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
     }
 }
 
@@ -151,25 +94,15 @@ impl HostState {
             // it in: keep that small (its default is 64 MiB).
             .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.max_memory_bytes)
-            .table_elements(100_000)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            // A refused growth traps at once rather than leaving the guest
-            // to abort on a failed allocation somewhere later.
-            .trap_on_grow_failure(true)
-            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
             keyward: KeywardCtx::new(connector, limits),
-            limiter: GuestLimiter {
-                limits: store_limits,
-                memory_refused: false,
-            },
         }
+    }
+
+    fn keyward(&mut self) -> &mut KeywardCtx {
+        &mut self.keyward
     }
 }
 
@@ -305,7 +238,7 @@ impl fmt::Debug for LoadedConnector {
 impl Sandbox {
     /// An engine configured for connectors: epoch interruption for the
     /// deadlines, the default 512 KiB wasm stack (deep recursion traps).
-    pub fn new(limits: SandboxConfig) -> Result<Self, String> {
+    pub fn new(limits: SandboxConfig) -> Result<Self, SandboxError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -336,28 +269,30 @@ impl Sandbox {
         }
         if let Some(dir) = &limits.compile_cache {
             // wasmtime wants an absolute directory.
-            let dir = std::path::absolute(dir)
-                .map_err(|e| format!("compile cache {}: {e}", dir.display()))?;
+            let dir = std::path::absolute(dir).map_err(|e| SandboxError::CompileCache {
+                dir: dir.clone(),
+                message: e.to_string(),
+            })?;
             let mut cache = CacheConfig::new();
             cache.with_directory(&dir);
-            let cache =
-                Cache::new(cache).map_err(|e| format!("compile cache {}: {e:#}", dir.display()))?;
+            let cache = Cache::new(cache).map_err(|e| SandboxError::CompileCache {
+                dir: dir.clone(),
+                message: format!("{e:#}"),
+            })?;
             config.cache(Some(cache));
         }
-        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
-        let ticker = EpochTicker::start(&engine)
-            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let ticker = EpochTicker::start(&engine).map_err(SandboxError::EpochThread)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(SandboxError::link("WASI"))?;
         add_to_linker(&mut linker, |state: &mut HostState| {
             KeywardView::new(&mut state.keyward)
         })
-        .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
+        .map_err(SandboxError::link("keyward's imports"))?;
         let sync_linker = sync_path::base_linker(&engine, |state: &mut HostState| {
             KeywardView::new(&mut state.keyward)
         })
-        .map_err(|e| format!("cannot link keyward imports: {e:#}"))?;
+        .map_err(SandboxError::link("keyward's imports"))?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -372,7 +307,7 @@ impl Sandbox {
 
     /// Reads a component file (a regular file within the size limit) and
     /// loads it.
-    pub fn load(&self, path: &Path) -> Result<LoadedConnector, String> {
+    pub fn load(&self, path: &Path) -> Result<LoadedConnector, LoadError> {
         let bytes = read_component(path, self.limits.max_component_bytes)?;
         self.load_bytes(&bytes)
     }
@@ -383,26 +318,18 @@ impl Sandbox {
         &self,
         path: &Path,
         connector: &str,
-        own: &crate::config::ConnectorLimits,
-    ) -> Result<LoadedConnector, String> {
+        own: &ConnectorLimits,
+    ) -> Result<LoadedConnector, LoadError> {
         let mut loaded = self.load(path)?;
-        if *own != crate::config::ConnectorLimits::default() {
-            let mut limits = (*self.limits).clone();
-            if let Some(bytes) = own.max_memory_bytes {
-                limits.max_memory_bytes = bytes.min(limits.max_memory_bytes);
-                limits.memory_limit_setting = format!("connectors.{connector}.max_memory_mb");
-            }
-            if let Some(count) = own.warm_instances {
-                limits.warm_instances = count;
-            }
-            loaded.limits = Arc::new(limits);
+        if *own != ConnectorLimits::default() {
+            loaded.limits = Arc::new(self.limits.for_connector(connector, own));
         }
         Ok(loaded)
     }
 
     /// Checks that bytes are a keyward connector and loads them, compiling
     /// only if no loaded connector has the same bytes.
-    pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedConnector, String> {
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedConnector, LoadError> {
         let hash: [u8; 32] = Sha256::digest(bytes).into();
         // Held while compiling, so that ids sharing a component that load
         // at once compile it once.
@@ -433,15 +360,14 @@ impl Sandbox {
         })
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<Compiled, String> {
+    fn compile(&self, bytes: &[u8]) -> Result<Compiled, LoadError> {
         let component = Component::new(&self.engine, bytes)
-            .map_err(|e| format!("not a WebAssembly component: {}", first_line(&e)))?;
+            .map_err(|e| LoadError::NotAComponent(first_line(&e)))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| format!("not a keyward connector (imports do not match): {e:#}"))?;
-        let pre = ConnectorPre::new(instance_pre)
-            .map_err(|e| format!("not a keyward connector (exports do not match): {e:#}"))?;
+            .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+        let pre = ConnectorPre::new(instance_pre).map_err(|e| LoadError::Exports(format!("{e:#}")))?;
         let sync_pre = sync_path::instance_pre(&self.sync_linker, &self.engine, &component)
             .inspect_err(|e| {
                 tracing::debug!("the component will run on the async path only: {e:#}");
@@ -469,13 +395,70 @@ impl Sandbox {
 /// A component file's bytes: only a regular file (a device such as
 /// `/dev/zero` would be read forever, a FIFO would block the host), at most
 /// `max_bytes` of it.
-fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
     crate::operator_file::read_regular(
         path,
         max_bytes,
         "the component",
         Some("sandbox.max_component_mb"),
     )
+    .map_err(LoadError::File)
+}
+
+/// Why a sandbox could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The compile cache directory could not be used.
+    #[error("compile cache {}: {message}", dir.display())]
+    CompileCache {
+        /// The directory (`sandbox.compile_cache`).
+        dir: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// wasmtime refused the engine's configuration.
+    #[error("cannot start wasmtime: {0}")]
+    Engine(String),
+    /// The thread that ticks the deadlines could not start.
+    #[error("cannot start the epoch thread: {0}")]
+    EpochThread(std::io::Error),
+    /// Imports could not be added to a linker.
+    #[error("cannot link {what}: {message}")]
+    Link {
+        /// WASI or keyward's imports.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl SandboxError {
+    fn link(what: &'static str) -> impl FnOnce(wasmtime::Error) -> Self {
+        move |e| SandboxError::Link {
+            what,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file: missing, not a regular file, or past
+    /// `sandbox.max_component_mb`.
+    #[error("{0}")]
+    File(String),
+    /// The bytes are not a WebAssembly component.
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// A component, but its imports are not keyward's world.
+    #[error("not a keyward connector (imports do not match): {0}")]
+    Imports(String),
+    /// A component, but its exports are not keyward's world.
+    #[error("not a keyward connector (exports do not match): {0}")]
+    Exports(String),
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
@@ -491,15 +474,7 @@ impl LoadedConnector {
     /// on every epoch tick.
     fn store(&self, connector: Arc<str>) -> Store<HostState> {
         let mut store = Store::new(&self.engine, HostState::new(connector, self.limits.clone()));
-        store.limiter(|state| &mut state.limiter);
-        // What lifting one call's arguments (or the render's outputs) may
-        // allocate on the host: guest memory is not multiplied by aliasing.
-        store.set_hostcall_fuel(self.limits.hostcall_fuel());
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| match context.data().keyward.over_deadline() {
-            Some(why) => Err(wasmtime::Error::msg(why)),
-            None => Ok(UpdateDeadline::Continue(1)),
-        });
+        arm_store(&mut store, HostState::keyward);
         store
     }
 
@@ -526,7 +501,7 @@ impl LoadedConnector {
                 }
                 // A start function that calls WASI: this one runs async.
                 Err(e) if sync && sync_path::needs_async(&e) => sync = false,
-                Err(e) => return Err(trap(e)),
+                Err(e) => return Err(run_error(&store, e)),
             }
         }
     }
@@ -545,30 +520,16 @@ impl LoadedConnector {
                     instance: Instance::Async(instance),
                 } = self.instantiate("describe".into(), false).await?
                 else {
-                    return Err(RunError::Trap("describe needs an async instance".into()));
+                    return Err(RunError::Trap(Trap::new(
+                        TrapKind::Host,
+                        "describe needs an async instance",
+                    )));
                 };
                 let info = instance
                     .call_describe(&mut store)
                     .await
                     .map_err(|e| run_error(&store, e))?;
-                Ok(Arc::new(ConnectorInfo {
-                    name: info.name,
-                    version: info.version,
-                    description: info.description,
-                    fields: info
-                        .fields
-                        .into_iter()
-                        .map(|f| FieldSpec {
-                            name: f.name,
-                            description: f.description,
-                            required: f.required,
-                            sensitive: f.sensitive,
-                            default: f.default_value,
-                            secret_reference: f.secret_reference,
-                            destination: f.destination.map(from_wit_part),
-                        })
-                        .collect(),
-                }))
+                Ok(Arc::new(connector_info(info)))
             })
             .await
             .cloned()
@@ -609,7 +570,7 @@ impl LoadedConnector {
         run.store.data_mut().keyward.begin_render(secrets.clone());
         let expanded = run.store.data_mut().keyward.expand(prepared).await;
         let outcome = match expanded {
-            Err(e) => Err(trap(e)),
+            Err(e) => Err(run_error(&run.store, e)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(fields)) => {
                 let called = self.call_render(&secrets, &mut run, &fields).await;
@@ -673,9 +634,10 @@ impl LoadedConnector {
         match &run.instance {
             Instance::Async(instance) => (instance.call_render(&mut run.store, fields).await)
                 .map_err(|e| run_error(&run.store, e)),
-            Instance::Sync(_) => Err(RunError::Trap(
-                "a synchronous instance was handed a render to run again".into(),
-            )),
+            Instance::Sync(_) => Err(RunError::Trap(Trap::new(
+                TrapKind::Host,
+                "a synchronous instance was handed a render to run again",
+            ))),
         }
     }
 
@@ -782,32 +744,29 @@ enum Instance {
 /// What the `render` export returns.
 type RenderResult = Result<Vec<wit_types::Output>, wit_types::RenderError>;
 
-/// A trap, reported as the bound it hit where the store knows it.
-fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
-    let state = store.data();
-    if state.limiter.memory_refused {
-        let limits = state.keyward.limits();
-        return RunError::Trap(format!(
-            "the connector exceeded its memory limit of {} MiB ({})",
-            limits.max_memory_bytes >> 20,
-            limits.memory_limit_setting
-        ));
+/// A connector's declaration as its `describe` returned it.
+pub(crate) fn connector_info(info: wit_types::ConnectorInfo) -> ConnectorInfo {
+    ConnectorInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        fields: info
+            .fields
+            .into_iter()
+            .map(|f| FieldSpec {
+                name: f.name,
+                description: f.description,
+                required: f.required,
+                sensitive: f.sensitive,
+                default: f.default_value,
+                secret_reference: f.secret_reference,
+                destination: f.destination.map(from_wit_part),
+            })
+            .collect(),
     }
-    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
-        return RunError::Trap(format!(
-            "the connector passed more than {} bytes to the host in one call \
-             (twice sandbox.max_output_kb)",
-            state.keyward.limits().hostcall_fuel()
-        ));
-    }
-    trap(e)
 }
 
-/// The cause of a trap in one line: the deadline, a stack overflow, an
-/// `unreachable` (a guest panic or failed allocation), without the guest
-/// backtrace that wasmtime puts first.
-fn trap(e: wasmtime::Error) -> RunError {
-    let cause = e.root_cause().to_string();
-    let line = cause.lines().next().unwrap_or("unknown trap");
-    RunError::Trap(escape_untrusted(line).into_owned())
+/// A trap, reported as the bound it hit where the store knows it.
+fn run_error(store: &Store<HostState>, e: wasmtime::Error) -> RunError {
+    RunError::Trap(classify(&e, &store.data().keyward))
 }

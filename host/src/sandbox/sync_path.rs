@@ -35,7 +35,7 @@ pub(super) mod bindings {
         path: "../wit",
         imports: { default: trappable },
         with: {
-            "keyward:connector/types": crate::sandbox::bindings::keyward::connector::types,
+            "keyward:connector/types": crate::sandbox::interface::bindings::keyward::connector::types,
         },
     });
 }
@@ -137,5 +137,17 @@ impl wit_secrets::Host for KeywardView<'_> {
 impl wit_log::Host for KeywardView<'_> {
     fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
         self.ctx().log(tracing_level(level as u8), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bindings::keyward::connector::log::Level;
+    use super::tracing_level;
+
+    #[test]
+    fn log_levels_map_by_their_wit_case_on_the_synchronous_path_too() {
+        assert_eq!(tracing_level(Level::Warn as u8), tracing::Level::WARN);
+        assert_eq!(tracing_level(Level::Trace as u8), tracing::Level::TRACE);
     }
 }

@@ -69,6 +69,34 @@ pub struct SandboxConfig {
     pub compile_cache: Option<PathBuf>,
 }
 
+/// A connector's own sandbox bounds (`[connectors.ID] max_memory_mb`,
+/// `warm_instances`): an interpreted connector (Python, TypeScript) wants
+/// more memory or fewer idle instances than a Rust one. A connector's
+/// memory limit may lower the sandbox's, never raise it (the instance
+/// pool's slots are sized by the sandbox's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorLimits {
+    /// Linear memory per instance, in bytes.
+    pub max_memory_bytes: Option<usize>,
+    /// Idle warm instances kept.
+    pub warm_instances: Option<usize>,
+}
+
+impl SandboxConfig {
+    /// These bounds with a connector's own in place where it sets them.
+    pub fn for_connector(&self, connector: &str, own: &ConnectorLimits) -> SandboxConfig {
+        let mut limits = self.clone();
+        if let Some(bytes) = own.max_memory_bytes {
+            limits.max_memory_bytes = bytes.min(limits.max_memory_bytes);
+            limits.memory_limit_setting = format!("connectors.{connector}.max_memory_mb");
+        }
+        if let Some(count) = own.warm_instances {
+            limits.warm_instances = count;
+        }
+        limits
+    }
+}
+
 /// How renders get an instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExecutionMode {

@@ -1,5 +1,6 @@
 //! The public types of running a connector: its declaration, its outputs,
-//! and why a run failed.
+//! and why a run failed. A leaf: everything above uses these, they use
+//! nothing of the host's.
 
 use std::fmt;
 
@@ -145,14 +146,92 @@ pub enum RunError {
     /// send it (see [`keyward_template::egress`]).
     #[error(transparent)]
     Egress(EgressRefused),
-    /// The guest trapped or the host could not run it.
+    /// The guest was stopped: a bound it passed, its own fault, or the
+    /// host's.
     #[error("the connector failed: {0}")]
-    Trap(String),
+    Trap(Trap),
+}
+
+impl RunError {
+    /// The kind of trap, if the run trapped.
+    pub fn trap_kind(&self) -> Option<TrapKind> {
+        match self {
+            RunError::Trap(trap) => Some(trap.kind),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connector was stopped, in one line that holds no value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Trap {
+    /// What stopped it.
+    pub kind: TrapKind,
+    /// The cause, naming the bound and its setting where there is one.
+    pub message: String,
+}
+
+impl Trap {
+    /// A trap of this kind.
+    pub fn new(kind: TrapKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What stopped a connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TrapKind {
+    /// It ran past its CPU deadline (`sandbox.render_timeout_ms`).
+    CpuDeadline,
+    /// Its render took longer than the wall-clock deadline
+    /// (`sandbox.render_wall_timeout_ms`).
+    WallDeadline,
+    /// It grew its memory past its limit (`sandbox.max_memory_mb`).
+    Memory,
+    /// It made more host calls than one render may
+    /// (`sandbox.max_host_calls`).
+    HostCalls,
+    /// It passed more bytes to the host in one call than it may (twice
+    /// `sandbox.max_output_kb`).
+    HostcallBytes,
+    /// It overflowed its stack (deep recursion).
+    StackOverflow,
+    /// Its own fault: `unreachable` (a panic, a failed allocation), a bad
+    /// memory access, a bad call.
+    Guest,
+    /// The host could not run it (an instance could not be made, say).
+    Host,
+}
+
+impl TrapKind {
+    /// A stable name for APIs and metrics: `cpu_deadline`, `memory`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::CpuDeadline => "cpu_deadline",
+            TrapKind::WallDeadline => "wall_deadline",
+            TrapKind::Memory => "memory",
+            TrapKind::HostCalls => "host_calls",
+            TrapKind::HostcallBytes => "hostcall_bytes",
+            TrapKind::StackOverflow => "stack_overflow",
+            TrapKind::Guest => "guest",
+            TrapKind::Host => "host",
+        }
+    }
+
+    /// Whether it is one of the two deadlines.
+    pub fn is_deadline(self) -> bool {
+        matches!(self, TrapKind::CpuDeadline | TrapKind::WallDeadline)
+    }
 }
 
 /// A render refused by the egress check: the connector, the output and
 /// why (the part at fault and the pins it missed), never a value. Its
-/// message names the output; [`crate::Error::Run`] adds the connector.
+/// message names the output; the host's error adds the connector.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("output `{output}`: {message}")]
 pub struct EgressRefused {
@@ -165,4 +244,40 @@ pub struct EgressRefused {
     /// The connector has no pins at all: it declares no destination field
     /// the operator configured and no `egress` is set.
     pub pinless: bool,
+}
+
+/// A rendered connection.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The connector id.
+    pub connector: String,
+    /// Outputs in the connector's order.
+    pub values: Vec<RenderedValue>,
+}
+
+impl Rendered {
+    /// The value of one output.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value.as_str())
+    }
+
+    /// `{"name": "value", ...}`; sensitive values are `****` unless `reveal`.
+    pub fn to_json(&self, reveal: bool) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .values
+            .iter()
+            .map(|v| {
+                let shown = if v.sensitive && !reveal {
+                    MASK
+                } else {
+                    v.value.as_str()
+                };
+                (v.name.clone(), serde_json::Value::String(shown.to_string()))
+            })
+            .collect();
+        serde_json::to_string_pretty(&map).unwrap_or_default()
+    }
 }

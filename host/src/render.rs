@@ -7,26 +7,16 @@ use std::borrow::Cow;
 use keyward_template::compose::wipe;
 use keyward_template::encode::Encoding;
 use keyward_template::expand::{self, FieldDecl, Plan};
-use keyward_template::{Reference, Template};
+use keyward_template::Template;
 use zeroize::Zeroizing;
 
 use crate::escape::floor_char_boundary;
-use crate::resolve::{ConnectorPolicy, SecretRequest};
-use crate::sandbox::{ConnectorInfo, DestinationPart, MASK, RenderError};
+use crate::policy::{ConnectorPolicy, SecretRequest};
+use crate::contract::{ConnectorInfo, DestinationPart, MASK, RenderError};
 
 /// The most distinct values one instance may reveal; past it, the instance
 /// is not reused (its masks are never dropped, so it is dropped instead).
 const MAX_REVEALED_VALUES: usize = 64;
-
-/// A reference as the host's resolver takes it.
-pub fn request_of(reference: &Reference) -> SecretRequest {
-    SecretRequest {
-        name: reference.name.clone(),
-        path: reference.path.clone(),
-        version_stage: reference.version_stage.clone(),
-        version_id: reference.version_id.clone(),
-    }
-}
 
 /// A field error from the grammar crate as a render error.
 pub fn render_error(e: expand::FieldError) -> RenderError {
@@ -62,7 +52,7 @@ impl PreparedFields {
             })
             .collect();
         let plan = expand::plan(&info.name, &decls, fields).map_err(render_error)?;
-        let requests = plan.references().iter().map(request_of).collect();
+        let requests = plan.references().to_vec();
         let destinations = info
             .fields
             .iter()
@@ -100,7 +90,7 @@ pub fn single_reference(text: &str) -> Option<SecretRequest> {
     placeholders
         .next()
         .is_none()
-        .then(|| request_of(&first.reference))
+        .then(|| first.reference.clone())
 }
 
 /// One sealed text of the render under way.
