@@ -8,9 +8,9 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::primitives::Blob;
 use keyward_host::ManualClock;
-use keyward_host::{Invalidation, ResolveError, SecretRequest};
 use keyward_host::SecretValue;
 use keyward_host::{Config, Error, Keyward, Rendered};
+use keyward_host::{Invalidation, ResolveError, SecretRequest};
 use keyward_test_support::{
     CANARY, FAULT_MESSAGE_CANARY, Fault, FaultProxy, Moto, Scratch, sdk_builder,
 };

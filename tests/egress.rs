@@ -13,10 +13,10 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use keyward_host::{OutputKind, RunError};
 use keyward_host::template::destination;
 use keyward_host::template::encode::{base64, base64url, percent};
 use keyward_host::{Config, Error, Keyward, Rendered};
+use keyward_host::{OutputKind, RunError};
 use keyward_test_support::{CANARY, EGRESS_ATTACKS as ATTACKS, Scratch};
 use serde_json::json;
 

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use keyward_host::{Config, Embedder, Error, Keyward, KeywardCtx, KeywardState, RunError, TrapKind};
+use keyward_host::{
+    Config, Embedder, Error, Keyward, KeywardCtx, KeywardState, RunError, TrapKind,
+};
 use keyward_test_support::{CANARY, Scratch};
 use serde_json::json;
 use wasmtime::Store;
@@ -94,7 +96,10 @@ fn store(embedder: &Embedder, connector: &str) -> Store<Platform> {
 fn hostile(mode: &str) -> [(String, String); 2] {
     [
         ("mode".to_string(), mode.to_string()),
-        ("secret".to_string(), "{{ secrets.db.password }}".to_string()),
+        (
+            "secret".to_string(),
+            "{{ secrets.db.password }}".to_string(),
+        ),
     ]
 }
 

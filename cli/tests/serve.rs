@@ -952,3 +952,99 @@ attacker = "attacker.example"
         "{metrics}"
     );
 }
+
+/// Each way a connector can be stopped is answered by its kind, not by its
+/// message: the deadline 504 `deadline`, the rest 500 `connector_failed`,
+/// each with `trap` naming what stopped it, and the service serves on.
+#[tokio::test]
+async fn every_kind_of_trap_is_answered_by_its_kind() {
+    let config = CONFIG
+        .replace("{SERVER}", "")
+        .replace(
+            "[connectors.echo]",
+            r#"[connectors.hostile]
+component = "{HOSTILE}"
+egress = ["echo.test"]
+allow = ["db"]
+
+[connectors.echo]"#,
+        )
+        .replace(
+            "[server]",
+            "[sandbox]\nrender_timeout_ms = 200\nmax_memory_mb = 64\nmax_host_calls = 50\n\n[server]",
+        );
+    let server = Server::start_with(Scratch::new(&config, &secrets()));
+    let cases = [
+        ("loop", &[][..], 504, "deadline", "cpu_deadline"),
+        ("memory", &[][..], 500, "connector_failed", "memory"),
+        (
+            "recursion",
+            &[][..],
+            500,
+            "connector_failed",
+            "stack_overflow",
+        ),
+        ("list-loop", &[][..], 500, "connector_failed", "host_calls"),
+        (
+            "lift",
+            &[("count", "12"), ("size", "1048576")][..],
+            500,
+            "connector_failed",
+            "hostcall_bytes",
+        ),
+        ("panic", &[][..], 500, "connector_failed", "guest"),
+    ];
+    for (mode, more, status, code, trap) in cases {
+        let mut fields = json!({ "mode": mode, "secret": "{{ secrets.db.password }}" });
+        for (name, value) in more {
+            fields[name] = json!(value);
+        }
+        let (got, answer) = server
+            .call(
+                "POST",
+                "/v1/connectors/hostile/render",
+                Some(TOKEN),
+                &[],
+                json!({ "fields": fields }).to_string(),
+            )
+            .await;
+        assert_eq!(got, status, "{mode}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{mode}: {answer}");
+        assert_eq!(answer["error"]["trap"], trap, "{mode}: {answer}");
+        assert!(!answer.to_string().contains(CANARY), "{answer}");
+    }
+    let (status, answer) = server
+        .call(
+            "POST",
+            "/v1/connectors/orders-db/render",
+            Some(TOKEN),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "the service serves on: {answer}");
+}
+
+/// An audit log that cannot be opened stops the service at start-up with
+/// an error that says so: nothing runs unaudited, and it is not reported
+/// as the secrets backend's failure.
+#[tokio::test]
+async fn an_audit_log_that_cannot_be_opened_is_named_as_such() {
+    let config = CONFIG.replace("{SERVER}", "").replace(
+        "[server]",
+        "[audit]\nfile = \"no-such-directory/audit.log\"\n\n[server]",
+    );
+    let scratch = Scratch::new(&config, &secrets());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--config"])
+        .arg(scratch.config())
+        .env("KEYWARD_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("keyward serve ran");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot open the audit log"), "{stderr}");
+    assert!(stderr.contains("no-such-directory/audit.log"), "{stderr}");
+    assert!(!stderr.contains("secrets backend"), "{stderr}");
+}

@@ -5,9 +5,9 @@
 
 use std::fmt;
 
-use crate::policy::RefusedReference;
-use crate::keyward::{Error, Keyward};
 use crate::contract::RunError;
+use crate::keyward::{Error, Keyward};
+use crate::policy::RefusedReference;
 
 /// The whole report; [`CheckReport::failures`] counts what failed.
 #[derive(Debug, Clone)]

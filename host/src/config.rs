@@ -32,12 +32,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sandbox::limits::{ConnectorLimits, ExecutionMode, SandboxConfig};
-use keyward_policy::name::{BackendIdentity, Namespace};
-use keyward_policy::policy::Allowlist;
 use crate::store::AWS_PARTITION;
 pub use crate::store::StoreIdentity;
 pub use crate::store::aws::AwsSettings;
 pub use crate::store::file::FileSettings;
+use keyward_policy::name::{BackendIdentity, Namespace};
+use keyward_policy::policy::Allowlist;
 use keyward_template::Template;
 use keyward_template::egress::Egress;
 
@@ -284,13 +284,16 @@ struct Startup(Vec<(String, toml::Value)>);
 /// The keys only: a value could be anything the operator wrote.
 impl std::fmt::Debug for Startup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.iter().map(|(key, _)| key)).finish()
+        f.debug_set()
+            .entries(self.0.iter().map(|(key, _)| key))
+            .finish()
     }
 }
 
 impl Startup {
     fn of(text: &str) -> Result<Self, String> {
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         if let Some(toml::Value::Table(secrets)) = table.get_mut("secrets") {
             for key in LIVE_SECRETS_KEYS {
                 secrets.remove(key);
@@ -309,7 +312,9 @@ impl Startup {
     /// table, in the order the files have them.
     fn differences(&self, new: &Startup) -> Vec<String> {
         let value = |of: &Startup, key: &str| {
-            of.0.iter().find(|(k, _)| k == key).map(|(_, value)| value.clone())
+            of.0.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, value)| value.clone())
         };
         let mut keys: Vec<&String> = Vec::new();
         for table in ["secrets.", "audit.", "sandbox."] {
@@ -326,7 +331,9 @@ impl Startup {
             .collect();
         // Another kind of backend: its settings are all another's.
         if changed.iter().any(|key| key == "secrets.backend.kind") {
-            changed.retain(|key| key == "secrets.backend.kind" || !key.starts_with("secrets.backend."));
+            changed.retain(|key| {
+                key == "secrets.backend.kind" || !key.starts_with("secrets.backend.")
+            });
         }
         changed
     }
@@ -378,7 +385,9 @@ impl Config {
     /// [`Config::load`], and from the same text the tables the program
     /// that embeds keyward owns (`keyward serve`'s `[server]`), read into
     /// its own type `T`: one read of the file, errors named alike.
-    pub fn load_with<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Self, T), ConfigError> {
+    pub fn load_with<T: serde::de::DeserializeOwned>(
+        path: &Path,
+    ) -> Result<(Self, T), ConfigError> {
         let failed = |message| ConfigError {
             file: path.display().to_string(),
             message,

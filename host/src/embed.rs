@@ -142,7 +142,8 @@ impl Embedder {
             path: path.clone(),
             error,
         };
-        if !Engine::same(store.engine(), &self.engine) || !Engine::same(linker.engine(), &self.engine)
+        if !Engine::same(store.engine(), &self.engine)
+            || !Engine::same(linker.engine(), &self.engine)
         {
             return Err(load(LoadError::File(
                 "the store and the linker must use the embedder's engine".into(),
@@ -157,7 +158,8 @@ impl Embedder {
         store.data_mut().keyward().restart_clock();
         let instance = pre.instantiate_async(&mut *store).await;
         disarm(store);
-        let instance = instance.map_err(|e| run_error(connector, &e, store.data_mut().keyward()))?;
+        let instance =
+            instance.map_err(|e| run_error(connector, &e, store.data_mut().keyward()))?;
         Ok(EmbeddedConnector {
             id: connector.to_string(),
             keyward: self.keyward.clone(),
@@ -222,7 +224,8 @@ impl EmbeddedConnector {
     ) -> Result<Rendered, Error> {
         let secrets = self.keyward.connector_secrets(&self.id)?;
         let info = self.describe(store).await?;
-        let prepared = Arc::new(PreparedFields::new(&info, fields).map_err(|e| self.failed(e.into()))?);
+        let prepared =
+            Arc::new(PreparedFields::new(&info, fields).map_err(|e| self.failed(e.into()))?);
         arm_store(store, T::keyward);
         store.data_mut().keyward().begin_render(secrets);
         let expanded = store.data_mut().keyward().expand(prepared).await;

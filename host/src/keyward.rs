@@ -10,12 +10,10 @@ use tokio::sync::OnceCell;
 use crate::audit::AuditLog;
 use crate::cache::{CachePolicy, CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{
-    Backend, Config, ConfigError, ConnectorConfig, SecretsConfig,
-};
-use crate::ratelimit::TokenBucket;
+use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
 use crate::contract::{ConnectorInfo, Rendered, RunError};
 use crate::policy::{ConnectorPolicy, RefusedReference, SecretRequest};
+use crate::ratelimit::TokenBucket;
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
 use crate::sandbox::limits::SandboxConfig;
 use crate::sandbox::{LoadError, LoadedConnector, RenderPaths, Sandbox, SandboxError};
@@ -188,11 +186,12 @@ impl Keyward {
             },
             clock.clone(),
         );
-        let audit = AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing)
-            .map_err(|source| Error::Audit {
+        let audit = AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing).map_err(
+            |source| Error::Audit {
                 file: config.audit.file.clone().unwrap_or_default(),
                 source,
-            })?;
+            },
+        )?;
         let keyward = Self {
             sandbox: Sandbox::new(config.sandbox.clone())?,
             cache,

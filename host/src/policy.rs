@@ -6,7 +6,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use keyward_policy::name::{BackendIdentity, CanonicalRef, Namespace, canonicalize, quote_untrusted};
+use keyward_policy::name::{
+    BackendIdentity, CanonicalRef, Namespace, canonicalize, quote_untrusted,
+};
 use keyward_policy::policy::Allowlist;
 use keyward_template::egress::Egress;
 use keyward_template::{Reference, Template};
@@ -141,7 +143,9 @@ impl ConnectorPolicy {
     pub fn refusal(&self, request: &SecretRequest) -> Option<String> {
         let canonical = match self.canonical(request) {
             Ok(canonical) => canonical,
-            Err(detail) => return Some(format!("invalid reference `{}`: {detail}", Quoted(request))),
+            Err(detail) => {
+                return Some(format!("invalid reference `{}`: {detail}", Quoted(request)));
+            }
         };
         let alternate = canonical.alternate.as_deref();
         match self.allow.check(&canonical) {
@@ -159,7 +163,11 @@ impl ConnectorPolicy {
 impl ConnectorPolicy {
     /// A connector's policy under the host's namespace and the backend's
     /// identity.
-    pub fn of(connector: &ConnectorConfig, namespace: &Namespace, identity: &BackendIdentity) -> Self {
+    pub fn of(
+        connector: &ConnectorConfig,
+        namespace: &Namespace,
+        identity: &BackendIdentity,
+    ) -> Self {
         Self {
             allow: connector.allow.clone(),
             public: connector.public.clone(),
@@ -258,10 +266,7 @@ host = "{{ secrets.host }}"
              arn = \"{{ arn:aws:secretsmanager:us-east-1:123456789012:secret:x/../db }}\"",
         );
         let c = Config::parse(&text, Path::new(".")).unwrap();
-        let lines: Vec<String> = refused(&c)
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
+        let lines: Vec<String> = refused(&c).iter().map(|r| r.to_string()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines[0].starts_with("connectors.orders-db.config.arn, column 1: invalid reference")

@@ -4,15 +4,15 @@
 
 use std::borrow::Cow;
 
+use keyward_template::Template;
 use keyward_template::compose::wipe;
 use keyward_template::encode::Encoding;
 use keyward_template::expand::{self, FieldDecl, Plan};
-use keyward_template::Template;
 use zeroize::Zeroizing;
 
+use crate::contract::{ConnectorInfo, DestinationPart, MASK, RenderError};
 use crate::escape::floor_char_boundary;
 use crate::policy::{ConnectorPolicy, SecretRequest};
-use crate::contract::{ConnectorInfo, DestinationPart, MASK, RenderError};
 
 /// The most distinct values one instance may reveal; past it, the instance
 /// is not reused (its masks are never dropped, so it is dropped instead).

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use crate::audit::{AuditLog, AuditRecord, Decision};
 use crate::cache::{CacheKey, CacheRead, SecretCache};
 use crate::name::{CanonicalRef, SecretName, VersionSelector};
-use crate::policy::{ConnectorPolicy, Grants, Quoted, SecretRequest, bounded, bounded_keys, request_len};
-use keyward_policy::policy::Rule;
+use crate::policy::{
+    ConnectorPolicy, Grants, Quoted, SecretRequest, bounded, bounded_keys, request_len,
+};
 use crate::ratelimit::TokenBucket;
 use crate::store::{SecretKey, StoreError};
 use crate::value::{PathError, SecretValue};
+use keyward_policy::policy::Rule;
 
 /// Refusals (denied, invalid, rate-limited) audited one by one per render;
 /// past this they are counted in one summary record.

@@ -5,13 +5,13 @@ pub mod hostile;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use keyward_host::{Clock, SystemClock};
 use keyward_host::Backend;
 use keyward_host::store::aws::AwsStore;
 use keyward_host::store::file::FileStore;
 use keyward_host::store::{
     BoxFuture, FetchedSecret, SecretKey, SecretStore, StoreError, StoreIdentity,
 };
+use keyward_host::{Clock, SystemClock};
 use keyward_host::{Config, Keyward};
 use keyward_test_support::{Moto, Scratch, sdk_builder, sdk_config};
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use keyward_host::Sandbox;
-use keyward_host::escape::json_for_terminal;
 use keyward_host::SandboxConfig;
+use keyward_host::escape::json_for_terminal;
 
 /// The arguments of `keyward describe`.
 #[derive(clap::Args)]

@@ -125,8 +125,9 @@ impl State {
                 "these settings take effect only at start-up and differ in the new \
                  configuration: server; the running configuration is unchanged",
             )),
-            Ok(Ok((config, _))) => (self.keyward.update_policy(&config).await)
-                .map_err(api::reload_refused),
+            Ok(Ok((config, _))) => {
+                (self.keyward.update_policy(&config).await).map_err(api::reload_refused)
+            }
             Ok(Err(e)) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_configuration",

@@ -58,8 +58,6 @@ pub struct ServerSettings {
     pub max_renders_per_connector: usize,
 }
 
-
-
 fn check(raw: RawServer, base: &Path) -> Result<ServerSettings, String> {
     let listen = raw
         .listen
@@ -119,7 +117,6 @@ fn check(raw: RawServer, base: &Path) -> Result<ServerSettings, String> {
     })
 }
 
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
@@ -137,4 +134,3 @@ struct RawServer {
     write_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
 }
-

@@ -25,14 +25,14 @@ use wasmtime::component::{HasData, Linker};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use zeroize::Zeroizing;
 
+use super::limits::SandboxConfig;
 use crate::contract::{
     DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError, Trap, TrapKind,
 };
 use crate::escape::{bounded_line, escape_untrusted};
-use super::limits::SandboxConfig;
 use crate::policy::Quoted;
-use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
 use crate::render::{PreparedFields, Revealed, SealedTable, single_reference};
+use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
 use crate::value::SecretValue;
 
 /// Bindings generated from `wit/connector.wit`, for embedders that call a
@@ -741,7 +741,10 @@ fn wall_deadline_passed(limit: Duration) -> Trap {
 /// limits, the hostcall fuel that bounds what one call may lift onto the
 /// host, and the deadlines, checked on every epoch tick. A store's engine
 /// must have epoch interruption on (every keyward engine has).
-pub(crate) fn arm_store<T: Send + 'static>(store: &mut Store<T>, get: fn(&mut T) -> &mut KeywardCtx) {
+pub(crate) fn arm_store<T: Send + 'static>(
+    store: &mut Store<T>,
+    get: fn(&mut T) -> &mut KeywardCtx,
+) {
     store.limiter(move |state| &mut get(state).limiter);
     let fuel = get(store.data_mut()).limits.hostcall_fuel();
     store.set_hostcall_fuel(fuel);
@@ -845,9 +848,11 @@ pub(crate) fn classify(e: &wasmtime::Error, ctx: &KeywardCtx) -> Trap {
     }
     // wasmtime's error for exhausted hostcall fuel is a private type: its
     // message is all there is to know it by.
-    if e.chain()
-        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
-    {
+    if e.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    }) {
         return Trap::new(
             TrapKind::HostcallBytes,
             format!(

@@ -15,8 +15,8 @@ pub mod limits;
 mod sync_path;
 
 use interface::from_wit_part;
-pub(crate) use interface::{arm_store, bindings, classify, one_line};
 pub use interface::{KeywardCtx, KeywardView, add_to_linker};
+pub(crate) use interface::{arm_store, bindings, classify, one_line};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,11 +34,11 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::contract::{ConnectorInfo, FieldSpec, RenderedValue, RunError, Trap, TrapKind};
-use crate::resolve::ConnectorSecrets;
 use crate::render::PreparedFields;
-use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
+use crate::resolve::ConnectorSecrets;
 use bindings::keyward::connector::types as wit_types;
 use bindings::{Connector, ConnectorPre};
+use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
 
 /// The most random bytes a guest gets in one WASI call; more traps.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -367,7 +367,8 @@ impl Sandbox {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
-        let pre = ConnectorPre::new(instance_pre).map_err(|e| LoadError::Exports(format!("{e:#}")))?;
+        let pre =
+            ConnectorPre::new(instance_pre).map_err(|e| LoadError::Exports(format!("{e:#}")))?;
         let sync_pre = sync_path::instance_pre(&self.sync_linker, &self.engine, &component)
             .inspect_err(|e| {
                 tracing::debug!("the component will run on the async path only: {e:#}");

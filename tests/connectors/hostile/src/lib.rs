@@ -72,6 +72,7 @@ impl Connector for Hostile {
                 }
             }
             "recursion" => recurse(black_box(u64::MAX)).to_string(),
+            "panic" => panic!("the connector gave up"),
             "huge-name" => {
                 invalidate(&format!("{{{{ secrets['{}'] }}}}", "x".repeat(4 << 20))).to_string()
             }
