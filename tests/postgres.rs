@@ -10,12 +10,12 @@ use std::time::Duration;
 use keyward_host::Keyward;
 use keyward_host::ManualClock;
 use keyward_host::{Invalidation, SecretRequest};
-use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
+use keyward_test_support::{Moto, Postgres, sql_literal};
 use serde_json::json;
 
-const FIRST: &str = "p@ss:w/rd#%?&\"é ünï 🔑";
-const SECOND: &str = "n3w:p@ss/wörd?&=+'\"#%";
-const THIRD: &str = "th1rd#p@ss:%2F";
+const FIRST: &str = keyward_test_support::ROTATION_PASSWORDS[0];
+const SECOND: &str = keyward_test_support::ROTATION_PASSWORDS[1];
+const THIRD: &str = keyward_test_support::ROTATION_PASSWORDS[2];
 
 const CONFIG: &str = r#"
 [secrets]
@@ -88,23 +88,10 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
     postgres.sql("CREATE DATABASE orders OWNER app");
 
     let moto = Moto::start();
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
     let secret = |password: &str| json!({ "user": "app", "password": password }).to_string();
-    admin
-        .create_secret()
-        .name("acme/prod/host")
-        .secret_string("127.0.0.1")
-        .send()
-        .await
-        .expect("host");
-    admin
-        .create_secret()
-        .name("acme/prod/db")
-        .secret_string(secret(FIRST))
-        .send()
-        .await
-        .expect("db");
+    let admin = moto
+        .seed(&[("acme/prod/host", "127.0.0.1"), ("acme/prod/db", &secret(FIRST))])
+        .await;
 
     let config = CONFIG
         .replace("{MOTO}", &moto.url())

@@ -357,25 +357,9 @@ user = "{{{{ secrets.db.user }}}}"
     }
 
     async fn seed(moto: &Moto) {
-        let config = keyward_test_support::sdk_builder()
-            .endpoint_url(moto.url())
-            .build();
-        let admin = aws_sdk_secretsmanager::Client::from_conf(config);
-        for (name, value) in [
-            ("acme/prod/host", "db.internal".to_string()),
-            (
-                "acme/prod/db",
-                json!({"user": "app", "password": CANARY}).to_string(),
-            ),
-        ] {
-            admin
-                .create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await
-                .expect("create");
-        }
+        let db = json!({"user": "app", "password": CANARY}).to_string();
+        moto.seed(&[("acme/prod/host", "db.internal"), ("acme/prod/db", &db)])
+            .await;
     }
 
     #[tokio::test]

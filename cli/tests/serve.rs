@@ -508,7 +508,7 @@ async fn reloads_keep_a_good_configuration_and_sigterm_drains() {
 /// installs pg8000 first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_and_python_clients_render_and_connect() {
-    use keyward_test_support::{Moto, Postgres, sdk_builder, sql_literal};
+    use keyward_test_support::{Moto, Postgres, sql_literal};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let node_example = root.join("clients/typescript/dist/example.js");
     assert!(
@@ -518,34 +518,17 @@ async fn the_typescript_and_python_clients_render_and_connect() {
     let python = std::env::var("KEYWARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
 
     let postgres = Postgres::start();
-    let passwords = [
-        "p@ss:w/rd#%?&\"é ünï 🔑",
-        "n3w:p@ss/wörd?&=+'\"#%",
-        "th1rd#p@ss:%2F",
-    ];
+    let passwords = keyward_test_support::ROTATION_PASSWORDS;
     postgres.sql(&format!(
         "CREATE ROLE app LOGIN PASSWORD {}",
         sql_literal(passwords[0])
     ));
     postgres.sql("CREATE DATABASE orders OWNER app");
     let moto = Moto::start();
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
     let db = |password: &str| json!({ "user": "app", "password": password }).to_string();
-    admin
-        .create_secret()
-        .name("acme/prod/host")
-        .secret_string("127.0.0.1")
-        .send()
-        .await
-        .expect("host");
-    admin
-        .create_secret()
-        .name("acme/prod/db")
-        .secret_string(db(passwords[0]))
-        .send()
-        .await
-        .expect("db");
+    let admin = moto
+        .seed(&[("acme/prod/host", "127.0.0.1"), ("acme/prod/db", &db(passwords[0]))])
+        .await;
 
     let config = format!(
         r#"
@@ -762,18 +745,10 @@ allow = ["db", "api"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_faults_under_load_serve_stale_then_a_clear_error_then_recover() {
-    use keyward_test_support::{Fault, FaultProxy, Moto, sdk_builder};
+    use keyward_test_support::{Fault, FaultProxy, Moto};
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.address()).await;
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-    admin
-        .create_secret()
-        .name("acme/prod/db")
-        .secret_string(r#"{"user":"app"}"#)
-        .send()
-        .await
-        .expect("db");
+    moto.seed(&[("acme/prod/db", r#"{"user":"app"}"#)]).await;
     let config = format!(
         r#"
 [secrets]

@@ -13,7 +13,7 @@ use keyward_host::store::{
 };
 use keyward_host::{Clock, SystemClock};
 use keyward_host::{Config, Keyward};
-use keyward_test_support::{Moto, Scratch, sdk_builder, sdk_config};
+use keyward_test_support::{Moto, Scratch, sdk_config};
 
 /// A host on the AWS backend that `config` (TOML, with its endpoint
 /// filled in) describes, its SDK set up for the local server (static test
@@ -52,15 +52,7 @@ pub async fn keyward_with_one_secret(
     config: &str,
 ) -> (Moto, Scratch, Keyward) {
     let moto = Moto::start();
-    let admin =
-        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(moto.url()).build());
-    admin
-        .create_secret()
-        .name(name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("create secret");
+    moto.seed(&[(name, &value.to_string())]).await;
     let (scratch, keyward) = keyward_on_aws(&config.replace("{MOTO}", &moto.url()));
     (moto, scratch, keyward)
 }

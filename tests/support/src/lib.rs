@@ -20,6 +20,14 @@ pub mod artifacts {
 /// A canary value: tests assert it appears nowhere it should not.
 pub const CANARY: &str = "canary-7f3e9a1c-never-print-me";
 
+/// A database role's passwords over two rotations, each with characters a
+/// URL, a DSN or a shell would mangle unescaped.
+pub const ROTATION_PASSWORDS: [&str; 3] = [
+    "p@ss:w/rd#%?&\"é ünï 🔑",
+    "n3w:p@ss/wörd?&=+'\"#%",
+    "th1rd#p@ss:%2F",
+];
+
 /// Every redirection the hostile connector's `egress` mode tries (its
 /// `attack` field), the output the host must refuse, and text the refusal
 /// must hold (the part at fault). The library, CLI and service suites all

@@ -65,6 +65,26 @@ impl Moto {
     pub fn url(&self) -> String {
         format!("http://{}", self.address())
     }
+
+    /// A Secrets Manager client of this server, with the test credentials.
+    pub fn admin(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::from_conf(sdk_builder().endpoint_url(self.url()).build())
+    }
+
+    /// Creates each (name, text) secret; returns the client, for rotations.
+    pub async fn seed(&self, secrets: &[(&str, &str)]) -> aws_sdk_secretsmanager::Client {
+        let admin = self.admin();
+        for (name, text) in secrets {
+            admin
+                .create_secret()
+                .name(*name)
+                .secret_string(*text)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create secret {name}: {e}"));
+        }
+        admin
+    }
 }
 
 impl Drop for Moto {
