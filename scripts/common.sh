@@ -10,6 +10,17 @@ ensure_wasm_target() {
     fi
 }
 
+# The Rust connector packages (wasm32-wasip2 only), one per line: each
+# declares itself with `[package.metadata.keyward] artifact = ...` in its
+# own Cargo.toml, the one list (tests/support/build.rs reads it too).
+connector_packages() {
+    cargo metadata --format-version 1 --no-deps --offline | python3 -c '
+import json, sys
+for package in json.load(sys.stdin)["packages"]:
+    if (package.get("metadata") or {}).get("keyward", {}).get("artifact"):
+        print(package["name"])'
+}
+
 # Builds example connectors into target/connectors (the directory the test
 # build script uses too, so the work is shared).
 build_connectors() {

@@ -19,8 +19,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo clippy (connectors, wasm32-wasip2)"
+CONNECTORS=$(connector_packages)
+# shellcheck disable=SC2046 # one word per package
 CARGO_TARGET_DIR="$ROOT/target/connectors" cargo clippy --quiet --target wasm32-wasip2 \
-    -p keyward-guest -p postgres-connector -p http-api-connector -p s3-connector -p echo-connector -p hostile-connector -p not-a-connector -- -D warnings
+    -p keyward-guest $(printf -- '-p %s ' $CONNECTORS) -- -D warnings
 echo "==> pytest: the Python SDK and the Python example, natively"
 (cd sdk/python && "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 (cd examples/redis-python && PYTHONPATH="$ROOT/sdk/python:." "$ROOT/target/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
@@ -28,7 +30,8 @@ echo "==> node --test: the TypeScript SDK and the TypeScript example, natively"
 (cd sdk/typescript && npm test --silent)
 (cd examples/mariadb-typescript && npm test --silent)
 echo "==> cargo test"
-cargo test --workspace --exclude postgres-connector --exclude http-api-connector --exclude s3-connector --exclude echo-connector --exclude hostile-connector --exclude not-a-connector
+# shellcheck disable=SC2046
+cargo test --workspace $(printf -- '--exclude %s ' $CONNECTORS)
 
 echo "==> fuzzing (bounded): the template parser, the reference canonicalizer and the destination parser"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz

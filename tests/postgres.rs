@@ -90,7 +90,10 @@ async fn the_rendered_dsn_connects_and_follows_rotation() {
     let moto = Moto::start();
     let secret = |password: &str| json!({ "user": "app", "password": password }).to_string();
     let admin = moto
-        .seed(&[("acme/prod/host", "127.0.0.1"), ("acme/prod/db", &secret(FIRST))])
+        .seed(&[
+            ("acme/prod/host", "127.0.0.1"),
+            ("acme/prod/db", &secret(FIRST)),
+        ])
         .await;
 
     let config = CONFIG

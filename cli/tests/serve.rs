@@ -527,7 +527,10 @@ async fn the_typescript_and_python_clients_render_and_connect() {
     let moto = Moto::start();
     let db = |password: &str| json!({ "user": "app", "password": password }).to_string();
     let admin = moto
-        .seed(&[("acme/prod/host", "127.0.0.1"), ("acme/prod/db", &db(passwords[0]))])
+        .seed(&[
+            ("acme/prod/host", "127.0.0.1"),
+            ("acme/prod/db", &db(passwords[0])),
+        ])
         .await;
 
     let config = format!(

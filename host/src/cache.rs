@@ -484,3 +484,184 @@ impl SecretCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The cache's semantics on a manual clock, with a store that is told
+    //! what to answer: no real time, no real backend (the moto tests in
+    //! `tests/aws.rs` cover the real one).
+
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ratelimit::{FetchBudget, TokenBucket};
+    use crate::store::{BoxFuture, FetchedSecret};
+
+    /// A store that serves `value` (version `v<fetches>`) or fails as told.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        fetches: AtomicUsize,
+        failing: Mutex<Option<StoreError>>,
+    }
+
+    impl Scripted {
+        fn fail_with(&self, error: Option<StoreError>) {
+            *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+    }
+
+    impl SecretStore for Scripted {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a SecretKey,
+        ) -> BoxFuture<'a, Result<FetchedSecret, StoreError>> {
+            Box::pin(async move {
+                let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(e) = self
+                    .failing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
+                    return Err(e);
+                }
+                Ok(FetchedSecret {
+                    version_id: format!("v{n}"),
+                    stages: vec!["AWSCURRENT".into()],
+                    value: crate::value::SecretValue::Text(format!("value-{n}").into()),
+                })
+            })
+        }
+
+        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+    const MAX_STALE: Duration = Duration::from_secs(600);
+
+    fn cache(refresh_ahead: Option<Duration>) -> (SecretCache, Arc<Scripted>, Arc<ManualClock>) {
+        let store = Arc::new(Scripted::default());
+        let clock = Arc::new(ManualClock::new());
+        let cache = SecretCache::with_clock(
+            store.clone(),
+            CachePolicy {
+                ttl: TTL,
+                max_stale: MAX_STALE,
+                refresh_ahead,
+                max_entries: 100,
+            },
+            clock.clone(),
+        );
+        (cache, store, clock)
+    }
+
+    fn key() -> SecretKey {
+        SecretKey::current(SecretName::new("acme/db").expect("name"))
+    }
+
+    async fn read(cache: &SecretCache) -> Result<(String, CacheStatus), StoreError> {
+        cache
+            .get(key())
+            .await
+            .map(|(version, status)| (version.version_id.clone(), status))
+    }
+
+    #[tokio::test]
+    async fn a_version_is_served_for_the_ttl_then_fetched_again() {
+        let (cache, store, clock) = cache(None);
+        assert_eq!(
+            read(&cache).await.unwrap(),
+            ("v1".into(), CacheStatus::Miss)
+        );
+        clock.advance(TTL - Duration::from_millis(1));
+        assert_eq!(read(&cache).await.unwrap(), ("v1".into(), CacheStatus::Hit));
+        assert_eq!(store.fetches(), 1, "within the TTL nothing goes upstream");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            read(&cache).await.unwrap(),
+            ("v2".into(), CacheStatus::Miss)
+        );
+        assert_eq!(store.fetches(), 2);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_is_answered_stale_until_max_stale_then_with_its_error() {
+        let (cache, store, clock) = cache(None);
+        read(&cache).await.unwrap();
+        store.fail_with(Some(StoreError::Unavailable("down".into())));
+        clock.advance(TTL + MAX_STALE - Duration::from_millis(1));
+        assert_eq!(
+            read(&cache).await.unwrap(),
+            ("v1".into(), CacheStatus::Stale)
+        );
+        assert_eq!(cache.stale_served(), 1);
+        clock.advance(Duration::from_millis(1));
+        assert!(matches!(
+            read(&cache).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // A definite answer is never papered over with a stale copy.
+        let (cache, store, clock) = self::cache(None);
+        read(&cache).await.unwrap();
+        store.fail_with(Some(StoreError::NotFound));
+        clock.advance(TTL);
+        assert!(matches!(read(&cache).await, Err(StoreError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn a_hot_secret_is_refreshed_ahead_of_its_expiry_without_a_miss() {
+        let (cache, store, clock) = cache(Some(Duration::from_secs(10)));
+        read(&cache).await.unwrap();
+        clock.advance(TTL - Duration::from_secs(11));
+        assert_eq!(read(&cache).await.unwrap().1, CacheStatus::Hit);
+        assert_eq!(store.fetches(), 1, "not yet in the refresh window");
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(read(&cache).await.unwrap(), ("v1".into(), CacheStatus::Hit));
+        for _ in 0..1000 {
+            if store.fetches() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.fetches(), 2, "one refresh in the background");
+        // Past the old version's TTL the refreshed one is served, fresh.
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(read(&cache).await.unwrap(), ("v2".into(), CacheStatus::Hit));
+    }
+
+    #[tokio::test]
+    async fn a_spent_fetch_budget_serves_the_cached_copy_stale_without_an_upstream_call() {
+        let (cache, store, clock) = cache(None);
+        read(&cache).await.unwrap();
+        // A connector's upstream allowance, spent.
+        let bucket = TokenBucket::with_clock(0.0, 1, clock.clone());
+        assert!(bucket.try_acquire());
+        clock.advance(TTL);
+        let mut waited = Duration::ZERO;
+        let got = cache
+            .get_many(&[Arc::new(key())], &bucket, &mut waited)
+            .await
+            .pop()
+            .expect("one result");
+        let (version, status) = got.expect("served stale");
+        assert_eq!(
+            (version.version_id.as_str(), status),
+            ("v1", CacheStatus::Stale)
+        );
+        assert_eq!(
+            store.fetches(),
+            1,
+            "the budget kept the call from the backend"
+        );
+    }
+}

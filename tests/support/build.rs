@@ -7,15 +7,55 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (constant name, package, wasm file stem)
-const CONNECTORS: &[(&str, &str, &str)] = &[
-    ("POSTGRES", "postgres-connector", "postgres_connector"),
-    ("HTTP_API", "http-api-connector", "http_api_connector"),
-    ("S3", "s3-connector", "s3_connector"),
-    ("ECHO", "echo-connector", "echo_connector"),
-    ("HOSTILE", "hostile-connector", "hostile_connector"),
-    ("NOT_A_CONNECTOR", "not-a-connector", "not-a-connector"),
-];
+/// The Rust connector packages of the workspace: each declares itself with
+/// `[package.metadata.keyward] artifact = "CONSTANT"` in its own manifest
+/// (the one list; `scripts/common.sh` reads the same), found with `cargo
+/// metadata`. (constant name, package, wasm file stem)
+fn rust_connectors(cargo: &str, workspace: &Path) -> Vec<(String, String, String)> {
+    let output = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata is JSON");
+    let mut connectors = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let Some(constant) = package["metadata"]["keyward"]["artifact"].as_str() else {
+            continue;
+        };
+        let name = package["name"].as_str().unwrap_or_default();
+        // The component is the cdylib (a connector) or the bin (a command).
+        let stem = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "cdylib" || k == "bin"))
+            })
+            .and_then(|t| t["name"].as_str())
+            .unwrap_or_else(|| panic!("{name} has no cdylib or bin target"));
+        connectors.push((constant.to_string(), name.to_string(), stem.to_string()));
+    }
+    assert!(
+        !connectors.is_empty(),
+        "no package declares a keyward artifact"
+    );
+    connectors
+}
 
 /// (constant name, app directory, wasm file name): Python connectors, built
 /// with componentize-py against `wit/` and the SDK in `sdk/python`.
@@ -74,7 +114,8 @@ fn main() {
     }
     let target_dir = workspace.join("target/connectors");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
+    let connectors = rust_connectors(&cargo, &workspace);
+    let mut command = Command::new(&cargo);
     command
         .current_dir(&workspace)
         .args([
@@ -92,7 +133,7 @@ fn main() {
         .env_remove("CARGO_MAKEFLAGS")
         // `cargo clippy` wraps rustc; the connectors are linted separately.
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    for (_, package, _) in CONNECTORS {
+    for (_, package, _) in &connectors {
         command.args(["-p", package]);
     }
     let status = command
@@ -106,7 +147,7 @@ fn main() {
     }
     let out_dir = target_dir.join("wasm32-wasip2/connector");
     let mut code = String::new();
-    for (constant, package, stem) in CONNECTORS {
+    for (constant, package, stem) in &connectors {
         let path = out_dir.join(format!("{stem}.wasm"));
         assert!(exists(&path), "{package} built no {}", path.display());
         code.push_str(&format!(
@@ -114,10 +155,26 @@ fn main() {
             path.display().to_string()
         ));
     }
+    // The Python and TypeScript components need componentize-py and the
+    // SDK's Node packages, which `scripts/test.sh` installs. Without them
+    // (a newcomer's plain `cargo test`), they are left unbuilt with a
+    // warning, and only the tests that load them fail, naming the file;
+    // under CI they are required.
+    let required = std::env::var_os("CI").is_some_and(|ci| ci == "true");
+    let python_ready = exists(&workspace.join("target/venv/bin/componentize-py"));
+    let sdk = workspace.join("sdk/typescript");
+    let typescript_ready = sdk.join("node_modules").is_dir() && sdk.join("dist").is_dir();
     let python_dir = target_dir.join("python");
     for (constant, app, file) in PYTHON_CONNECTORS {
         let path = python_dir.join(file);
-        build_python(&workspace, app, &path);
+        if python_ready || required {
+            build_python(&workspace, app, &path);
+        } else {
+            println!(
+                "cargo:warning={app} not built: componentize-py is not installed \
+                 (scripts/test.sh installs it); tests that load it will fail"
+            );
+        }
         code.push_str(&format!(
             "/// The Python connector in `{app}`.\npub const {constant}: &str = {:?};\n",
             path.display().to_string()
@@ -126,7 +183,14 @@ fn main() {
     let typescript_dir = target_dir.join("typescript");
     for (constant, project, file) in TYPESCRIPT_CONNECTORS {
         let path = typescript_dir.join(file);
-        build_typescript(&workspace, project, &path);
+        if typescript_ready || required {
+            build_typescript(&workspace, project, &path);
+        } else {
+            println!(
+                "cargo:warning={project} not built: the TypeScript SDK is not installed \
+                 (scripts/test.sh installs it); tests that load it will fail"
+            );
+        }
         code.push_str(&format!(
             "/// The TypeScript connector in `{project}`.\npub const {constant}: &str = {:?};\n",
             path.display().to_string()

@@ -8,7 +8,7 @@ use super::scaffold::{self, Lang};
 #[derive(clap::Subcommand)]
 pub enum New {
     /// Write a connector project (with unit tests, a local keyward.toml
-    /// and a connector.toml for `keyward build`) in Rust or Python.
+    /// and a connector.toml for `keyward build`) in Rust, Python or TypeScript.
     Connector {
         /// The connector's name: lowercase letters, digits, `-` and `_`.
         name: String,
