@@ -30,6 +30,10 @@ pub struct ConnectorInfo {
     pub description: String,
     /// The fields it takes.
     pub fields: Vec<Field>,
+    /// Run on every render, with the real clocks and random, instead of
+    /// having the host replay the answer of the first render of a
+    /// configuration (see [`ConnectorInfo::run_every_render`]).
+    pub run_every_render: bool,
 }
 
 impl ConnectorInfo {
@@ -40,7 +44,22 @@ impl ConnectorInfo {
             version: version.into(),
             description: description.into(),
             fields: Vec::new(),
+            run_every_render: false,
         }
+    }
+
+    /// Asks the host to run the connector on every render. By default the
+    /// host keeps the outputs of the first render of a configuration as a
+    /// render plan and evaluates that with the current secret values from
+    /// then on, without running the connector: a render cannot read its
+    /// sealed values, so its outputs depend only on the fields' plain text
+    /// and where the sealed pieces stand. A recorded render sees a fixed
+    /// clock and a random stream seeded from its configuration; a connector
+    /// whose outputs must depend on the time or on fresh randomness opts out
+    /// here. (A render that reveals, lists or invalidates is never planned.)
+    pub fn run_every_render(mut self) -> Self {
+        self.run_every_render = true;
+        self
     }
 
     /// Adds a field.

@@ -133,6 +133,7 @@ pub fn describe<C: Connector>() -> types::ConnectorInfo {
                 }),
             })
             .collect(),
+        run_every_render: info.run_every_render,
     }
 }
 

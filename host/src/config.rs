@@ -130,6 +130,7 @@ struct RawSandbox {
     max_output_kb: Option<usize>,
     max_secret_kb: Option<usize>,
     max_error_bytes: Option<usize>,
+    render_plans: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -745,6 +746,12 @@ fn check_sandbox(raw: RawSandbox, base: &Path) -> Result<SandboxConfig, String> 
             }
         },
         warm_instances: raw.warm_instances.unwrap_or(defaults.warm_instances),
+        render_plans: within(
+            raw.render_plans,
+            defaults.render_plans,
+            0..=1 << 16,
+            "render_plans",
+        )?,
         pooled_instances: match raw.pooled_instances {
             Some(0) => return Err("sandbox.pooled_instances: must be at least 1".into()),
             other => other,

@@ -22,6 +22,8 @@ pub struct ConnectorInfo {
     pub description: String,
     /// Fields it takes.
     pub fields: Vec<FieldSpec>,
+    /// Runs on every render: its renders are never planned.
+    pub run_every_render: bool,
 }
 
 /// One field a connector takes.

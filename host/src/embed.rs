@@ -30,7 +30,9 @@ use crate::keyward::{Error, Keyward};
 use crate::render::PreparedFields;
 use crate::sandbox::bindings::{Connector, ConnectorPre};
 use crate::sandbox::limits::EpochTicker;
-use crate::sandbox::{KeywardCtx, KeywardView, LoadError, SandboxError, arm_store, classify};
+use crate::sandbox::{
+    KeywardCtx, KeywardView, LoadError, SandboxError, arm_store, classify, composed,
+};
 
 /// Store state that holds keyward's ctx, as `WasiView` is for WASI.
 pub trait KeywardState: Send + 'static {
@@ -238,7 +240,7 @@ impl EmbeddedConnector {
                 let ctx = store.data_mut().keyward();
                 match called {
                     Err(e) => Err(RunError::Trap(classify(&e, ctx))),
-                    Ok(Ok(outputs)) => ctx.outputs(outputs),
+                    Ok(Ok(outputs)) => ctx.outputs(&composed(outputs)),
                     Ok(Err(e)) => Err(RunError::Render(ctx.render_error(e))),
                 }
             }

@@ -16,7 +16,9 @@ use crate::policy::{ConnectorPolicy, RefusedReference, SecretRequest};
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
 use crate::sandbox::limits::SandboxConfig;
-use crate::sandbox::{LoadError, LoadedConnector, RenderPaths, Sandbox, SandboxError};
+use crate::sandbox::{
+    LoadError, LoadedConnector, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
+};
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
 use crate::store::metered::{Metered, UpstreamCounts};
@@ -91,6 +93,10 @@ pub struct Stats {
     pub decisions: Vec<(&'static str, u64)>,
     /// Renders by the path they ran on (synchronous, rerun, async).
     pub render_paths: RenderPaths,
+    /// Renders by how render plans served them (hit, recorded, skipped).
+    pub render_plans: PlanCounts,
+    /// What recording renders read of WASI's clocks and random.
+    pub recorded_wasi_reads: RecordedWasiReads,
 }
 
 /// One configured connector: its configuration, its secrets view under the
@@ -322,6 +328,8 @@ impl Keyward {
             upstream: self.upstream.snapshot(),
             decisions: self.audit.decisions(),
             render_paths: self.sandbox.render_paths(),
+            render_plans: self.sandbox.plan_counts(),
+            recorded_wasi_reads: self.sandbox.recorded_wasi_reads(),
         }
     }
 

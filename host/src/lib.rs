@@ -67,5 +67,7 @@ pub use policy::{ConnectorPolicy, RefusedReference, SecretRequest};
 pub use render::single_reference;
 pub use resolve::{ConnectorSecrets, Invalidation, ResolveError};
 pub use sandbox::limits::{ConnectorLimits, ExecutionMode, SandboxConfig};
-pub use sandbox::{KeywardCtx, LoadError, RenderPaths, Sandbox, SandboxError};
+pub use sandbox::{
+    KeywardCtx, LoadError, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
+};
 pub use value::SecretValue;

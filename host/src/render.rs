@@ -5,12 +5,12 @@
 use std::borrow::Cow;
 
 use keyward_template::Template;
-use keyward_template::compose::wipe;
+use keyward_template::compose::{Node, wipe};
 use keyward_template::encode::Encoding;
 use keyward_template::expand::{self, FieldDecl, Plan};
 use zeroize::Zeroizing;
 
-use crate::contract::{ConnectorInfo, DestinationPart, MASK, RenderError};
+use crate::contract::{ConnectorInfo, DestinationPart, MASK, OutputKind, RenderError};
 use crate::escape::floor_char_boundary;
 use crate::policy::{ConnectorPolicy, SecretRequest};
 
@@ -81,6 +81,20 @@ impl PreparedFields {
     }
 }
 
+/// One output as the connector composed it, in the host's terms: what a
+/// render evaluates, and what a render plan keeps to evaluate again.
+#[derive(Debug, Clone)]
+pub struct ComposedOutput {
+    /// The output's name.
+    pub name: String,
+    /// What the connector says it is.
+    pub kind: OutputKind,
+    /// Whether the connector marked it sensitive.
+    pub sensitive: bool,
+    /// Its composition; the value is the last node.
+    pub nodes: Vec<Node<u64>>,
+}
+
 /// One reference for `invalidate`, written as a template writes it
 /// (`{{ secrets.db }}`, or a bare ARN); anything else is malformed.
 pub fn single_reference(text: &str) -> Option<SecretRequest> {
@@ -145,6 +159,21 @@ impl SealedTable {
     pub fn begin(&mut self) {
         self.clear();
         self.serial = self.serial.wrapping_add(1);
+    }
+
+    /// The serial the render after this one gets.
+    pub fn next_serial(&self) -> u32 {
+        self.serial.wrapping_add(1)
+    }
+
+    /// Gives the entries (sealed in another table) this serial.
+    pub fn renumber(&mut self, serial: u32) {
+        self.serial = serial;
+    }
+
+    /// `handle`'s entry under another serial.
+    pub fn handle(serial: u32, handle: u64) -> u64 {
+        (u64::from(serial) << 32) | (handle & 0xFFFF_FFFF)
     }
 
     /// Drops (and zeroes) every entry.

@@ -28,7 +28,13 @@ const LAYERS: &[&[&str]] = &[
     // Prepared fields, sealed text, reveal masks, evaluation (no wasmtime).
     &["render"],
     // wasmtime.
-    &["sandbox::interface", "sandbox::sync_path", "sandbox"],
+    &[
+        "sandbox::deterministic",
+        "sandbox::interface",
+        "sandbox::sync_path",
+        "sandbox::plan",
+        "sandbox",
+    ],
     // The host.
     &["keyward"],
     // Entry points over the host.

@@ -127,6 +127,18 @@ impl Metrics {
             ] {
                 let _ = writeln!(out, "keyward_render_paths_total{{path=\"{path}\"}} {n}");
             }
+            out.push_str(
+                "# HELP keyward_render_plans_total Renders by how render plans served them: hit (the connector did not run), recorded (it ran and its plan was kept), skipped (it ran unrecorded: opted out, revealed, listed, invalidated or trapped).\n",
+            );
+            out.push_str("# TYPE keyward_render_plans_total counter\n");
+            let plans = &host.render_plans;
+            for (outcome, n) in [
+                ("hit", plans.hit),
+                ("recorded", plans.recorded),
+                ("skipped", plans.skipped),
+            ] {
+                let _ = writeln!(out, "keyward_render_plans_total{{outcome=\"{outcome}\"}} {n}");
+            }
             out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
             out.push_str("# TYPE keyward_renders_total counter\n");
             for (connector, counts) in &c.connectors {

@@ -31,7 +31,7 @@ use crate::contract::{
 };
 use crate::escape::{bounded_line, escape_untrusted};
 use crate::policy::Quoted;
-use crate::render::{PreparedFields, Revealed, SealedTable, single_reference};
+use crate::render::{ComposedOutput, PreparedFields, Revealed, SealedTable, single_reference};
 use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
 use crate::value::SecretValue;
 
@@ -72,6 +72,30 @@ pub struct KeywardCtx {
     held: Option<HeldEffects>,
     /// The store's memory and table limits.
     limiter: GuestLimiter,
+    /// The render is being recorded as a plan: an import with an effect or
+    /// an answer from outside ends it with [`NotPlannable`].
+    recording: bool,
+}
+
+/// Why a recording render ended: the connector called an import whose
+/// effect or answer is not a function of its fields (named here). Not a
+/// guest fault; the render runs again as an unplanned one.
+#[derive(Debug)]
+pub(crate) struct NotPlannable {
+    import: &'static str,
+}
+
+impl std::fmt::Display for NotPlannable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is not called in a recorded render", self.import)
+    }
+}
+
+impl std::error::Error for NotPlannable {}
+
+/// Whether a failed call ended because the render cannot be planned.
+pub(crate) fn not_plannable(e: &wasmtime::Error) -> bool {
+    e.is::<NotPlannable>()
 }
 
 /// Log lines and reveal audits held back during a synchronous attempt:
@@ -147,7 +171,21 @@ impl KeywardCtx {
             held: None,
             limiter: GuestLimiter::new(&limits),
             limits,
+            recording: false,
         }
+    }
+
+    /// Records the render as a plan (or stops doing so).
+    pub(crate) fn set_recording(&mut self, recording: bool) {
+        self.recording = recording;
+    }
+
+    /// Ends a recording render at an import it may not call.
+    fn refuse_while_recording(&self, import: &'static str) -> wasmtime::Result<()> {
+        if self.recording {
+            return Err(wasmtime::Error::new(NotPlannable { import }));
+        }
+        Ok(())
     }
 
     /// Holds back log lines and reveal audits until
@@ -157,9 +195,10 @@ impl KeywardCtx {
     }
 
     /// Writes the held log lines and reveal audits: the attempt counted.
-    pub(super) fn release_effects(&mut self) {
+    /// Returns the log lines (a recorded render's plan keeps them).
+    pub(super) fn release_effects(&mut self) -> Vec<(tracing::Level, String)> {
         let Some(held) = self.held.take() else {
-            return;
+            return Vec::new();
         };
         for (level, message) in &held.logs {
             emit_guest_line(&self.connector, *level, message);
@@ -169,6 +208,7 @@ impl KeywardCtx {
                 secrets.audit_reveal(&prepared.requests()[reference], &mut self.budget);
             }
         }
+        held.logs
     }
 
     /// Drops the held effects: the render runs again elsewhere.
@@ -191,6 +231,30 @@ impl KeywardCtx {
         to.host_calls = 0;
         to.log_lines = 0;
         to.held = None;
+        to.recording = self.recording;
+    }
+
+    /// Moves a render expanded in this ctx (one of no instance) to `to`,
+    /// an instance's, as [`KeywardCtx::hand_over_render`] does, and numbers
+    /// its sealed handles after the last render `to` saw, rewriting them in
+    /// `fields`: a handle a warm instance kept from an earlier render names
+    /// nothing in this one, and a fresh instance sees the same numbers as
+    /// every other fresh instance.
+    pub(crate) fn hand_over_expanded(
+        &mut self,
+        to: &mut KeywardCtx,
+        fields: &mut [wit_types::Field],
+    ) {
+        let serial = to.sealed.next_serial();
+        self.hand_over_render(to);
+        to.sealed.renumber(serial);
+        for field in fields {
+            for piece in &mut field.value {
+                if let wit_types::Text::Sealed(handle) = piece {
+                    *handle = SealedTable::handle(serial, *handle);
+                }
+            }
+        }
     }
 
     /// Starts the deadline's clock for a call that is not a render
@@ -450,7 +514,7 @@ impl KeywardCtx {
     /// revealed value; and the render is refused if any output would take
     /// secret material where the operator did not send it (audited as
     /// `egress_refused`).
-    pub fn outputs(&self, outputs: Vec<wit_types::Output>) -> Result<Vec<RenderedValue>, RunError> {
+    pub fn outputs(&self, outputs: &[ComposedOutput]) -> Result<Vec<RenderedValue>, RunError> {
         let limits = &self.limits;
         if outputs.len() > limits.max_outputs {
             return Err(RunError::Render(RenderError {
@@ -513,20 +577,7 @@ impl KeywardCtx {
             if self.revealed.mask(&output.name) != output.name.as_str() {
                 return Err(name_error("the name holds a revealed value".into()));
             }
-            let nodes: Vec<Node<u64>> = output
-                .value
-                .nodes
-                .into_iter()
-                .map(|node| match node {
-                    wit_types::Node::Plain(text) => Node::Plain(text),
-                    wit_types::Node::Sealed(handle) => Node::Sealed(handle),
-                    wit_types::Node::Concat(parts) => Node::Concat(parts),
-                    wit_types::Node::Encode((encoding, part)) => {
-                        Node::Encode(from_wit_encoding(encoding), part)
-                    }
-                })
-                .collect();
-            let evaluated = compose::evaluate_marked(&nodes, &mut allowance, |handle| {
+            let evaluated = compose::evaluate_marked(&output.nodes, &mut allowance, |handle| {
                 self.sealed.get(handle).map(|entry| entry.text())
             });
             let (value, mut marks) = match evaluated {
@@ -538,8 +589,8 @@ impl KeywardCtx {
             // value it revealed: those bytes count as secret material.
             marks.extend(self.revealed.marks(&value));
             assembled.push((
-                output.name,
-                from_wit_kind(output.kind),
+                output.name.as_str(),
+                output.kind,
                 output.sensitive,
                 Zeroizing::new(value),
                 marks,
@@ -604,7 +655,7 @@ impl KeywardCtx {
                 // kept: everything it outputs is sensitive.
                 RenderedValue {
                     sensitive: sensitive || !marks.is_empty() || self.revealed.any(),
-                    name,
+                    name: name.to_string(),
                     value,
                     kind,
                     destination,
@@ -630,6 +681,7 @@ impl KeywardCtx {
     /// where the operator granted it; audited as a reveal and masked in
     /// this instance's logs and errors from now on.
     pub(super) fn reveal(&mut self, value: u64) -> wasmtime::Result<Result<String, String>> {
+        self.refuse_while_recording("keyward:connector/secrets#reveal")?;
         self.enter_host_call()?;
         let entry = match self.sealed.get(value) {
             Ok(entry) => entry,
@@ -675,6 +727,13 @@ impl KeywardCtx {
         Ok(())
     }
 
+    /// Writes a replayed render's log lines (escaped when recorded).
+    pub(crate) fn write_replayed_lines(&self, lines: &[(tracing::Level, String)]) {
+        for (level, message) in lines {
+            emit_guest_line(&self.connector, *level, message);
+        }
+    }
+
     fn write_guest_line(&mut self, level: tracing::Level, message: String) {
         match &mut self.held {
             Some(held) => held.logs.push((level, message)),
@@ -692,6 +751,31 @@ fn emit_guest_line(connector: &str, level: tracing::Level, message: &str) {
         tracing::Level::WARN => tracing::warn!(target: "keyward::guest", connector, "{message}"),
         tracing::Level::ERROR => tracing::error!(target: "keyward::guest", connector, "{message}"),
     }
+}
+
+/// The connector's outputs in the host's terms.
+pub(crate) fn composed(outputs: Vec<wit_types::Output>) -> Vec<ComposedOutput> {
+    outputs
+        .into_iter()
+        .map(|output| ComposedOutput {
+            name: output.name,
+            kind: from_wit_kind(output.kind),
+            sensitive: output.sensitive,
+            nodes: output
+                .value
+                .nodes
+                .into_iter()
+                .map(|node| match node {
+                    wit_types::Node::Plain(text) => Node::Plain(text),
+                    wit_types::Node::Sealed(handle) => Node::Sealed(handle),
+                    wit_types::Node::Concat(parts) => Node::Concat(parts),
+                    wit_types::Node::Encode((encoding, part)) => {
+                        Node::Encode(from_wit_encoding(encoding), part)
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 pub(super) fn from_wit_kind(kind: wit_types::OutputKind) -> OutputKind {
@@ -884,6 +968,7 @@ impl wit_secrets::Host for KeywardView<'_> {
 
     async fn invalidate(&mut self, reference: String) -> wasmtime::Result<bool> {
         let ctx = &mut *self.ctx;
+        ctx.refuse_while_recording("keyward:connector/secrets#invalidate")?;
         ctx.enter_host_call()?;
         let Some(secrets) = ctx.secrets.clone() else {
             return Ok(false);
@@ -902,6 +987,7 @@ impl wit_secrets::Host for KeywardView<'_> {
 
     async fn list(&mut self) -> wasmtime::Result<Vec<String>> {
         let ctx = &mut *self.ctx;
+        ctx.refuse_while_recording("keyward:connector/secrets#list")?;
         ctx.enter_host_call()?;
         let Some(secrets) = ctx.secrets.clone() else {
             return Ok(Vec::new());
@@ -957,11 +1043,11 @@ mod tests {
     #[test]
     fn evaluating_outputs_counts_against_the_deadline() {
         let mut ctx = KeywardCtx::new("c".into(), Arc::new(SandboxConfig::default()));
-        assert!(ctx.outputs(vec![output("a", "x")]).is_ok());
+        assert!(ctx.outputs(&composed(vec![output("a", "x")])).is_ok());
         // The guest took the whole deadline: the host's work after it
         // returns is refused, not done for free.
         ctx.started = Instant::now() - Duration::from_secs(1);
-        let refused = ctx.outputs(vec![output("a", "x")]).unwrap_err();
+        let refused = ctx.outputs(&composed(vec![output("a", "x")])).unwrap_err();
         assert!(
             refused.to_string().contains("100 ms CPU deadline"),
             "{refused}"

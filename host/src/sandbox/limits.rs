@@ -60,6 +60,9 @@ pub struct SandboxConfig {
     pub mode: ExecutionMode,
     /// Idle warm instances kept per connector.
     pub warm_instances: usize,
+    /// Render plans kept per connector (least recently used dropped
+    /// first); 0 runs every connector on every render.
+    pub render_plans: usize,
     /// With a number: wasmtime's pooling allocator with slots for that many
     /// live instances (memories, tables and fiber stacks reused, not mapped
     /// anew per render). Without: instances are allocated on demand.
@@ -126,6 +129,7 @@ impl Default for SandboxConfig {
             max_error_bytes: 4096,
             mode: ExecutionMode::Fresh,
             warm_instances: 16,
+            render_plans: 256,
             pooled_instances: None,
             compile_cache: None,
         }

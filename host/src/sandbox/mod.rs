@@ -10,13 +10,17 @@
 //! called synchronously where it can be ([`sync_path`]), on a fiber where
 //! it calls an import that may wait.
 
+mod deterministic;
 mod interface;
 pub mod limits;
+mod plan;
 mod sync_path;
 
-use interface::from_wit_part;
+pub use deterministic::RecordedWasiReads;
 pub use interface::{KeywardCtx, KeywardView, add_to_linker};
-pub(crate) use interface::{arm_store, bindings, classify, one_line};
+pub(crate) use interface::{arm_store, bindings, classify, composed, one_line};
+use interface::{from_wit_part, not_plannable};
+pub use plan::PlanCounts;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,7 +42,9 @@ use crate::render::PreparedFields;
 use crate::resolve::ConnectorSecrets;
 use bindings::keyward::connector::types as wit_types;
 use bindings::{Connector, ConnectorPre};
+use deterministic::{WasiReads, make_deterministic};
 use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
+use plan::{Known, Plan, PlanCounters, Plans, Recorded};
 
 /// The most random bytes a guest gets in one WASI call; more traps.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -83,17 +89,28 @@ impl WasiView for HostState {
     }
 }
 
+/// A recording render's WASI: seeded from its plan's key, reads counted.
+#[derive(Clone)]
+struct Recording {
+    seed: u64,
+    reads: Arc<WasiReads>,
+}
+
 impl HostState {
-    fn new(connector: Arc<str>, limits: Arc<SandboxConfig>) -> Self {
-        // No preopens, no environment, no network, no inherited stdio.
-        let wasi = WasiCtxBuilder::new()
-            .allow_ip_name_lookup(false)
+    fn new(connector: Arc<str>, limits: Arc<SandboxConfig>, recording: Option<Recording>) -> Self {
+        // No preopens, no environment, no arguments, no network, no
+        // inherited stdio (output goes nowhere).
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false)
             // wasmtime-wasi builds the buffer on the host before copying
             // it in: keep that small (its default is 64 MiB).
-            .max_random_size(MAX_RANDOM_BYTES)
-            .build();
+            .max_random_size(MAX_RANDOM_BYTES);
+        if let Some(recording) = recording {
+            make_deterministic(&mut wasi, recording.seed, recording.reads);
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -199,6 +216,8 @@ pub struct Sandbox {
     linker: Arc<Linker<HostState>>,
     sync_linker: Arc<Linker<HostState>>,
     paths: Arc<RenderPathCounters>,
+    plan_counts: Arc<PlanCounters>,
+    wasi_reads: Arc<WasiReads>,
     limits: Arc<SandboxConfig>,
     compiled: Arc<CompiledByHash>,
     idle: Arc<IdleInstances>,
@@ -224,6 +243,11 @@ pub struct LoadedConnector {
     idle: Arc<IdleInstances>,
     limits: Arc<SandboxConfig>,
     paths: Arc<RenderPathCounters>,
+    /// This connector's render plans (dropped with it on a reload that
+    /// changes its component or limits).
+    plans: Arc<Plans>,
+    plan_counts: Arc<PlanCounters>,
+    wasi_reads: Arc<WasiReads>,
     /// Renders left that go straight to the async path (after a rerun).
     async_turns: Arc<AtomicU32>,
     _ticker: Arc<EpochTicker>,
@@ -298,6 +322,8 @@ impl Sandbox {
             linker: Arc::new(linker),
             sync_linker: Arc::new(sync_linker),
             paths: Arc::default(),
+            plan_counts: Arc::default(),
+            wasi_reads: Arc::default(),
             limits: Arc::new(limits),
             compiled: Arc::default(),
             idle: Arc::default(),
@@ -355,6 +381,9 @@ impl Sandbox {
             idle: self.idle.clone(),
             limits: self.limits.clone(),
             paths: self.paths.clone(),
+            plans: Arc::new(Plans::new(self.limits.render_plans)),
+            plan_counts: self.plan_counts.clone(),
+            wasi_reads: self.wasi_reads.clone(),
             async_turns: Arc::default(),
             _ticker: self._ticker.clone(),
         })
@@ -380,6 +409,17 @@ impl Sandbox {
     /// How renders ran since the sandbox started.
     pub fn render_paths(&self) -> RenderPaths {
         self.paths.snapshot()
+    }
+
+    /// How render plans served renders since the sandbox started.
+    pub fn plan_counts(&self) -> PlanCounts {
+        self.plan_counts.snapshot()
+    }
+
+    /// What recording renders read of WASI's clocks and random since the
+    /// sandbox started (what a connector's language runtime asks for).
+    pub fn recorded_wasi_reads(&self) -> RecordedWasiReads {
+        self.wasi_reads.snapshot()
     }
 
     /// How many distinct components are compiled and in use.
@@ -473,8 +513,9 @@ fn first_line(e: &wasmtime::Error) -> String {
 impl LoadedConnector {
     /// A fresh store: memory and table limits, and the deadlines checked
     /// on every epoch tick.
-    fn store(&self, connector: Arc<str>) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(connector, self.limits.clone()));
+    fn store(&self, connector: Arc<str>, recording: Option<Recording>) -> Store<HostState> {
+        let state = HostState::new(connector, self.limits.clone(), recording);
+        let mut store = Store::new(&self.engine, state);
         arm_store(&mut store, HostState::keyward);
         store
     }
@@ -483,10 +524,15 @@ impl LoadedConnector {
     /// and the component can take it. If the instance pool is full, idle
     /// warm instances (of any connector) are dropped to free their slots
     /// and it is tried once more.
-    async fn instantiate(&self, connector: Arc<str>, mut sync: bool) -> Result<Warm, RunError> {
+    async fn instantiate(
+        &self,
+        connector: Arc<str>,
+        mut sync: bool,
+        recording: Option<Recording>,
+    ) -> Result<Warm, RunError> {
         let mut reclaimed = false;
         loop {
-            let mut store = self.store(connector.clone());
+            let mut store = self.store(connector.clone(), recording.clone());
             let instance = match (&self.compiled.sync_pre, sync) {
                 (Some(pre), true) => pre.instantiate(&mut store).map(Instance::Sync),
                 _ => (self.compiled.pre.instantiate_async(&mut store).await).map(Instance::Async),
@@ -519,7 +565,7 @@ impl LoadedConnector {
                 let Warm {
                     mut store,
                     instance: Instance::Async(instance),
-                } = self.instantiate("describe".into(), false).await?
+                } = self.instantiate("describe".into(), false, None).await?
                 else {
                     return Err(RunError::Trap(Trap::new(
                         TrapKind::Host,
@@ -557,55 +603,195 @@ impl LoadedConnector {
         Ok(prepared)
     }
 
-    /// Renders in a fresh instance (or an idle warm one) under the
-    /// connector's secrets view: the host expands the fields, the connector
-    /// composes its outputs, the host evaluates them.
+    /// Renders under the connector's secrets view: the host expands the
+    /// fields (policy, cache, sealing); then, if a plan is known for what
+    /// the connector would see, the host evaluates it and the connector does
+    /// not run; else the connector composes its outputs in a fresh instance
+    /// (or an idle warm one) and the host evaluates them, recording the
+    /// answer as a plan where it can.
     pub async fn render(
         &self,
         secrets: Arc<ConnectorSecrets>,
         fields: &[(String, String)],
     ) -> Result<Vec<RenderedValue>, RunError> {
         let prepared = self.prepare(fields).await?;
-        let sync = self.compiled.sync_pre.is_some() && !self.take_async_turn();
-        let mut run = self.start(&secrets, sync).await?;
-        run.store.data_mut().keyward.begin_render(secrets.clone());
-        let expanded = run.store.data_mut().keyward.expand(prepared).await;
-        let outcome = match expanded {
-            Err(e) => Err(run_error(&run.store, e)),
+        let planned = self.plans.enabled() && !self.info().await?.run_every_render;
+        // The host's work first, in a ctx of no instance: a planned render
+        // needs none.
+        let mut ctx = KeywardCtx::new(secrets.connector_id(), self.limits.clone());
+        ctx.begin_render(secrets.clone());
+        let expanded = match ctx.expand(prepared).await {
+            Ok(Ok(expanded)) => Ok(expanded),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(fields)) => {
-                let called = self.call_render(&secrets, &mut run, &fields).await;
-                drop(fields);
-                called.and_then(|result| {
-                    let ctx = &run.store.data().keyward;
-                    match result {
-                        Ok(outputs) => ctx.outputs(outputs),
-                        Err(e) => Err(RunError::Render(ctx.render_error(e))),
-                    }
-                })
+            Err(e) => Err(RunError::Trap(classify(&e, &ctx))),
+        };
+        let fields = match expanded {
+            Ok(fields) => fields,
+            Err(e) => {
+                ctx.finish_render();
+                ctx.end_render();
+                return Err(e);
             }
         };
+        if !planned {
+            self.plan_counts.skipped();
+            return self.run_expanded(&secrets, ctx, fields, None).await;
+        }
+        let hash = self.plans.hash(&fields);
+        match self.plans.get(hash, &fields) {
+            Some(Known::Plan(plan)) => {
+                self.plan_counts.hit();
+                drop(fields);
+                ctx.write_replayed_lines(&plan.logs);
+                let outcome = match &plan.recorded {
+                    Recorded::Outputs(outputs) => ctx.outputs(outputs),
+                    Recorded::Failed(e) => Err(RunError::Render(e.clone())),
+                };
+                ctx.finish_render();
+                ctx.end_render();
+                outcome
+            }
+            Some(Known::RunsEveryTime) => {
+                self.plan_counts.skipped();
+                self.run_expanded(&secrets, ctx, fields, None).await
+            }
+            None => self.run_expanded(&secrets, ctx, fields, Some(hash)).await,
+        }
+    }
+
+    /// Runs the connector on a render expanded in `ctx` (which it takes
+    /// over). With `record` (the key's hash), on a fresh instance with
+    /// deterministic WASI, recording its answer as a plan; if the connector
+    /// calls an import that rules a plan out, the render runs again
+    /// unrecorded, and its key is remembered as one that runs every time.
+    async fn run_expanded(
+        &self,
+        secrets: &Arc<ConnectorSecrets>,
+        mut ctx: KeywardCtx,
+        mut fields: Vec<wit_types::Field>,
+        record: Option<u64>,
+    ) -> Result<Vec<RenderedValue>, RunError> {
+        let recording = record.map(|_| Recording {
+            seed: plan::seed_of(&fields),
+            reads: self.wasi_reads.clone(),
+        });
+        let sync = self.compiled.sync_pre.is_some() && !self.take_async_turn();
+        let started = match &recording {
+            Some(recording) => {
+                self.instantiate(secrets.connector_id(), sync, Some(recording.clone()))
+                    .await
+            }
+            None => self.start(secrets, sync).await,
+        };
+        let mut run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                ctx.finish_render();
+                ctx.end_render();
+                return Err(e);
+            }
+        };
+        let to = &mut run.store.data_mut().keyward;
+        ctx.hand_over_expanded(to, &mut fields);
+        to.set_recording(recording.is_some());
+        let mut called = self
+            .call_render(secrets, &mut run, &fields, &recording)
+            .await;
+        let mut recorded = recording.is_some();
+        if matches!(called, Err(CallFailed::NotPlannable)) {
+            // What the connector did is not a function of its fields: it
+            // runs as it always did, with the real clocks and random.
+            recorded = false;
+            if let Some(hash) = record {
+                self.plans.insert(hash, &fields, Known::RunsEveryTime);
+            }
+            self.plan_counts.skipped();
+            called = match self.start(secrets, sync).await {
+                Ok(mut rerun) => {
+                    let to = &mut rerun.store.data_mut().keyward;
+                    run.store
+                        .data_mut()
+                        .keyward
+                        .hand_over_expanded(to, &mut fields);
+                    to.set_recording(false);
+                    // The recording instance is dropped.
+                    run = rerun;
+                    self.call_render(secrets, &mut run, &fields, &None).await
+                }
+                Err(e) => Err(CallFailed::Run(e)),
+            };
+        }
+        let ctx = &run.store.data().keyward;
+        let outcome = match called {
+            Ok((Ok(outputs), logs)) => {
+                let outputs = composed(outputs);
+                let evaluated = ctx.outputs(&outputs);
+                if let (true, Some(hash)) = (recorded, record) {
+                    self.keep_plan(hash, &fields, Recorded::Outputs(outputs), logs);
+                }
+                evaluated
+            }
+            Ok((Err(e), logs)) => {
+                let e = ctx.render_error(e);
+                if let (true, Some(hash)) = (recorded, record) {
+                    self.keep_plan(hash, &fields, Recorded::Failed(e.clone()), logs);
+                }
+                Err(RunError::Render(e))
+            }
+            Err(CallFailed::Run(e)) => {
+                if recorded {
+                    // A trapped render is not planned; the next one tries again.
+                    self.plan_counts.skipped();
+                }
+                Err(e)
+            }
+            Err(CallFailed::NotPlannable) => Err(RunError::Trap(Trap::new(
+                TrapKind::Host,
+                "an unrecorded render was refused an import as if recorded",
+            ))),
+        };
+        drop(fields);
         let ctx = &mut run.store.data_mut().keyward;
         ctx.finish_render();
         ctx.end_render();
         // A trapped instance is never reused; nor is one that revealed
-        // more values than it can keep masks for.
+        // more values than it can keep masks for, nor a recording one
+        // (planned renders never share an instance).
         let trapped = matches!(outcome, Err(RunError::Trap(_)));
-        if self.limits.mode == ExecutionMode::Warm && !trapped && !ctx.revealed().is_full() {
+        if self.limits.mode == ExecutionMode::Warm
+            && !trapped
+            && !recorded
+            && !ctx.revealed().is_full()
+        {
             self.put_warm(run);
         }
         outcome
     }
 
+    fn keep_plan(
+        &self,
+        hash: u64,
+        fields: &[wit_types::Field],
+        recorded: Recorded,
+        logs: Vec<(tracing::Level, String)>,
+    ) {
+        let plan = Arc::new(Plan { recorded, logs });
+        self.plans.insert(hash, fields, Known::Plan(plan));
+        self.plan_counts.recorded();
+    }
+
     /// Calls `render` in `run`. A synchronous attempt that reaches an
     /// import that may wait ends there; the render is handed, as it was
-    /// expanded, to an instance on the async path, which replaces `run`.
+    /// expanded, to an instance on the async path (a recording one if
+    /// `recording`), which replaces `run`. Returns the connector's answer
+    /// and the log lines it wrote.
     async fn call_render(
         &self,
         secrets: &ConnectorSecrets,
         run: &mut Warm,
         fields: &[wit_types::Field],
-    ) -> Result<RenderResult, RunError> {
+        recording: &Option<Recording>,
+    ) -> Result<(RenderResult, Vec<(tracing::Level, String)>), CallFailed> {
         if let Instance::Sync(instance) = &run.instance {
             let store = &mut run.store;
             store.data_mut().keyward.hold_effects();
@@ -617,28 +803,57 @@ impl LoadedConnector {
                     RenderPathCounters::count(&self.paths.rerun);
                     self.async_turns
                         .store(ASYNC_TURNS_AFTER_RERUN, Ordering::Relaxed);
-                    let mut rerun = self.start(secrets, false).await?;
+                    let rerun = match recording {
+                        Some(recording) => {
+                            self.instantiate(secrets.connector_id(), false, Some(recording.clone()))
+                                .await
+                        }
+                        None => self.start(secrets, false).await,
+                    };
+                    let mut rerun = rerun.map_err(CallFailed::Run)?;
                     let from = &mut run.store.data_mut().keyward;
                     from.hand_over_render(&mut rerun.store.data_mut().keyward);
                     // The attempted instance trapped: it is dropped.
                     *run = rerun;
                 }
+                Err(e) if not_plannable(&e) => {
+                    ctx.discard_effects();
+                    return Err(CallFailed::NotPlannable);
+                }
                 called => {
-                    ctx.release_effects();
+                    let logs = ctx.release_effects();
                     RenderPathCounters::count(&self.paths.sync);
-                    return called.map_err(|e| run_error(store, e));
+                    return match called {
+                        Ok(answer) => Ok((answer, logs)),
+                        Err(e) => Err(CallFailed::Run(run_error(store, e))),
+                    };
                 }
             }
         } else {
             RenderPathCounters::count(&self.paths.async_only);
         }
-        match &run.instance {
-            Instance::Async(instance) => (instance.call_render(&mut run.store, fields).await)
-                .map_err(|e| run_error(&run.store, e)),
-            Instance::Sync(_) => Err(RunError::Trap(Trap::new(
+        if recording.is_some() {
+            // Kept with the plan, or dropped if the render cannot be planned.
+            run.store.data_mut().keyward.hold_effects();
+        }
+        let Instance::Async(instance) = &run.instance else {
+            return Err(CallFailed::Run(RunError::Trap(Trap::new(
                 TrapKind::Host,
                 "a synchronous instance was handed a render to run again",
-            ))),
+            ))));
+        };
+        let called = instance.call_render(&mut run.store, fields).await;
+        let ctx = &mut run.store.data_mut().keyward;
+        match called {
+            Err(e) if not_plannable(&e) => {
+                ctx.discard_effects();
+                Err(CallFailed::NotPlannable)
+            }
+            Ok(answer) => Ok((answer, ctx.release_effects())),
+            Err(e) => {
+                ctx.release_effects();
+                Err(CallFailed::Run(run_error(&run.store, e)))
+            }
         }
     }
 
@@ -660,7 +875,7 @@ impl LoadedConnector {
                 warm.store.set_epoch_deadline(1);
                 Ok(warm)
             }
-            None => self.instantiate(secrets.connector_id(), sync).await,
+            None => self.instantiate(secrets.connector_id(), sync, None).await,
         }
     }
 
@@ -712,7 +927,7 @@ impl LoadedConnector {
         let count = count.min(self.limits.warm_instances);
         let sync = self.compiled.sync_pre.is_some();
         while self.warm.lock().unwrap_or_else(|p| p.into_inner()).len() < count {
-            let warm = self.instantiate("prewarm".into(), sync).await?;
+            let warm = self.instantiate("prewarm".into(), sync, None).await?;
             self.put_warm(warm);
         }
         Ok(self.warm.lock().unwrap_or_else(|p| p.into_inner()).len())
@@ -745,6 +960,14 @@ enum Instance {
 /// What the `render` export returns.
 type RenderResult = Result<Vec<wit_types::Output>, wit_types::RenderError>;
 
+/// How a call of `render` ended without the connector's answer.
+enum CallFailed {
+    /// A recording render called an import that rules a plan out.
+    NotPlannable,
+    /// It failed (a trap, or no instance could be had).
+    Run(RunError),
+}
+
 /// A connector's declaration as its `describe` returned it.
 pub(crate) fn connector_info(info: wit_types::ConnectorInfo) -> ConnectorInfo {
     ConnectorInfo {
@@ -764,6 +987,7 @@ pub(crate) fn connector_info(info: wit_types::ConnectorInfo) -> ConnectorInfo {
                 destination: f.destination.map(from_wit_part),
             })
             .collect(),
+        run_every_render: info.run_every_render,
     }
 }
 

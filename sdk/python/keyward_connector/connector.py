@@ -47,6 +47,12 @@ class ConnectorInfo:
     version: str
     description: str
     fields: list[Field] = dataclass_field(default_factory=list)
+    #: Run on every render, with the real clocks and random. By default the
+    #: host keeps the outputs of a configuration's first render as a render
+    #: plan and evaluates it with the current secrets from then on, without
+    #: running the connector; a recorded render sees a fixed clock and a
+    #: random stream seeded from its configuration.
+    run_every_render: bool = False
 
 
 class RenderError(Exception):

@@ -94,6 +94,7 @@ def export(connector: type[Connector]):
                     )
                     for f in info.fields
                 ],
+                run_every_render=info.run_every_render,
             )
 
         def render(self, fields):

@@ -37,6 +37,14 @@ export interface ConnectorInfo {
   version: string;
   description: string;
   fields: Field[];
+  /**
+   * Run on every render, with the real clocks and random. By default the host
+   * keeps the outputs of a configuration's first render as a render plan and
+   * evaluates it with the current secrets from then on, without running the
+   * connector; a recorded render sees a fixed clock and a random stream seeded
+   * from its configuration.
+   */
+  runEveryRender?: boolean;
 }
 
 /** A render failed because of the author's input; never holds a value. */

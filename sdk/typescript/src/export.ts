@@ -47,6 +47,7 @@ export function exportsFor(connector: Connector) {
           secretReference: f.secretReference ?? false,
           destination: f.destination,
         })),
+        runEveryRender: info.runEveryRender ?? false,
       };
     },
     render(fields: Array<{ name: string; value: WitPiece[] }>) {
