@@ -125,6 +125,14 @@ impl ConnectorPolicy {
         }
     }
 
+    /// Whether the operator trusts the connector to reveal anything. Such a
+    /// connector's renders are never planned: what it revealed may live in
+    /// its warm instance's state, and its answers need not be a function of
+    /// its configuration.
+    pub fn grants_any_reveal(&self) -> bool {
+        !self.reveal.is_empty()
+    }
+
     /// Whether the connector may reveal what `request` names: allowed,
     /// and granted reveal, on every reading. Audits nothing.
     pub fn may_reveal(&self, request: &SecretRequest) -> bool {

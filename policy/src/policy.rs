@@ -234,6 +234,11 @@ impl Allowlist {
         })
     }
 
+    /// Whether no rule is listed (the list allows nothing).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// Allowed: the rule that allowed it. Denied: the most specific reason.
     pub fn check(&self, reference: &CanonicalRef) -> Result<&Rule, Denial> {
         let Some(relative) = reference.relative.as_deref() else {

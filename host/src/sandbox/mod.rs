@@ -615,7 +615,9 @@ impl LoadedConnector {
         fields: &[(String, String)],
     ) -> Result<Vec<RenderedValue>, RunError> {
         let prepared = self.prepare(fields).await?;
-        let planned = self.plans.enabled() && !self.info().await?.run_every_render;
+        let planned = self.plans.enabled()
+            && !self.info().await?.run_every_render
+            && !secrets.policy().grants_any_reveal();
         // The host's work first, in a ctx of no instance: a planned render
         // needs none.
         let mut ctx = KeywardCtx::new(secrets.connector_id(), self.limits.clone());
