@@ -4,8 +4,11 @@
 //! string building. All caches are warm; no upstream call is timed.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use keyward_benches::{
-    Fixture, fields, keyward_render, peer_render, peer_render_wide, wide_template,
+    Fixture, fields, keyward_render, keyward_render_by, peer_render, peer_render_wide,
+    wide_template,
 };
 use keyward_host::SecretRequest;
 
@@ -23,6 +26,10 @@ fn warm_render(c: &mut Criterion) {
         let expected = peer_render(&peer).await;
         assert_eq!(keyward_render(&warm, &fields).await, expected);
         assert_eq!(keyward_render(&fresh, &fields).await, expected);
+        for host in [&warm, &fresh] {
+            let unplanned = keyward_render_by(host, "echo-unplanned", &fields).await;
+            assert_eq!(unplanned, expected);
+        }
         let rendered = audited
             .render_fields("echo-audited", &fields)
             .await
@@ -40,12 +47,33 @@ fn warm_render(c: &mut Criterion) {
     let upstream_before = fixture.proxy.total();
 
     let mut group = c.benchmark_group("warm_render");
-    group.bench_function("keyward_warm_instance", |b| {
+    // The planned render (the connector does not run), and the same
+    // connector run on every render, side by side.
+    group.bench_function("keyward_planned", |b| {
         b.to_async(&runtime).iter(|| keyward_render(&warm, &fields))
+    });
+    group.bench_function("keyward_warm_instance", |b| {
+        b.to_async(&runtime)
+            .iter(|| keyward_render_by(&warm, "echo-unplanned", &fields))
     });
     group.bench_function("keyward_fresh_instance", |b| {
         b.to_async(&runtime)
-            .iter(|| keyward_render(&fresh, &fields))
+            .iter(|| keyward_render_by(&fresh, "echo-unplanned", &fields))
+    });
+    // A plan miss: each render is of a configuration not seen before (a
+    // plain field changes), so the connector runs on a fresh instance with
+    // deterministic WASI and its answer is recorded.
+    let configuration = AtomicU64::new(0);
+    let new_configurations = &fresh;
+    group.bench_function("keyward_plan_miss", |b| {
+        b.to_async(&runtime).iter(|| {
+            let n = configuration.fetch_add(1, Ordering::Relaxed);
+            let fields = vec![
+                ("a".to_string(), keyward_benches::TEMPLATE.to_string()),
+                ("b".to_string(), n.to_string()),
+            ];
+            async move { keyward_render(new_configurations, &fields).await }
+        })
     });
     let no_secrets = vec![(
         "a".to_string(),
@@ -53,7 +81,7 @@ fn warm_render(c: &mut Criterion) {
     )];
     group.bench_function("keyward_warm_instance_no_secrets", |b| {
         b.to_async(&runtime)
-            .iter(|| keyward_render(&warm, &no_secrets))
+            .iter(|| keyward_render_by(&warm, "echo-unplanned", &no_secrets))
     });
     let requests: Vec<SecretRequest> = ["user", "password", "host"]
         .into_iter()

@@ -42,7 +42,7 @@ const AUDITED: &str = r#"
 file = "audit.jsonl"
 
 [connectors.echo-audited]
-component = "{ECHO}"
+component = "{ECHO_PLANNED}"
 egress = ["db.internal.example:5432"]
 allow = ["user", "password", "host"]
 "#;
@@ -66,7 +66,16 @@ pooled_instances = 1100
 render_timeout_ms = 1000
 compile_cache = "{CACHE}"
 
+# Planned: after its first render of a configuration, the connector does
+# not run again for it.
 [connectors.echo]
+component = "{ECHO_PLANNED}"
+egress = ["db.internal.example:5432"]
+allow = ["**"]
+
+# The same connector, declaring `run_every_render`: every render crosses
+# into the sandbox, as every render did before plans.
+[connectors.echo-unplanned]
 component = "{ECHO}"
 egress = ["db.internal.example:5432"]
 allow = ["**"]
@@ -192,9 +201,22 @@ impl Fixture {
     }
 }
 
-/// One keyward render of [`TEMPLATE`].
+/// One keyward render of `fields` by the planned echo connector.
 pub async fn keyward_render(keyward: &Keyward, fields: &[(String, String)]) -> String {
-    let rendered = keyward.render_fields("echo", fields).await.expect("render");
+    keyward_render_by(keyward, "echo", fields).await
+}
+
+/// One keyward render of `fields` by `connector` (`echo`, planned, or
+/// `echo-unplanned`), its output `a`.
+pub async fn keyward_render_by(
+    keyward: &Keyward,
+    connector: &str,
+    fields: &[(String, String)],
+) -> String {
+    let rendered = keyward
+        .render_fields(connector, fields)
+        .await
+        .expect("render");
     rendered.get("a").expect("output").to_string()
 }
 

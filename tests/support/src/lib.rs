@@ -61,12 +61,13 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Writes `secrets` (a JSON object) and `config` (TOML; `{ECHO}` and
-    /// `{POSTGRES}` are replaced by component paths).
+    /// Writes `secrets` (a JSON object) and `config` (TOML; `{ECHO}`,
+    /// `{ECHO_PLANNED}`, `{POSTGRES}` and the like are replaced by component paths).
     pub fn new(config: &str, secrets: &serde_json::Value) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = config
             .replace("{ECHO}", artifacts::ECHO)
+            .replace("{ECHO_PLANNED}", artifacts::ECHO_PLANNED)
             .replace("{HOSTILE}", artifacts::HOSTILE)
             .replace("{HOSTILE_PY}", artifacts::HOSTILE_PY)
             .replace("{REDIS_PY}", artifacts::REDIS_PY)

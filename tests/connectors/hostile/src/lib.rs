@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use keyward_guest::{
     Connector, ConnectorInfo, Field, Fields, Level, Output, RenderError, Text, compose, invalidate,
@@ -12,6 +13,9 @@ use keyward_guest::{
 };
 
 struct Hostile;
+
+/// Renders done by this instance (mode `global-count`).
+static RENDERS: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     /// What a render kept for the next one in a warm instance: a sealed
@@ -148,6 +152,10 @@ impl Connector for Hostile {
             "forge-output" => {
                 return Ok(vec![Output::credential("result\n\u{1b}[31mfake", "x")]);
             }
+            "log" => {
+                log(Level::Warn, "hostile logs one line per render");
+                "logged".into()
+            }
             "log-flood" => {
                 for i in 0..100_000 {
                     log(Level::Info, &format!("hostile log line {i}"));
@@ -192,6 +200,32 @@ impl Connector for Hostile {
                 "stashed".into()
             }
             "unstash" => STASH.with(|s| s.borrow().1.clone()),
+            // What a planned render must make a function of its
+            // configuration: the clocks, random, a global's state and the
+            // handles' numbers.
+            "clock" => {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default();
+                let started = std::time::Instant::now();
+                format!("wall {wall} elapsed {}", started.elapsed().as_nanos())
+            }
+            "random-bytes" => wasip2::random::random::get_random_bytes(16)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            "global-count" => {
+                let renders = RENDERS.fetch_add(1, Ordering::Relaxed) + 1;
+                format!("render {renders} of this instance")
+            }
+            "handle-number" => {
+                let handle = fields.get("secret").and_then(Text::__handle);
+                return Ok(vec![
+                    Output::credential("result", format!("handle {handle:?}")),
+                    Output::secret("secret", Text::__from_handle(handle.unwrap_or_default())),
+                ]);
+            }
             "unstash-handle" => {
                 let handle = STASH.with(|s| s.borrow().0).unwrap_or_default();
                 return Ok(vec![Output::credential(
