@@ -337,8 +337,12 @@ async fn a_connector_that_lists_invalidates_or_reveals_is_not_planned() {
     for mode in ["list", "invalidate-probe"] {
         let (mut expected, mut got) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            expected.push(shape(&hostile(&unplanned, "hostile", mode).await.expect(mode)));
-            got.push(shape(&hostile(&planned, "hostile", mode).await.expect(mode)));
+            expected.push(shape(
+                &hostile(&unplanned, "hostile", mode).await.expect(mode),
+            ));
+            got.push(shape(
+                &hostile(&planned, "hostile", mode).await.expect(mode),
+            ));
         }
         assert_eq!(got, expected, "{mode}");
     }
