@@ -18,8 +18,11 @@ if [ ! -x "$AGENT" ]; then
 fi
 echo "==> building keyward (release) and the echo connector"
 cargo build --quiet --release -p keyward-cli
-build_connectors -p echo-connector
+build_connectors -p echo-connector -p echo-planned-connector
+# The same connector twice: `echo-planned` (its renders planned: after the
+# first, host work only) and `echo` (it opts out: runs every render).
 ECHO_WASM="$ROOT/target/connectors/wasm32-wasip2/connector/echo_connector.wasm"
+PLANNED_WASM="$ROOT/target/connectors/wasm32-wasip2/connector/echo_planned_connector.wasm"
 
 DURATION="${BENCH_SECONDS:-10}"
 SOAK="${SOAK_SECONDS:-120}"
@@ -68,6 +71,13 @@ allow = ["user", "password", "host"]
 egress = ["db.internal:5432"]
 [connectors.echo.config]
 a = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders"
+
+[connectors.planned]
+component = "$PLANNED_WASM"
+allow = ["user", "password", "host"]
+egress = ["db.internal:5432"]
+[connectors.planned.config]
+a = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders"
 TOML
 KEYWARD_TOKEN="$TOKEN" "$ROOT/target/release/keyward" serve --config "$WORK/keyward.toml" > "$WORK/keyward.out" 2>&1 &
 KW_PID=$!
@@ -91,9 +101,12 @@ LUA
 cat > "$WORK/agent.lua" <<LUA
 wrk.headers["X-Aws-Parameters-Secrets-Token"] = "$TOKEN"
 LUA
-KW_URL="http://127.0.0.1:$KW_PORT/v1/connectors/echo/render"
+KW_URL="http://127.0.0.1:$KW_PORT/v1/connectors/planned/render"
+UNPLANNED_URL="http://127.0.0.1:$KW_PORT/v1/connectors/echo/render"
 AGENT_URL="http://127.0.0.1:$AGENT_PORT/secretsmanager/get?secretId=bench/password"
-curl -sf -X POST -H "X-Keyward-Token: $TOKEN" "$KW_URL" >/dev/null || { echo "keyward serve does not render"; cat "$WORK/keyward.out"; exit 1; }
+for url in "$KW_URL" "$UNPLANNED_URL"; do
+    curl -sf -X POST -H "X-Keyward-Token: $TOKEN" "$url" >/dev/null || { echo "keyward serve does not render $url"; cat "$WORK/keyward.out"; exit 1; }
+done
 curl -sf -H "X-Aws-Parameters-Secrets-Token: $TOKEN" "$AGENT_URL" >/dev/null || { echo "the Agent does not answer"; exit 1; }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -119,6 +132,7 @@ for round in 1 2; do
     run_wrk "$KW_URL" "$WORK/render.lua" "$KW_PID" > "$WORK/kw$round.txt"
     run_wrk "$AGENT_URL" "$WORK/agent.lua" "$AGENT_PID" > "$WORK/agent$round.txt"
 done
+run_wrk "$UNPLANNED_URL" "$WORK/render.lua" "$KW_PID" > "$WORK/unplanned.txt"
 # keyward's HTTP layer alone (no token, no render): what the render adds is the difference.
 run_wrk "http://127.0.0.1:$KW_PORT/healthz" "" "$KW_PID" > "$WORK/health.txt"
 best() { for f in "$@"; do echo "$(rps "$f") $f"; done | sort -n | tail -1 | cut -d' ' -f2; }
@@ -128,6 +142,8 @@ KW_RPS=$(rps "$KW"); AG_RPS=$(rps "$AG")
 RATIO=$(awk -v a="$KW_RPS" -v b="$AG_RPS" 'BEGIN {printf "%.2f", a / b}')
 METRICS=$(curl -s -H "X-Keyward-Token: $TOKEN" "http://127.0.0.1:$KW_PORT/metrics")
 CALLS=$(echo "$METRICS" | awk '/^keyward_renders_total/ {s += $2} END {print s}')
+PLAN_HITS=$(echo "$METRICS" | awk '/^keyward_render_plans_total\{outcome="hit"/ {s += $2} END {print s + 0}')
+PLAN_RECORDED=$(echo "$METRICS" | awk '/^keyward_render_plans_total\{outcome="recorded"/ {s += $2} END {print s + 0}')
 UPSTREAM=$(echo "$METRICS" | awk '/^keyward_upstream_calls_total\{operation="fetch/ {s += $2} END {print s + 0}')
 
 echo "==> soak: keyward serve under wrk for ${SOAK}s"
@@ -143,10 +159,12 @@ echo "(wrk -t2 -c32, keep-alive, loopback; ${DURATION} s runs alternating twice,
 echo
 echo "| | requests/s | p50 | p99 | server CPU per request |"
 echo "|---|---|---|---|---|"
-echo "| keyward serve: sandboxed render of the 3-secret template (POST /v1/connectors/echo/render) | $KW_RPS | $(field "$KW" 50%) | $(field "$KW" 99%) | $(field "$KW" cpu_us) µs |"
+echo "| keyward serve: planned render of the 3-secret template (POST /v1/connectors/planned/render) | $KW_RPS | $(field "$KW" 50%) | $(field "$KW" 99%) | $(field "$KW" cpu_us) µs |"
 echo "| Agent $AGENT_VERSION: one cached secret (GET /secretsmanager/get) | $AG_RPS | $(field "$AG" 50%) | $(field "$AG" 99%) | $(field "$AG" cpu_us) µs |"
-echo "| ratio keyward / Agent | $RATIO× | | | |"
+echo "| ratio keyward planned / Agent | $RATIO× | | | |"
+echo "| keyward serve: the same render, connector run every time (POST /v1/connectors/echo/render, warm instance) | $(rps "$WORK/unplanned.txt") | $(field "$WORK/unplanned.txt" 50%) | $(field "$WORK/unplanned.txt" 99%) | $(field "$WORK/unplanned.txt" cpu_us) µs |"
 echo "| keyward serve: GET /healthz (its HTTP layer alone) | $(rps "$WORK/health.txt") | $(field "$WORK/health.txt" 50%) | $(field "$WORK/health.txt" 99%) | $(field "$WORK/health.txt" cpu_us) µs |"
+echo "| ratio keyward planned render / GET /healthz | $(awk -v a="$KW_RPS" -v b="$(rps "$WORK/health.txt")" 'BEGIN {printf "%.2f", a / b}')× | | | |"
 ADDS=$(awk -v a="$(field "$KW" cpu_us)" -v b="$(field "$WORK/health.txt" cpu_us)" 'BEGIN {printf "%.1f", a - b}')
 echo
 echo "Where the time goes: keyward's HTTP layer costs about what the Agent's whole request does;"
@@ -158,5 +176,5 @@ echo "the rest spread over the wasmtime call, the cache, the audit count and the
 echo "the fiber of an async store is about 0.16 µs (host/examples/sync_call.rs)."
 echo
 echo "Soak: ${SOAK} s at $(rps "$WORK/soak.txt") requests/s; keyward's resident memory $((RSS_START / 1024)) MiB at start, $((RSS_END / 1024)) MiB at end."
-echo "Renders in the wrk runs: $CALLS; secret reads that reached Secrets Manager for them: $UPSTREAM (3 secrets, TTL 300 s)."
+echo "Renders in the wrk runs: $CALLS, of which served by a plan: $PLAN_HITS (plans recorded: $PLAN_RECORDED); secret reads that reached Secrets Manager for them: $UPSTREAM (3 secrets, TTL 300 s)."
 } | tee "$ROOT/benches/SERVE.md"
