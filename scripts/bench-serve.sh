@@ -168,12 +168,12 @@ echo "| ratio keyward planned render / GET /healthz | $(awk -v a="$KW_RPS" -v b=
 ADDS=$(awk -v a="$(field "$KW" cpu_us)" -v b="$(field "$WORK/health.txt" cpu_us)" 'BEGIN {printf "%.1f", a - b}')
 echo
 echo "Where the time goes: keyward's HTTP layer costs about what the Agent's whole request does;"
-echo "the render adds ${ADDS} µs of server CPU per request over \`/healthz\` (policy, cache, the"
-echo "sandboxed call, JSON), on two cores shared with wrk, so the render path, not the service around"
-echo "it, sets the ratio. \`perf record\` of the server under this load shows no single hot spot: about"
-echo "half kernel (loopback TCP writes, and reschedule IPIs as wrk and the server share two cores),"
-echo "the rest spread over the wasmtime call, the cache, the audit count and the JSON. Of the call,"
-echo "the fiber of an async store is about 0.16 µs (host/examples/sync_call.rs)."
+echo "the planned render adds ${ADDS} µs of server CPU per request over \`/healthz\` (token, policy,"
+echo "cache, sealing, the egress check, JSON; the connector does not run: render plans), on two"
+echo "cores shared with wrk. The render run every time adds the sandbox crossing on top (the"
+echo "warm-instance row). About half of the server's CPU is kernel (loopback TCP writes, and"
+echo "reschedule IPIs as wrk and the server share two cores); \`benches/PROFILE.md\` shows where a"
+echo "planned render's own time goes."
 echo
 echo "Soak: ${SOAK} s at $(rps "$WORK/soak.txt") requests/s; keyward's resident memory $((RSS_START / 1024)) MiB at start, $((RSS_END / 1024)) MiB at end."
 echo "Renders in the wrk runs: $CALLS, of which served by a plan: $PLAN_HITS (plans recorded: $PLAN_RECORDED); secret reads that reached Secrets Manager for them: $UPSTREAM (3 secrets, TTL 300 s)."

@@ -328,28 +328,29 @@ Notes:
   up to a third; read the ratios, which come from side-by-side runs in one process.
   Criterion medians for rows 1 to 2 (`cargo bench -p keyward-benches --bench render`);
   row 3 is the median of alternating 1 s rounds; rows 4 to 7 are one-shot.
-- Row 1 misses its target. A warm render is one sandbox crossing, the render export,
-  now called synchronously (no fiber; `host/src/sandbox/sync_path.rs`): the host
-  resolves every reference and expands the fields into plain and sealed pieces before
-  it and evaluates the connector's compositions after it, so the connector never holds
-  a value. Row 1b is that floor with no secrets. Row 1c is the policy work the peer
-  does not do (canonical name, allowlist, audit count, cache, JSON path). The peer is
-  three hash-map lookups in the caller's own process, which is exactly what a sandbox
-  for third-party code cannot be. `benches/PROFILE.md` shows where the rest goes: the
-  guest's own code and wasmtime's lifting and lowering of the fields and outputs take
-  about 1.9 µs, three times the peer's whole render, before any policy or cache work.
+- Rows 1, 1d, 1e and 3 are planned renders (render plans, the default): after a
+  configuration's first render the connector does not run; the host checks the policy,
+  reads the cache, seals the values and evaluates the recorded compositions, then checks
+  the outputs against the operator's destinations. Row 1a is the same connector opted
+  out (`run_every_render`), on a warm instance: the difference is the sandbox crossing.
+  Row 1 still misses its target: `benches/PROFILE.md` shows the floor, the work the peer
+  never does (policy, sealing, zeroing and the egress check, row 1g alone 1.30 µs, more
+  than the peer's whole render), none of which a plan may skip, since a rotation, a
+  revoked grant or a changed `egress` must take effect on the next render.
 - Row 1d is row 1 with what a production policy adds: an allowlist naming each secret
   instead of `**`, and one JSON audit record appended to a file per read (one write
-  each). Rows 1e and 1f show the cost per secret: keyward's is the policy decision,
+  each); it misses its target (2.0×): the three records are serialized and written one
+  by one, each a `write` system call, and are not yet batched into one write. Rows 1e and 1f show the cost per secret: keyward's is the policy decision,
   the cache read, sealing, and one more sealed and plain piece across the sandbox.
-- Row 2 (target 10 µs): a new store and an instance from wasmtime's pooling allocator
-  (copy-on-write images, slots reset in place with Linux's PAGEMAP_SCAN; about 40 µs
-  before that), instantiated synchronously (no fiber stack), then the guest's first
-  render in the instance (its allocator warming up) and the store's teardown.
+- Row 2 (the connector run every time): a new store and an instance from wasmtime's
+  pooling allocator (copy-on-write images, slots reset in place with Linux's
+  PAGEMAP_SCAN), instantiated synchronously, the guest's first render, the teardown.
+- Row 2b misses its target (10 µs): a plan miss is row 2 plus what recording adds, a
+  store with deterministic WASI (its own clocks and random source), the
+  fields hashed for the plan's key and the plan kept; it is paid once per configuration.
 - Row 3 misses its target: it is row 1 on two cores (minus the load generator).
-- Row 2 and row 3 use the synchronous path too; a render whose connector calls an
-  import that may wait (`list`, `invalidate`, any WASI call) is run again on the async
-  path, which `tests/sync_path.rs` covers.
+- A render whose connector calls an import that may wait (`list`, `invalidate`, any
+  WASI call) runs again on the async path, which `tests/sync_path.rs` covers.
 - Row 4: keyward coalesces concurrent misses into one upstream call; the peer makes one
   call per waiter.
 - Row 5 meets its target: a running host loads a precompiled component from the disk

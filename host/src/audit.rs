@@ -202,27 +202,38 @@ impl AuditLog {
     /// Writes one record. A failure to write is logged, never fatal and
     /// never silent.
     pub fn write(&self, record: &AuditRecord) {
-        if !self.is_active() {
+        self.write_all(std::slice::from_ref(record));
+    }
+
+    /// Writes records (a render's reads) as lines of one write: an
+    /// append-mode write is placed whole, so lines from several hosts never
+    /// interleave, and a render costs one system call, not one per read.
+    pub fn write_all(&self, records: &[AuditRecord]) {
+        if records.is_empty() || !self.is_active() {
             return;
         }
-        let mut record = record.clone();
-        record.time = rfc3339(record.at);
-        let mut json = match serde_json::to_string(&record) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
-                return;
+        let mut lines = String::new();
+        for record in records {
+            let mut record = record.clone();
+            record.time = rfc3339(record.at);
+            let json = match serde_json::to_string(&record) {
+                Ok(json) => json,
+                Err(e) => {
+                    tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
+                    continue;
+                }
+            };
+            if self.to_tracing {
+                tracing::info!(target: "keyward::audit", "{json}");
             }
-        };
-        if self.to_tracing {
-            tracing::info!(target: "keyward::audit", "{json}");
+            lines.push_str(&json);
+            lines.push('\n');
         }
-        if let Some((path, file)) = &self.file {
-            // One write of the whole line: an append-mode write is placed
-            // whole, so lines from several hosts never interleave.
-            json.push('\n');
+        if let Some((path, file)) = &self.file
+            && !lines.is_empty()
+        {
             let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = file.write_all(json.as_bytes()) {
+            if let Err(e) = file.write_all(lines.as_bytes()) {
                 tracing::error!(target: "keyward::audit", "cannot write the audit log {}: {e}", path.display());
             }
         }

@@ -154,7 +154,7 @@ pub struct ConnectorSecrets {
     fetch_limit: Arc<TokenBucket>,
     invalidate_interval: Duration,
     last_invalidated: Arc<Mutex<HashMap<SecretName, Instant>>>,
-    decisions: Arc<Mutex<HashMap<SecretRequest, Allowed>>>,
+    decisions: Arc<Mutex<HashMap<SecretRequest, Allowed, foldhash::fast::RandomState>>>,
 }
 
 /// One policy reading of a reference that the allowlist allows.
@@ -384,7 +384,9 @@ impl ConnectorSecrets {
         let latency_us =
             started.map(|at| u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX));
 
-        requests
+        // The render's read records, written together in one write.
+        let mut batch = Vec::new();
+        let resolved = requests
             .iter()
             .zip(checked)
             .zip(use_literal)
@@ -410,10 +412,15 @@ impl ConnectorSecrets {
                         detail: "no result".into(),
                     }),
                 };
-                self.write(budget, &record);
+                self.audit.count(&record.decision);
+                if self.audit.is_active() && budget.admit(&record.decision) {
+                    batch.push(record);
+                }
                 result
             })
-            .collect()
+            .collect();
+        self.audit.write_all(&batch);
+        resolved
     }
 
     /// Reads distinct keys through the cache, within the connector's

@@ -66,7 +66,8 @@ const MEMORIES_PER_SLOT: u32 = 2;
 const TABLES_PER_SLOT: u32 = 16;
 
 /// Prepared fields by the (field, template) pairs they were prepared from.
-type PreparedByFields = Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>>>;
+type PreparedByFields =
+    Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>, foldhash::fast::RandomState>>;
 
 /// Prepared field sets kept per connector (a platform renders the same
 /// few again and again); past it, the cache starts over.

@@ -15,7 +15,7 @@
 //! `sandbox.render_plans` of them, the least recently used dropped first.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -138,8 +138,9 @@ struct Entry {
 /// A connector's plans by key, bounded, least recently used dropped first.
 pub(crate) struct Plans {
     capacity: usize,
-    /// Keyed: a key holds text a platform's caller may have chosen.
-    hasher: RandomState,
+    /// Keyed (seeded per process): a key holds text a platform's caller
+    /// may have chosen.
+    hasher: foldhash::fast::RandomState,
     inner: Mutex<Inner>,
 }
 
@@ -192,7 +193,7 @@ impl Plans {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
             inner: Mutex::default(),
         }
     }
