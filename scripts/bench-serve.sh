@@ -64,21 +64,21 @@ pooled_instances = 128
 listen = "127.0.0.1:$KW_PORT"
 max_connections = 1024
 max_renders_per_connector = 1024
+TOML
+# One connector table: id $1, component $2, the 3-secret template.
+connector_table() {
+    cat <<TOML
 
-[connectors.echo]
-component = "$ECHO_WASM"
+[connectors.$1]
+component = "$2"
 allow = ["user", "password", "host"]
 egress = ["db.internal:5432"]
-[connectors.echo.config]
-a = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders"
-
-[connectors.planned]
-component = "$PLANNED_WASM"
-allow = ["user", "password", "host"]
-egress = ["db.internal:5432"]
-[connectors.planned.config]
+[connectors.$1.config]
 a = "postgresql://{{ secrets.user }}:{{ secrets.password | urlencode }}@{{ secrets.host }}:5432/orders"
 TOML
+}
+connector_table echo "$ECHO_WASM" >> "$WORK/keyward.toml"
+connector_table planned "$PLANNED_WASM" >> "$WORK/keyward.toml"
 KEYWARD_TOKEN="$TOKEN" "$ROOT/target/release/keyward" serve --config "$WORK/keyward.toml" > "$WORK/keyward.out" 2>&1 &
 KW_PID=$!
 for _ in $(seq 100); do grep -q ready "$WORK/keyward.out" && break; sleep 0.1; done
@@ -139,7 +139,8 @@ best() { for f in "$@"; do echo "$(rps "$f") $f"; done | sort -n | tail -1 | cut
 KW=$(best "$WORK/kw1.txt" "$WORK/kw2.txt")
 AG=$(best "$WORK/agent1.txt" "$WORK/agent2.txt")
 KW_RPS=$(rps "$KW"); AG_RPS=$(rps "$AG")
-RATIO=$(awk -v a="$KW_RPS" -v b="$AG_RPS" 'BEGIN {printf "%.2f", a / b}')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+RATIO=$(ratio "$KW_RPS" "$AG_RPS")
 METRICS=$(curl -s -H "X-Keyward-Token: $TOKEN" "http://127.0.0.1:$KW_PORT/metrics")
 CALLS=$(echo "$METRICS" | awk '/^keyward_renders_total/ {s += $2} END {print s}')
 PLAN_HITS=$(echo "$METRICS" | awk '/^keyward_render_plans_total\{outcome="hit"/ {s += $2} END {print s + 0}')
@@ -164,7 +165,7 @@ echo "| Agent $AGENT_VERSION: one cached secret (GET /secretsmanager/get) | $AG_
 echo "| ratio keyward planned / Agent | $RATIO× | | | |"
 echo "| keyward serve: the same render, connector run every time (POST /v1/connectors/echo/render, warm instance) | $(rps "$WORK/unplanned.txt") | $(field "$WORK/unplanned.txt" 50%) | $(field "$WORK/unplanned.txt" 99%) | $(field "$WORK/unplanned.txt" cpu_us) µs |"
 echo "| keyward serve: GET /healthz (its HTTP layer alone) | $(rps "$WORK/health.txt") | $(field "$WORK/health.txt" 50%) | $(field "$WORK/health.txt" 99%) | $(field "$WORK/health.txt" cpu_us) µs |"
-echo "| ratio keyward planned render / GET /healthz | $(awk -v a="$KW_RPS" -v b="$(rps "$WORK/health.txt")" 'BEGIN {printf "%.2f", a / b}')× | | | |"
+echo "| ratio keyward planned render / GET /healthz | $(ratio "$KW_RPS" "$(rps "$WORK/health.txt")")× | | | |"
 ADDS=$(awk -v a="$(field "$KW" cpu_us)" -v b="$(field "$WORK/health.txt" cpu_us)" 'BEGIN {printf "%.1f", a - b}')
 echo
 echo "Where the time goes: keyward's HTTP layer costs about what the Agent's whole request does;"

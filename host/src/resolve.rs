@@ -284,10 +284,16 @@ impl ConnectorSecrets {
 
     /// Writes a record, or counts it if the render has written its share.
     fn write(&self, budget: &mut RenderBudget, record: &AuditRecord) {
-        self.audit.count(&record.decision);
-        if self.audit.is_active() && budget.admit(&record.decision) {
+        if self.admit(budget, &record.decision) {
             self.audit.write(record);
         }
+    }
+
+    /// Counts a decision and says whether its record is to be written
+    /// (a sink is active and the render has not written its share).
+    fn admit(&self, budget: &mut RenderBudget, decision: &Decision) -> bool {
+        self.audit.count(decision);
+        self.audit.is_active() && budget.admit(decision)
     }
 
     /// Ends a render: one record counting what was not written one by one.
@@ -412,8 +418,7 @@ impl ConnectorSecrets {
                         detail: "no result".into(),
                     }),
                 };
-                self.audit.count(&record.decision);
-                if self.audit.is_active() && budget.admit(&record.decision) {
+                if self.admit(budget, &record.decision) {
                     batch.push(record);
                 }
                 result
