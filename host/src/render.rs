@@ -36,6 +36,9 @@ pub struct PreparedFields {
     requests: Vec<SecretRequest>,
     /// The connector's destination fields, in declaration order.
     destinations: Vec<(String, DestinationPart)>,
+    /// The hash of the render plan's key when every value is sealed: the
+    /// key is then the prepared fields' alone, so it is hashed once.
+    plan_key: std::sync::OnceLock<u64>,
 }
 
 impl PreparedFields {
@@ -62,7 +65,15 @@ impl PreparedFields {
             plan,
             requests,
             destinations,
+            plan_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The hash of the plan key of a render of these fields in which every
+    /// value was sealed (its plain pieces are the literals alone), computed
+    /// by `hash` the first time.
+    pub(crate) fn sealed_plan_key(&self, hash: impl FnOnce() -> u64) -> u64 {
+        *self.plan_key.get_or_init(hash)
     }
 
     /// The connector's destination fields and the part each names.

@@ -75,6 +75,9 @@ pub struct KeywardCtx {
     /// The render is being recorded as a plan: an import with an effect or
     /// an answer from outside ends it with [`NotPlannable`].
     recording: bool,
+    /// Whether the last expansion sealed every value (none was public):
+    /// its fields' shape is then the prepared fields' alone.
+    all_sealed: bool,
 }
 
 /// Why a recording render ended: the connector called an import whose
@@ -172,6 +175,7 @@ impl KeywardCtx {
             limiter: GuestLimiter::new(&limits),
             limits,
             recording: false,
+            all_sealed: false,
         }
     }
 
@@ -291,6 +295,11 @@ impl KeywardCtx {
         self.prepared = None;
         self.pins = Pins::default();
         self.sealed.clear();
+    }
+
+    /// Whether the last expansion sealed every value it placed.
+    pub(crate) fn all_sealed(&self) -> bool {
+        self.all_sealed
     }
 
     /// The bounds of a render.
@@ -430,12 +439,16 @@ impl KeywardCtx {
             _ => Default::default(),
         };
         let mut fields = Vec::with_capacity(expanded.len());
+        self.all_sealed = true;
         for field in expanded {
             let mut pieces: Vec<wit_types::Text> = Vec::with_capacity(field.parts.len());
             for part in field.parts {
                 let (text, sealed_as) = match part {
                     Part::Literal(text) => (text, None),
-                    Part::Value { text, tag } if grants(tag).public => (text, None),
+                    Part::Value { text, tag } if grants(tag).public => {
+                        self.all_sealed = false;
+                        (text, None)
+                    }
                     Part::Value { text, tag } => (text, Some(tag)),
                 };
                 match (sealed_as, pieces.last_mut()) {

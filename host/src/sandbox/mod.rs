@@ -623,7 +623,7 @@ impl LoadedConnector {
         // needs none.
         let mut ctx = KeywardCtx::new(secrets.connector_id(), self.limits.clone());
         ctx.begin_render(secrets.clone());
-        let expanded = match ctx.expand(prepared).await {
+        let expanded = match ctx.expand(prepared.clone()).await {
             Ok(Ok(expanded)) => Ok(expanded),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(RunError::Trap(classify(&e, &ctx))),
@@ -640,7 +640,13 @@ impl LoadedConnector {
             self.plan_counts.skipped();
             return self.run_expanded(&secrets, ctx, fields, None).await;
         }
-        let hash = self.plans.hash(&fields);
+        // With every value sealed, the key is the prepared fields' own:
+        // hashed once per field set, not per render.
+        let hash = if ctx.all_sealed() {
+            prepared.sealed_plan_key(|| self.plans.hash(&fields))
+        } else {
+            self.plans.hash(&fields)
+        };
         match self.plans.get(hash, &fields) {
             Some(Known::Plan(plan)) => {
                 self.plan_counts.hit();
