@@ -268,6 +268,49 @@ async fn a_revoked_grant_refuses_the_next_planned_render_and_a_restored_one_hits
 }
 
 #[tokio::test]
+async fn a_changed_egress_refuses_the_next_planned_render_and_a_restored_one_passes() {
+    // The host field plain: the pins are the fields' own, kept with them,
+    // and the plan's last egress verdicts are kept by the pins' identity.
+    let plain = CONFIG.replace(r#"host = "{{ secrets.host }}""#, r#"host = "db.internal""#);
+    let s = Scratch::new(&plain.replace("{SANDBOX}", ""), &secrets(&password(1)));
+    let k = keyward(&s).await;
+    let before = shape(&k.render("orders-db").await.expect("render"));
+    assert_eq!(shape(&k.render("orders-db").await.expect("render")), before);
+    let elsewhere = plain.replace(
+        "[connectors.orders-db]\n",
+        "[connectors.orders-db]\negress = [\"elsewhere.example:5432\"]\n",
+    );
+    assert_ne!(elsewhere, plain);
+    reload(&s, &k, &elsewhere).await;
+    let refused = k
+        .render("orders-db")
+        .await
+        .expect_err("the DSN's host is no longer a pin");
+    assert!(
+        matches!(
+            &refused,
+            Error::Run {
+                error: keyward_host::RunError::Egress(_),
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains(CANARY));
+    reload(&s, &k, &plain).await;
+    assert_eq!(shape(&k.render("orders-db").await.expect("render")), before);
+    assert_eq!(
+        plans(&k),
+        PlanCounts {
+            hit: 3,
+            recorded: 1,
+            skipped: 0
+        },
+        "every render after the first was served by the plan, refused or not"
+    );
+}
+
+#[tokio::test]
 async fn a_stale_value_is_served_through_a_plan_when_the_backend_fails() {
     let (s, k) = host_with("").await;
     let fresh = shape(&k.render("orders-db").await.expect("render"));

@@ -66,6 +66,24 @@ impl Decision {
         }
     }
 
+    /// The decision's detail, for the variants that carry one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Decision::Allowed(d)
+            | Decision::Denied(d)
+            | Decision::Invalid(d)
+            | Decision::MissingKey(d)
+            | Decision::Unavailable(d)
+            | Decision::Revealed(d)
+            | Decision::Summarised(d)
+            | Decision::EgressRefused(d) => Some(d),
+            Decision::NotFound
+            | Decision::NotJson
+            | Decision::Invalidated
+            | Decision::RateLimited => None,
+        }
+    }
+
     /// A refusal: what a hostile connector can produce at will, so only a
     /// few per render are written one by one.
     pub fn is_refusal(&self) -> bool {
@@ -212,31 +230,87 @@ impl AuditLog {
         if records.is_empty() || !self.is_active() {
             return;
         }
-        let mut lines = String::new();
+        let mut lines = Vec::with_capacity(256 * records.len());
+        let mut stamp = Stamp::default();
         for record in records {
-            let mut record = record.clone();
-            record.time = rfc3339(record.at);
-            let json = match serde_json::to_string(&record) {
-                Ok(json) => json,
-                Err(e) => {
-                    tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
-                    continue;
-                }
+            let line = Line {
+                time: stamp.of(record.at),
+                record,
             };
+            let start = lines.len();
+            if let Err(e) = serde_json::to_writer(&mut lines, &line) {
+                lines.truncate(start);
+                tracing::error!(target: "keyward::audit", "cannot serialize an audit record: {e}");
+                continue;
+            }
             if self.to_tracing {
+                // serde_json writes UTF-8.
+                let json = std::str::from_utf8(&lines[start..]).unwrap_or_default();
                 tracing::info!(target: "keyward::audit", "{json}");
             }
-            lines.push_str(&json);
-            lines.push('\n');
+            lines.push(b'\n');
         }
         if let Some((path, file)) = &self.file
             && !lines.is_empty()
         {
             let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = file.write_all(lines.as_bytes()) {
+            if let Err(e) = file.write_all(&lines) {
                 tracing::error!(target: "keyward::audit", "cannot write the audit log {}: {e}", path.display());
             }
         }
+    }
+}
+
+/// A record as its JSON line: the time written out, the decision and its
+/// detail inline (as `AuditRecord`'s derived form, which `flatten` makes
+/// slow: it buffers the decision), borrowed, not cloned.
+struct Line<'a> {
+    time: &'a str,
+    record: &'a AuditRecord,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.record;
+        let detail = r.decision.detail();
+        let mut map = serializer.serialize_map(Some(11 + usize::from(detail.is_some())))?;
+        map.serialize_entry("time", self.time)?;
+        map.serialize_entry("connector", &r.connector)?;
+        map.serialize_entry("reference", &r.reference)?;
+        map.serialize_entry("canonical", &r.canonical)?;
+        map.serialize_entry("path", &r.path)?;
+        map.serialize_entry("version", &r.version)?;
+        map.serialize_entry("version_id", &r.version_id)?;
+        map.serialize_entry("decision", r.decision.kind())?;
+        if let Some(detail) = detail {
+            map.serialize_entry("detail", detail)?;
+        }
+        map.serialize_entry("cache", &r.cache)?;
+        map.serialize_entry("latency_us", &r.latency_us)?;
+        map.end()
+    }
+}
+
+/// The RFC 3339 time of the last record stamped: a render's records share
+/// their millisecond, so the time is formatted once per render.
+#[derive(Default)]
+struct Stamp {
+    millis: Option<u128>,
+    text: String,
+}
+
+impl Stamp {
+    fn of(&mut self, at: SystemTime) -> &str {
+        let millis = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        if self.millis != Some(millis) {
+            self.millis = Some(millis);
+            self.text = rfc3339(at);
+        }
+        &self.text
     }
 }
 
@@ -283,6 +357,29 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_is_the_records_derived_form() {
+        for decision in [
+            Decision::Allowed("rule **".into()),
+            Decision::NotFound,
+            Decision::Summarised("denied=3".into()),
+        ] {
+            let mut record = AuditRecord::new("pg", "{{ secrets.db }}".into(), decision);
+            record.canonical = Some("app/db".into());
+            record.path = vec!["password".into()];
+            record.cache = Some(CacheStatus::Hit);
+            record.latency_us = Some(7);
+            let mut stamp = Stamp::default();
+            let line = serde_json::to_string(&Line {
+                time: stamp.of(record.at),
+                record: &record,
+            })
+            .unwrap();
+            record.time = rfc3339(record.at);
+            assert_eq!(line, serde_json::to_string(&record).unwrap());
+        }
+    }
 
     #[test]
     fn civil_dates() {

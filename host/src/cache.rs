@@ -126,7 +126,10 @@ pub struct CacheStats {
 
 struct Inner {
     store: Arc<dyn SecretStore>,
-    entries: moka::future::Cache<CacheKey, Arc<CachedVersion>>,
+    /// Keyed by a per-process seed (foldhash): names come from configured
+    /// templates and guests' `invalidate` calls, so they are not trusted
+    /// not to collide by design.
+    entries: moka::future::Cache<CacheKey, Arc<CachedVersion>, foldhash::fast::RandomState>,
     in_flight: Mutex<HashMap<CacheKey, InFlight>>,
     /// Listings by prefix; the lock is held across the upstream call, so
     /// concurrent listings of one host share one.
@@ -172,7 +175,7 @@ impl SecretCache {
             .max_capacity(policy.max_entries)
             .time_to_live(policy.ttl.saturating_add(policy.max_stale))
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             inner: Arc::new(Inner {
                 store,

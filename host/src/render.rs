@@ -3,9 +3,11 @@
 //! the values a connector revealed, masked for the life of its instance.
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use keyward_template::Template;
 use keyward_template::compose::{Node, wipe};
+use keyward_template::egress::{Egress, Pins};
 use keyward_template::encode::Encoding;
 use keyward_template::expand::{self, FieldDecl, Plan};
 use zeroize::Zeroizing;
@@ -38,7 +40,19 @@ pub struct PreparedFields {
     destinations: Vec<(String, DestinationPart)>,
     /// The hash of the render plan's key when every value is sealed: the
     /// key is then the prepared fields' alone, so it is hashed once.
-    plan_key: std::sync::OnceLock<u64>,
+    plan_key: OnceLock<u64>,
+    /// Whether some destination field holds a reference: its pins then
+    /// depend on the render's values and are built every render.
+    destinations_use_references: bool,
+    /// The pins last built, with the `egress` list they were built under.
+    kept_pins: Mutex<Option<KeptPins>>,
+}
+
+/// A render's pins and the operator's `egress` list they include.
+#[derive(Debug)]
+struct KeptPins {
+    egress: Option<Arc<Egress>>,
+    pins: Arc<Pins>,
 }
 
 impl PreparedFields {
@@ -60,13 +74,50 @@ impl PreparedFields {
             .fields
             .iter()
             .filter_map(|f| Some((f.name.clone(), f.destination?)))
-            .collect();
+            .collect::<Vec<_>>();
+        let destinations_use_references = destinations
+            .iter()
+            .any(|(name, _)| plan.field_uses_references(name));
         Ok(Self {
             plan,
             requests,
             destinations,
-            plan_key: std::sync::OnceLock::new(),
+            plan_key: OnceLock::new(),
+            destinations_use_references,
+            kept_pins: Mutex::new(None),
         })
+    }
+
+    /// The render's pins under the operator's `egress`: built by `build`
+    /// every render if a destination field holds a reference (they depend
+    /// on its value), else once per `egress` list (they are then these
+    /// fields' own), so a plan's egress verdicts can be kept by the pins'
+    /// identity.
+    pub(crate) fn pins(
+        &self,
+        egress: Option<&Arc<Egress>>,
+        build: impl FnOnce() -> Pins,
+    ) -> Arc<Pins> {
+        if self.destinations_use_references {
+            return Arc::new(build());
+        }
+        let mut kept = self.kept_pins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = &*kept {
+            let same = match (&kept.egress, egress) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                return kept.pins.clone();
+            }
+        }
+        let pins = Arc::new(build());
+        *kept = Some(KeptPins {
+            egress: egress.cloned(),
+            pins: pins.clone(),
+        });
+        pins
     }
 
     /// The hash of the plan key of a render of these fields in which every

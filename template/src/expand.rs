@@ -204,6 +204,14 @@ impl Plan {
         &self.references
     }
 
+    /// Whether the field named `name` holds a reference (a field that is
+    /// not configured and has no default holds none).
+    pub fn field_uses_references(&self, name: &str) -> bool {
+        self.fields
+            .iter()
+            .any(|field| field.name == name && !field.uses.is_empty())
+    }
+
     /// Each field's parts, taking reference `i`'s value from
     /// `value_of(i)`; an unresolved reference is an error at its
     /// placeholder's column, with `value_of`'s message.

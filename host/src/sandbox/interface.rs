@@ -26,6 +26,7 @@ use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDe
 use zeroize::Zeroizing;
 
 use super::limits::SandboxConfig;
+use super::verdicts::KeptVerdicts;
 use crate::contract::{
     DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError, Trap, TrapKind,
 };
@@ -64,8 +65,8 @@ pub struct KeywardCtx {
     /// The fields of the render under way: what its sealed entries refer to.
     prepared: Option<Arc<PreparedFields>>,
     /// Where the render's secrets may go, from its destination fields as
-    /// expanded and the operator's `egress`.
-    pins: Pins,
+    /// expanded and the operator's `egress` (none before an expansion).
+    pins: Option<Arc<Pins>>,
     revealed: Revealed,
     /// On the synchronous path, what the guest did that must not happen
     /// twice if the render is run again on the async path.
@@ -169,7 +170,7 @@ impl KeywardCtx {
             log_lines: 0,
             sealed: SealedTable::default(),
             prepared: None,
-            pins: Pins::default(),
+            pins: None,
             revealed: Revealed::default(),
             held: None,
             limiter: GuestLimiter::new(&limits),
@@ -227,7 +228,7 @@ impl KeywardCtx {
         to.connector = self.connector.clone();
         to.secrets = self.secrets.take();
         to.prepared = self.prepared.take();
-        to.pins = std::mem::take(&mut self.pins);
+        to.pins = self.pins.take();
         std::mem::swap(&mut to.sealed, &mut self.sealed);
         self.sealed.clear();
         to.started = self.started;
@@ -293,7 +294,7 @@ impl KeywardCtx {
     pub fn end_render(&mut self) {
         self.secrets = None;
         self.prepared = None;
-        self.pins = Pins::default();
+        self.pins = None;
         self.sealed.clear();
     }
 
@@ -433,7 +434,7 @@ impl KeywardCtx {
             }
             Err(e) => return Ok(Err(RunError::Render(crate::render::render_error(e)))),
         };
-        self.pins = self.pins_of(&prepared, &expanded);
+        self.pins = Some(self.pins_of(&prepared, &expanded));
         let grants = |i: usize| match resolved.get(i) {
             Some(Ok((_, grants))) => *grants,
             _ => Default::default(),
@@ -480,8 +481,24 @@ impl KeywardCtx {
     }
 
     /// The render's pins: its destination fields' expanded values (secret
-    /// parts included, wiped after), then the operator's `egress`.
-    fn pins_of(&self, prepared: &PreparedFields, expanded: &[expand::Expanded]) -> Pins {
+    /// parts included, wiped after), then the operator's `egress`; kept
+    /// with the prepared fields when they are the same every render.
+    fn pins_of(&self, prepared: &PreparedFields, expanded: &[expand::Expanded]) -> Arc<Pins> {
+        let egress = self
+            .secrets
+            .as_ref()
+            .and_then(|s| s.policy().egress.as_ref());
+        prepared.pins(egress, || {
+            let pins = Self::field_pins(prepared, expanded);
+            match egress {
+                Some(egress) => pins.with_explicit(egress),
+                None => pins,
+            }
+        })
+    }
+
+    /// The pins the destination fields' expanded values give.
+    fn field_pins(prepared: &PreparedFields, expanded: &[expand::Expanded]) -> Pins {
         let mut values: Vec<(usize, String, bool)> = Vec::new();
         for field in expanded {
             if let Some(at) = prepared
@@ -511,14 +528,7 @@ impl KeywardCtx {
         for (_, text, _) in &mut values {
             wipe(text);
         }
-        match self
-            .secrets
-            .as_ref()
-            .and_then(|s| s.policy().egress.as_ref())
-        {
-            Some(egress) => pins.with_explicit(egress),
-            None => pins,
-        }
+        pins
     }
 
     /// The connector's outputs with their compositions evaluated and
@@ -528,6 +538,24 @@ impl KeywardCtx {
     /// secret material where the operator did not send it (audited as
     /// `egress_refused`).
     pub fn outputs(&self, outputs: &[ComposedOutput]) -> Result<Vec<RenderedValue>, RunError> {
+        self.checked_outputs(outputs, None)
+    }
+
+    /// [`KeywardCtx::outputs`] of a render plan, whose last egress verdicts
+    /// are in `kept` (see [`KeptVerdicts`]).
+    pub(crate) fn planned_outputs(
+        &self,
+        outputs: &[ComposedOutput],
+        kept: &KeptVerdicts,
+    ) -> Result<Vec<RenderedValue>, RunError> {
+        self.checked_outputs(outputs, Some(kept))
+    }
+
+    fn checked_outputs(
+        &self,
+        outputs: &[ComposedOutput],
+        kept: Option<&KeptVerdicts>,
+    ) -> Result<Vec<RenderedValue>, RunError> {
         let limits = &self.limits;
         if outputs.len() > limits.max_outputs {
             return Err(RunError::Render(RenderError {
@@ -618,7 +646,20 @@ impl KeywardCtx {
                 marks,
             })
             .collect();
-        let verdicts = match egress::check(&checked, &self.pins) {
+        let no_pins = Arc::default();
+        let pins = self.pins.as_ref().unwrap_or(&no_pins);
+        let checked_now = |kept: Option<&KeptVerdicts>| -> Result<Vec<Verdict>, egress::Refusal> {
+            let verdicts = egress::check(&checked, pins)?;
+            if let Some(kept) = kept {
+                kept.keep(pins, &checked, &verdicts);
+            }
+            Ok(verdicts)
+        };
+        let verdicts = match kept.and_then(|kept| kept.get(pins, &checked)) {
+            Some(verdicts) => Ok(verdicts),
+            None => checked_now(kept),
+        };
+        let verdicts = match verdicts {
             Ok(verdicts) => verdicts,
             Err(refusal) => {
                 let output = escape_untrusted(checked[refusal.output].name).into_owned();

@@ -15,6 +15,7 @@ mod interface;
 pub mod limits;
 mod plan;
 mod sync_path;
+mod verdicts;
 
 pub use deterministic::RecordedWasiReads;
 pub use interface::{KeywardCtx, KeywardView, add_to_linker};
@@ -45,6 +46,7 @@ use bindings::{Connector, ConnectorPre};
 use deterministic::{WasiReads, make_deterministic};
 use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
 use plan::{Known, Plan, PlanCounters, Plans, Recorded};
+use verdicts::KeptVerdicts;
 
 /// The most random bytes a guest gets in one WASI call; more traps.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -653,7 +655,7 @@ impl LoadedConnector {
                 drop(fields);
                 ctx.write_replayed_lines(&plan.logs);
                 let outcome = match &plan.recorded {
-                    Recorded::Outputs(outputs) => ctx.outputs(outputs),
+                    Recorded::Outputs(outputs) => ctx.planned_outputs(outputs, &plan.verdicts),
                     Recorded::Failed(e) => Err(RunError::Render(e.clone())),
                 };
                 ctx.finish_render();
@@ -784,7 +786,11 @@ impl LoadedConnector {
         recorded: Recorded,
         logs: Vec<(tracing::Level, String)>,
     ) {
-        let plan = Arc::new(Plan { recorded, logs });
+        let plan = Arc::new(Plan {
+            recorded,
+            logs,
+            verdicts: KeptVerdicts::default(),
+        });
         self.plans.insert(hash, fields, Known::Plan(plan));
         self.plan_counts.recorded();
     }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::interface::bindings::keyward::connector::types as wit_types;
+use super::verdicts::KeptVerdicts;
 use crate::contract::RenderError;
 use crate::render::ComposedOutput;
 
@@ -39,6 +40,8 @@ pub(crate) struct Plan {
     pub(crate) recorded: Recorded,
     /// The log lines it wrote (escaped), written again on every replay.
     pub(crate) logs: Vec<(tracing::Level, String)>,
+    /// The egress verdicts of its last replay.
+    pub(crate) verdicts: KeptVerdicts,
 }
 
 /// What is known of a key.
@@ -340,6 +343,7 @@ mod tests {
         Known::Plan(Arc::new(Plan {
             recorded: Recorded::Outputs(Vec::new()),
             logs: Vec::new(),
+            verdicts: KeptVerdicts::default(),
         }))
     }
 
