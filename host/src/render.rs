@@ -3,7 +3,7 @@
 //! the values a connector revealed, masked for the life of its instance.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use keyward_template::Template;
 use keyward_template::compose::{Node, wipe};
@@ -38,14 +38,20 @@ pub struct PreparedFields {
     requests: Vec<SecretRequest>,
     /// The connector's destination fields, in declaration order.
     destinations: Vec<(String, DestinationPart)>,
-    /// The hash of the render plan's key when every value is sealed: the
-    /// key is then the prepared fields' alone, so it is hashed once.
-    plan_key: OnceLock<u64>,
     /// Whether some destination field holds a reference: its pins then
     /// depend on the render's values and are built every render.
     destinations_use_references: bool,
     /// The pins last built, with the `egress` list they were built under.
     kept_pins: Mutex<Option<KeptPins>>,
+}
+
+/// Whether two `egress` lists are the same one (the same `Arc`, or none).
+fn same_egress(a: Option<&Arc<Egress>>, b: Option<&Arc<Egress>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// A render's pins and the operator's `egress` list they include.
@@ -82,10 +88,18 @@ impl PreparedFields {
             plan,
             requests,
             destinations,
-            plan_key: OnceLock::new(),
             destinations_use_references,
             kept_pins: Mutex::new(None),
         })
+    }
+
+    /// The pins kept for the operator's `egress` list, if they are kept
+    /// (no destination field holds a reference) and were built under it.
+    pub(crate) fn kept_pins(&self, egress: Option<&Arc<Egress>>) -> Option<Arc<Pins>> {
+        let kept = self.kept_pins.lock().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref()
+            .filter(|kept| same_egress(kept.egress.as_ref(), egress))
+            .map(|kept| kept.pins.clone())
     }
 
     /// The render's pins under the operator's `egress`: built by `build`
@@ -102,15 +116,11 @@ impl PreparedFields {
             return Arc::new(build());
         }
         let mut kept = self.kept_pins.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(kept) = &*kept {
-            let same = match (&kept.egress, egress) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if same {
-                return kept.pins.clone();
-            }
+        if let Some(kept) = kept
+            .as_ref()
+            .filter(|kept| same_egress(kept.egress.as_ref(), egress))
+        {
+            return kept.pins.clone();
         }
         let pins = Arc::new(build());
         *kept = Some(KeptPins {
@@ -118,13 +128,6 @@ impl PreparedFields {
             pins: pins.clone(),
         });
         pins
-    }
-
-    /// The hash of the plan key of a render of these fields in which every
-    /// value was sealed (its plain pieces are the literals alone), computed
-    /// by `hash` the first time.
-    pub(crate) fn sealed_plan_key(&self, hash: impl FnOnce() -> u64) -> u64 {
-        *self.plan_key.get_or_init(hash)
     }
 
     /// The connector's destination fields and the part each names.

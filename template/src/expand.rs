@@ -239,6 +239,30 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Each placeholder's value, filtered, in the order [`Plan::expand`]
+    /// places them (fields in declaration order, placeholders left to
+    /// right), given to `each` with its field's name and its reference's
+    /// index; the literal text is not built. For a host that knows the
+    /// fields' shape already and needs only their values.
+    pub fn values<'v>(
+        &self,
+        mut value_of: impl FnMut(usize) -> Result<ValueRef<'v>, String>,
+        mut each: impl FnMut(&str, usize, String),
+    ) -> Result<(), FieldError> {
+        for field in &self.fields {
+            for (placeholder, &index) in field.template.placeholders().zip(&field.uses) {
+                let value = value_of(index)
+                    .map_err(|message| FieldError::at(&field.name, placeholder.column, message))?;
+                let mut text = String::new();
+                crate::push_filtered(&mut text, value, &placeholder.filters);
+                each(&field.name, index, text);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +333,46 @@ mod tests {
         assert_eq!(expanded[2].parts.len(), 3, "value, literal, value");
         assert_eq!(expanded[2].parts[1], Part::Literal("-".into()));
         assert!(!format!("{expanded:?}").contains("pw"));
+    }
+
+    #[test]
+    fn values_are_the_expansions_values_in_order() {
+        let plan = plan(
+            "echo",
+            &DECLS,
+            &fields(&[
+                ("host", "db-{{ secrets.host | urlencode }}"),
+                ("password", "{{ secrets.db.pw }}:{{ secrets.host }}"),
+            ]),
+        )
+        .unwrap();
+        let values = ["a b", "pw"];
+        let value_of = |i: usize| Ok(ValueRef::Text(values[i]));
+        let expanded: Vec<(String, usize, String)> = plan
+            .expand(value_of)
+            .unwrap()
+            .into_iter()
+            .flat_map(|e| {
+                let name = e.name.clone();
+                e.parts.into_iter().filter_map(move |part| match part {
+                    Part::Value { text, tag } => Some((name.clone(), tag, text)),
+                    Part::Literal(_) => None,
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        plan.values(value_of, |field, tag, text| {
+            seen.push((field.to_string(), tag, text))
+        })
+        .unwrap();
+        assert_eq!(seen, expanded);
+        assert_eq!(seen[0], ("host".to_string(), 0, "a%20b".to_string()));
+        assert!(plan.field_uses_references("host"));
+        assert!(!plan.field_uses_references("port"));
+        let missing = plan
+            .values(|_| Err("gone".into()), |_, _, _| ())
+            .unwrap_err();
+        assert_eq!((missing.field.as_str(), missing.column), ("host", Some(4)));
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl fmt::Debug for ValueRef<'_> {
 /// Appends a value with its filters applied: without filters text goes in
 /// as it is and bytes as base64; each filter encodes the bytes of what came
 /// before it.
-fn push_filtered(out: &mut String, value: ValueRef<'_>, filters: &[Filter]) {
+pub(crate) fn push_filtered(out: &mut String, value: ValueRef<'_>, filters: &[Filter]) {
     let bytes = match (value, filters) {
         (ValueRef::Text(text), []) => return out.push_str(text),
         (ValueRef::Bytes(bytes), []) => return out.push_str(&encode::base64(bytes)),

@@ -31,7 +31,7 @@ use crate::contract::{
     DestinationInfo, EgressRefused, RenderError, RenderedValue, RunError, Trap, TrapKind,
 };
 use crate::escape::{bounded_line, escape_untrusted};
-use crate::policy::Quoted;
+use crate::policy::{Grants, Quoted};
 use crate::render::{ComposedOutput, PreparedFields, Revealed, SealedTable, single_reference};
 use crate::resolve::{ConnectorSecrets, RenderBudget, ResolveError};
 use crate::value::SecretValue;
@@ -79,6 +79,83 @@ pub struct KeywardCtx {
     /// Whether the last expansion sealed every value (none was public):
     /// its fields' shape is then the prepared fields' alone.
     all_sealed: bool,
+}
+
+/// A render's fields as [`KeywardCtx::expand_known`] leaves them.
+pub(crate) enum Expansion<S> {
+    /// Built, as the connector sees them.
+    Fields(Vec<wit_types::Field>),
+    /// Not built: every value is sealed, in the order the known shape
+    /// (`S`, what knows it) places them, and the pins are the kept ones.
+    Sealed(S),
+}
+
+/// What a render's references resolved to, with their grants.
+type Resolved = Result<(SecretValue, Grants), ResolveError>;
+
+/// A render's resolved values as its fields take them.
+struct Values<'a> {
+    resolved: &'a [Resolved],
+    requests: &'a [crate::policy::SecretRequest],
+    /// The first unresolved reference failed in the backend (expansion
+    /// stops there): the render is unavailable, not refused.
+    unavailable: std::cell::Cell<bool>,
+}
+
+impl<'a> Values<'a> {
+    fn new(resolved: &'a [Resolved], requests: &'a [crate::policy::SecretRequest]) -> Self {
+        Self {
+            resolved,
+            requests,
+            unavailable: std::cell::Cell::new(false),
+        }
+    }
+
+    fn value_of(&self, i: usize) -> Result<ValueRef<'a>, String> {
+        match self.resolved.get(i) {
+            Some(Ok((SecretValue::Text(text), _))) => Ok(ValueRef::Text(text)),
+            Some(Ok((SecretValue::Bytes(bytes), _))) => Ok(ValueRef::Bytes(bytes)),
+            Some(Err(e)) => {
+                self.unavailable
+                    .set(matches!(e, ResolveError::Unavailable { .. }));
+                Err(e.to_string())
+            }
+            None => Err(format!(
+                "secret `{}` was not found or is not allowed",
+                Quoted(&self.requests[i])
+            )),
+        }
+    }
+
+    fn grants(&self, i: usize) -> Grants {
+        match self.resolved.get(i) {
+            Some(Ok((_, grants))) => *grants,
+            _ => Grants::default(),
+        }
+    }
+
+    /// Whether every value is sealed (none is public).
+    fn all_sealed(&self) -> bool {
+        (0..self.resolved.len()).all(|i| !self.grants(i).public)
+    }
+
+    fn error(&self, e: Placing) -> RunError {
+        match e {
+            Placing::Field(e) if self.unavailable.get() => {
+                RunError::Unavailable(crate::render::render_error(e))
+            }
+            Placing::Field(e) => RunError::Render(crate::render::render_error(e)),
+            Placing::Run(e) => e,
+        }
+    }
+}
+
+/// Why placing a render's values stopped.
+enum Placing {
+    /// A reference did not resolve (the field and column named).
+    Field(expand::FieldError),
+    /// A bound was passed.
+    Run(RunError),
 }
 
 /// Why a recording render ended: the connector called an import whose
@@ -380,12 +457,55 @@ impl KeywardCtx {
 
     /// Expands the prepared fields under the render's policy: all
     /// references resolved in one pass, each field given as its pieces,
-    /// literal text and public values plain, every other value sealed. The outer error is a trap (the
-    /// wall-clock deadline passed while waiting on the backend).
+    /// literal text and public values plain, every other value sealed. The
+    /// outer error is a trap (the wall-clock deadline passed while waiting
+    /// on the backend).
     pub async fn expand(
         &mut self,
         prepared: Arc<PreparedFields>,
     ) -> wasmtime::Result<Result<Vec<wit_types::Field>, RunError>> {
+        let resolved = match self.resolve_prepared(&prepared).await? {
+            Ok(resolved) => resolved,
+            Err(e) => return Ok(Err(e)),
+        };
+        let values = Values::new(&resolved, prepared.requests());
+        let fields = self.place_fields(&prepared, &values);
+        Ok(fields.map_err(|e| values.error(e)))
+    }
+
+    /// [`KeywardCtx::expand`] of fields whose shape is known (a render
+    /// plan of them with every value sealed is): if every value is sealed
+    /// this time too and the pins are kept, the values alone are sealed,
+    /// in the order the fields would place them, and the fields are not
+    /// built; else they are built, as `expand` builds them.
+    pub(crate) async fn expand_known<S>(
+        &mut self,
+        prepared: Arc<PreparedFields>,
+        shape: S,
+    ) -> wasmtime::Result<Result<Expansion<S>, RunError>> {
+        let resolved = match self.resolve_prepared(&prepared).await? {
+            Ok(resolved) => resolved,
+            Err(e) => return Ok(Err(e)),
+        };
+        let values = Values::new(&resolved, prepared.requests());
+        let kept_pins = prepared.kept_pins(self.egress());
+        let outcome = match kept_pins.filter(|_| values.all_sealed()) {
+            Some(pins) => {
+                self.pins = Some(pins);
+                self.seal_values(&prepared, &values)
+                    .map(|()| Expansion::Sealed(shape))
+            }
+            None => self.place_fields(&prepared, &values).map(Expansion::Fields),
+        };
+        Ok(outcome.map_err(|e| values.error(e)))
+    }
+
+    /// The prepared fields' references resolved under the render's policy,
+    /// in one pass; refused past `sandbox.max_references`.
+    async fn resolve_prepared(
+        &mut self,
+        prepared: &Arc<PreparedFields>,
+    ) -> wasmtime::Result<Result<Vec<Resolved>, RunError>> {
         self.prepared = Some(prepared.clone());
         let requests = prepared.requests();
         if requests.len() > self.limits.max_references {
@@ -400,7 +520,7 @@ impl KeywardCtx {
                 ),
             })));
         }
-        let resolved = match (&self.secrets, requests.is_empty()) {
+        Ok(Ok(match (&self.secrets, requests.is_empty()) {
             (_, true) | (None, _) => Vec::new(),
             (Some(secrets), false) => {
                 let secrets = secrets.clone();
@@ -411,34 +531,29 @@ impl KeywardCtx {
                 self.budget = budget;
                 resolved?
             }
-        };
-        // Expansion stops at the first unresolved reference: whether the
-        // backend failed for it decides the kind of error.
-        let mut unavailable = false;
-        let expanded = prepared.plan().expand(|i| match resolved.get(i) {
-            Some(Ok((SecretValue::Text(text), _))) => Ok(ValueRef::Text(text)),
-            Some(Ok((SecretValue::Bytes(bytes), _))) => Ok(ValueRef::Bytes(bytes)),
-            Some(Err(e)) => {
-                unavailable = matches!(e, ResolveError::Unavailable { .. });
-                Err(e.to_string())
-            }
-            None => Err(format!(
-                "secret `{}` was not found or is not allowed",
-                Quoted(&requests[i])
-            )),
-        });
-        let expanded = match expanded {
-            Ok(expanded) => expanded,
-            Err(e) if unavailable => {
-                return Ok(Err(RunError::Unavailable(crate::render::render_error(e))));
-            }
-            Err(e) => return Ok(Err(RunError::Render(crate::render::render_error(e)))),
-        };
-        self.pins = Some(self.pins_of(&prepared, &expanded));
-        let grants = |i: usize| match resolved.get(i) {
-            Some(Ok((_, grants))) => *grants,
-            _ => Default::default(),
-        };
+        }))
+    }
+
+    /// The operator's `egress` list for the render's connector.
+    fn egress(&self) -> Option<&Arc<keyward_template::egress::Egress>> {
+        self.secrets
+            .as_ref()
+            .and_then(|s| s.policy().egress.as_ref())
+    }
+
+    /// Builds the fields as the connector sees them: literal text and
+    /// public values plain (adjacent plain text joined), every other value
+    /// sealed; and the render's pins from them.
+    fn place_fields(
+        &mut self,
+        prepared: &PreparedFields,
+        values: &Values<'_>,
+    ) -> Result<Vec<wit_types::Field>, Placing> {
+        let expanded = prepared
+            .plan()
+            .expand(|i| values.value_of(i))
+            .map_err(Placing::Field)?;
+        self.pins = Some(self.pins_of(prepared, &expanded));
         let mut fields = Vec::with_capacity(expanded.len());
         self.all_sealed = true;
         for field in expanded {
@@ -446,7 +561,7 @@ impl KeywardCtx {
             for part in field.parts {
                 let (text, sealed_as) = match part {
                     Part::Literal(text) => (text, None),
-                    Part::Value { text, tag } if grants(tag).public => {
+                    Part::Value { text, tag } if values.grants(tag).public => {
                         self.all_sealed = false;
                         (text, None)
                     }
@@ -455,19 +570,8 @@ impl KeywardCtx {
                 match (sealed_as, pieces.last_mut()) {
                     (None, Some(wit_types::Text::Plain(last))) => last.push_str(&text),
                     (None, _) => pieces.push(wit_types::Text::Plain(text)),
-                    (Some(_), _) if text.len() > self.limits.max_secret_bytes => {
-                        return Ok(Err(RunError::Render(RenderError {
-                            field: Some(field.name.clone()),
-                            column: None,
-                            message: format!(
-                                "a secret value of this field is longer than {} bytes \
-                                 (sandbox.max_secret_kb)",
-                                self.limits.max_secret_bytes
-                            ),
-                        })));
-                    }
                     (Some(tag), _) => {
-                        let handle = self.sealed.seal(text, tag, grants(tag).reveal);
+                        let handle = self.seal(&field.name, text, tag, values.grants(tag))?;
                         pieces.push(wit_types::Text::Sealed(handle));
                     }
                 }
@@ -477,17 +581,63 @@ impl KeywardCtx {
                 value: pieces,
             });
         }
-        Ok(Ok(fields))
+        Ok(fields)
+    }
+
+    /// Seals every value (none is public) in the order
+    /// [`KeywardCtx::place_fields`] would: the handles are the same, and
+    /// nothing else is built.
+    fn seal_values(
+        &mut self,
+        prepared: &PreparedFields,
+        values: &Values<'_>,
+    ) -> Result<(), Placing> {
+        let mut refused = None;
+        prepared
+            .plan()
+            .values(
+                |i| values.value_of(i),
+                |field, tag, text| {
+                    if refused.is_none()
+                        && let Err(e) = self.seal(field, text, tag, values.grants(tag))
+                    {
+                        refused = Some(e);
+                    }
+                },
+            )
+            .map_err(Placing::Field)?;
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Seals one value of `field`, within `sandbox.max_secret_kb`.
+    fn seal(
+        &mut self,
+        field: &str,
+        text: String,
+        tag: usize,
+        grants: Grants,
+    ) -> Result<u64, Placing> {
+        if text.len() > self.limits.max_secret_bytes {
+            let mut text = text;
+            wipe(&mut text);
+            return Err(Placing::Run(RunError::Render(RenderError {
+                field: Some(field.to_string()),
+                column: None,
+                message: format!(
+                    "a secret value of this field is longer than {} bytes \
+                     (sandbox.max_secret_kb)",
+                    self.limits.max_secret_bytes
+                ),
+            })));
+        }
+        Ok(self.sealed.seal(text, tag, grants.reveal))
     }
 
     /// The render's pins: its destination fields' expanded values (secret
     /// parts included, wiped after), then the operator's `egress`; kept
     /// with the prepared fields when they are the same every render.
     fn pins_of(&self, prepared: &PreparedFields, expanded: &[expand::Expanded]) -> Arc<Pins> {
-        let egress = self
-            .secrets
-            .as_ref()
-            .and_then(|s| s.policy().egress.as_ref());
+        let egress = self.egress();
         prepared.pins(egress, || {
             let pins = Self::field_pins(prepared, expanded);
             match egress {

@@ -18,16 +18,16 @@ mod sync_path;
 mod verdicts;
 
 pub use deterministic::RecordedWasiReads;
+use interface::{Expansion, from_wit_part, not_plannable};
 pub use interface::{KeywardCtx, KeywardView, add_to_linker};
 pub(crate) use interface::{arm_store, bindings, classify, composed, one_line};
-use interface::{from_wit_part, not_plannable};
 pub use plan::PlanCounts;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -46,7 +46,6 @@ use bindings::{Connector, ConnectorPre};
 use deterministic::{WasiReads, make_deterministic};
 use limits::{ConnectorLimits, EpochTicker, ExecutionMode, SandboxConfig};
 use plan::{Known, Plan, PlanCounters, Plans, Recorded};
-use verdicts::KeptVerdicts;
 
 /// The most random bytes a guest gets in one WASI call; more traps.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -69,7 +68,34 @@ const TABLES_PER_SLOT: u32 = 16;
 
 /// Prepared fields by the (field, template) pairs they were prepared from.
 type PreparedByFields =
-    Mutex<HashMap<Vec<(String, String)>, Arc<PreparedFields>, foldhash::fast::RandomState>>;
+    Mutex<HashMap<Vec<(String, String)>, Arc<Prepared>, foldhash::fast::RandomState>>;
+
+/// A prepared field set and what render plans know of it.
+#[derive(Debug)]
+struct Prepared {
+    fields: Arc<PreparedFields>,
+    /// The hash of its plan key when every value is sealed: the key is
+    /// then the prepared fields' alone, so it is hashed once.
+    sealed_key: OnceLock<u64>,
+    /// That key's plan, once a render found it: a render with every value
+    /// sealed is served from it without building the connector's view of
+    /// the fields or looking the key up. Weak: the plans' LRU decides how
+    /// long a plan lives.
+    sealed_plan: Mutex<Weak<Plan>>,
+}
+
+impl Prepared {
+    fn sealed_plan(&self) -> Option<Arc<Plan>> {
+        self.sealed_plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+    }
+
+    fn link(&self, plan: &Arc<Plan>) {
+        *self.sealed_plan.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(plan);
+    }
+}
 
 /// Prepared field sets kept per connector (a platform renders the same
 /// few again and again); past it, the cache starts over.
@@ -587,7 +613,7 @@ impl LoadedConnector {
 
     /// The fields checked against the declaration and parsed, kept per
     /// field set.
-    async fn prepare(&self, fields: &[(String, String)]) -> Result<Arc<PreparedFields>, RunError> {
+    async fn prepare(&self, fields: &[(String, String)]) -> Result<Arc<Prepared>, RunError> {
         if let Some(prepared) = self
             .prepared
             .lock()
@@ -597,7 +623,11 @@ impl LoadedConnector {
             return Ok(prepared.clone());
         }
         let info = self.info().await?;
-        let prepared = Arc::new(PreparedFields::new(&info, fields)?);
+        let prepared = Arc::new(Prepared {
+            fields: Arc::new(PreparedFields::new(&info, fields)?),
+            sealed_key: OnceLock::new(),
+            sealed_plan: Mutex::new(Weak::new()),
+        });
         let mut kept = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= MAX_PREPARED_FIELD_SETS {
             kept.clear();
@@ -625,13 +655,29 @@ impl LoadedConnector {
         // needs none.
         let mut ctx = KeywardCtx::new(secrets.connector_id(), self.limits.clone());
         ctx.begin_render(secrets.clone());
-        let expanded = match ctx.expand(prepared.clone()).await {
+        let known = if planned {
+            prepared.sealed_plan()
+        } else {
+            None
+        };
+        let expanded = match known {
+            Some(plan) => ctx.expand_known(prepared.fields.clone(), plan).await,
+            None => ctx
+                .expand(prepared.fields.clone())
+                .await
+                .map(|fields| fields.map(Expansion::Fields)),
+        };
+        let expanded = match expanded {
             Ok(Ok(expanded)) => Ok(expanded),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(RunError::Trap(classify(&e, &ctx))),
         };
         let fields = match expanded {
-            Ok(fields) => fields,
+            Ok(Expansion::Fields(fields)) => fields,
+            Ok(Expansion::Sealed(plan)) => {
+                self.plans.touch(&plan);
+                return self.replay(ctx, &plan);
+            }
             Err(e) => {
                 ctx.finish_render();
                 ctx.end_render();
@@ -645,22 +691,17 @@ impl LoadedConnector {
         // With every value sealed, the key is the prepared fields' own:
         // hashed once per field set, not per render.
         let hash = if ctx.all_sealed() {
-            prepared.sealed_plan_key(|| self.plans.hash(&fields))
+            *prepared.sealed_key.get_or_init(|| self.plans.hash(&fields))
         } else {
             self.plans.hash(&fields)
         };
         match self.plans.get(hash, &fields) {
             Some(Known::Plan(plan)) => {
-                self.plan_counts.hit();
+                if ctx.all_sealed() {
+                    prepared.link(&plan);
+                }
                 drop(fields);
-                ctx.write_replayed_lines(&plan.logs);
-                let outcome = match &plan.recorded {
-                    Recorded::Outputs(outputs) => ctx.planned_outputs(outputs, &plan.verdicts),
-                    Recorded::Failed(e) => Err(RunError::Render(e.clone())),
-                };
-                ctx.finish_render();
-                ctx.end_render();
-                outcome
+                self.replay(ctx, &plan)
             }
             Some(Known::RunsEveryTime) => {
                 self.plan_counts.skipped();
@@ -668,6 +709,21 @@ impl LoadedConnector {
             }
             None => self.run_expanded(&secrets, ctx, fields, Some(hash)).await,
         }
+    }
+
+    /// Serves a render expanded in `ctx` from `plan`: its log lines written
+    /// again, its outputs evaluated with this render's values (or its
+    /// render error returned). The connector does not run.
+    fn replay(&self, mut ctx: KeywardCtx, plan: &Plan) -> Result<Vec<RenderedValue>, RunError> {
+        self.plan_counts.hit();
+        ctx.write_replayed_lines(&plan.logs);
+        let outcome = match &plan.recorded {
+            Recorded::Outputs(outputs) => ctx.planned_outputs(outputs, &plan.verdicts),
+            Recorded::Failed(e) => Err(RunError::Render(e.clone())),
+        };
+        ctx.finish_render();
+        ctx.end_render();
+        outcome
     }
 
     /// Runs the connector on a render expanded in `ctx` (which it takes
@@ -786,11 +842,7 @@ impl LoadedConnector {
         recorded: Recorded,
         logs: Vec<(tracing::Level, String)>,
     ) {
-        let plan = Arc::new(Plan {
-            recorded,
-            logs,
-            verdicts: KeptVerdicts::default(),
-        });
+        let plan = Arc::new(Plan::new(recorded, logs));
         self.plans.insert(hash, fields, Known::Plan(plan));
         self.plan_counts.recorded();
     }

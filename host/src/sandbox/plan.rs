@@ -42,6 +42,19 @@ pub(crate) struct Plan {
     pub(crate) logs: Vec<(tracing::Level, String)>,
     /// The egress verdicts of its last replay.
     pub(crate) verdicts: KeptVerdicts,
+    /// When it was last used, on its plans' clock (see [`Plans::touch`]).
+    used: AtomicU64,
+}
+
+impl Plan {
+    pub(crate) fn new(recorded: Recorded, logs: Vec<(tracing::Level, String)>) -> Self {
+        Self {
+            recorded,
+            logs,
+            verdicts: KeptVerdicts::default(),
+            used: AtomicU64::new(0),
+        }
+    }
 }
 
 /// What is known of a key.
@@ -144,6 +157,8 @@ pub(crate) struct Plans {
     /// Keyed (seeded per process): a key holds text a platform's caller
     /// may have chosen.
     hasher: foldhash::fast::RandomState,
+    /// Counts uses: an entry's last use orders the LRU.
+    clock: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -152,7 +167,17 @@ struct Inner {
     /// Entries by their key's hash (a bucket holds the rare collisions).
     by_hash: HashMap<u64, Vec<Entry>, NoRehash>,
     len: usize,
-    clock: u64,
+}
+
+impl Entry {
+    /// When it was last used: looked up here, or its plan used from
+    /// elsewhere ([`Plans::touch`]).
+    fn last_used(&self) -> u64 {
+        match &self.known {
+            Known::Plan(plan) => self.used.max(plan.used.load(Ordering::Relaxed)),
+            Known::RunsEveryTime => self.used,
+        }
+    }
 }
 
 /// The map's keys are already hashes.
@@ -197,6 +222,7 @@ impl Plans {
         Self {
             capacity,
             hasher: foldhash::fast::RandomState::default(),
+            clock: AtomicU64::new(0),
             inner: Mutex::default(),
         }
     }
@@ -215,9 +241,8 @@ impl Plans {
 
     /// What is known of the key of `fields` (hashed as `hash`).
     pub(crate) fn get(&self, hash: u64, fields: &[wit_types::Field]) -> Option<Known> {
+        let now = self.tick();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.clock += 1;
-        let now = inner.clock;
         let entry = inner
             .by_hash
             .get_mut(&hash)?
@@ -234,9 +259,8 @@ impl Plans {
             return;
         }
         let key = Key::of(fields);
+        let used = self.tick();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.clock += 1;
-        let used = inner.clock;
         if let Some(entry) = inner
             .by_hash
             .get_mut(&hash)
@@ -257,6 +281,15 @@ impl Plans {
         inner.len += 1;
     }
 
+    /// Marks `plan` (one of these plans, found without a lookup) used now.
+    pub(crate) fn touch(&self, plan: &Plan) {
+        plan.used.store(self.tick(), Ordering::Relaxed);
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Plans and keys known to run every time, kept now.
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).len
@@ -272,7 +305,7 @@ impl Inner {
                 bucket
                     .iter()
                     .enumerate()
-                    .map(move |(i, e)| (e.used, *hash, i))
+                    .map(move |(i, e)| (e.last_used(), *hash, i))
             })
             .min();
         if let Some((_, hash, i)) = oldest
@@ -340,11 +373,10 @@ mod tests {
     }
 
     fn plan() -> Known {
-        Known::Plan(Arc::new(Plan {
-            recorded: Recorded::Outputs(Vec::new()),
-            logs: Vec::new(),
-            verdicts: KeptVerdicts::default(),
-        }))
+        Known::Plan(Arc::new(Plan::new(
+            Recorded::Outputs(Vec::new()),
+            Vec::new(),
+        )))
     }
 
     #[test]
@@ -385,6 +417,16 @@ mod tests {
         assert_eq!(plans.len(), 2);
         assert!(plans.get(plans.hash(&key(1)), &key(1)).is_none());
         assert!(plans.get(plans.hash(&key(0)), &key(0)).is_some());
+        assert!(plans.get(plans.hash(&key(2)), &key(2)).is_some());
+        // A plan used without a lookup (from its prepared fields) counts
+        // as used: 2 is touched, so 0 goes when 3 comes.
+        let Some(Known::Plan(two)) = plans.get(plans.hash(&key(2)), &key(2)) else {
+            panic!("plan 2 is kept");
+        };
+        assert!(plans.get(plans.hash(&key(0)), &key(0)).is_some());
+        plans.touch(&two);
+        plans.insert(plans.hash(&key(3)), &key(3), plan());
+        assert!(plans.get(plans.hash(&key(0)), &key(0)).is_none());
         assert!(plans.get(plans.hash(&key(2)), &key(2)).is_some());
         // Off: nothing is kept.
         let off = Plans::new(0);
