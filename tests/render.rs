@@ -403,10 +403,40 @@ async fn each_secret_version_is_fetched_once_and_then_cached() {
     assert_eq!(store.fetches(), 2, "db and host, once each");
     echo(&k, "echo", &fields).await.unwrap();
     assert_eq!(store.fetches(), 2, "second render is served from the cache");
+    // Many references to a few secrets (past the few a render compares
+    // one by one): still one read of each secret, and every value right.
+    let many = [
+        "{{ secrets.db.user }}",
+        "{{ secrets.db.password }}",
+        "{{ secrets.db.port }}",
+        "{{ secrets.db.nested.deep }}",
+        "{{ secrets.host }}",
+        "{{ secrets['team/a'] }}",
+        "{{ secrets.plain }}",
+        "{{ secrets.api }}",
+        "{{ secrets['api'] }}",
+        "{{ secrets.cert | base64 }}",
+        "{{ secrets.db.user }}",
+        "{{ secrets['team/a'] }}",
+    ]
+    .join(",");
+    let rendered = echo_a(&k, &many).await.unwrap();
+    assert_eq!(
+        rendered,
+        format!(
+            "app,p@ss:w/rd#%?&\"é,5432,{CANARY},db.internal,team-a,{CANARY},new-token,\
+             new-token,AP8QYQ==,app,team-a"
+        )
+    );
+    assert_eq!(
+        store.fetches(),
+        6,
+        "db and host cached; team/a, plain, api, cert once"
+    );
     // Denied and invalid references never reach the store.
     let _ = echo_a(&k, "{{ secrets.forbidden }}").await;
     let _ = echo_a(&k, "{{ secrets['../x'] }}").await;
-    assert_eq!(store.fetches(), 2);
+    assert_eq!(store.fetches(), 6);
 }
 
 #[tokio::test]

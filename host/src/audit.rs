@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -50,19 +51,24 @@ pub enum Decision {
 impl Decision {
     /// The decision's name as it appears in a record.
     pub fn kind(&self) -> &'static str {
+        DECISION_KINDS[self.index()]
+    }
+
+    /// Its place in [`DECISION_KINDS`].
+    fn index(&self) -> usize {
         match self {
-            Decision::Allowed(_) => "allowed",
-            Decision::Denied(_) => "denied",
-            Decision::NotFound => "not_found",
-            Decision::Invalid(_) => "invalid",
-            Decision::NotJson => "not_json",
-            Decision::MissingKey(_) => "missing_key",
-            Decision::Unavailable(_) => "unavailable",
-            Decision::Invalidated => "invalidated",
-            Decision::RateLimited => "rate_limited",
-            Decision::Revealed(_) => "revealed",
-            Decision::Summarised(_) => "summarised",
-            Decision::EgressRefused(_) => "egress_refused",
+            Decision::Allowed(_) => 0,
+            Decision::Denied(_) => 1,
+            Decision::NotFound => 2,
+            Decision::Invalid(_) => 3,
+            Decision::NotJson => 4,
+            Decision::MissingKey(_) => 5,
+            Decision::Unavailable(_) => 6,
+            Decision::Invalidated => 7,
+            Decision::RateLimited => 8,
+            Decision::Revealed(_) => 9,
+            Decision::Summarised(_) => 10,
+            Decision::EgressRefused(_) => 11,
         }
     }
 
@@ -93,6 +99,22 @@ impl Decision {
         )
     }
 }
+
+/// Every decision's name, by [`Decision::index`].
+const DECISION_KINDS: [&str; 12] = [
+    "allowed",
+    "denied",
+    "not_found",
+    "invalid",
+    "not_json",
+    "missing_key",
+    "unavailable",
+    "invalidated",
+    "rate_limited",
+    "revealed",
+    "summarised",
+    "egress_refused",
+];
 
 /// One audit record.
 #[derive(Clone, Debug, Serialize)]
@@ -158,8 +180,9 @@ impl AuditRecord {
 pub struct AuditLog {
     to_tracing: bool,
     file: Option<(PathBuf, Mutex<File>)>,
-    /// Every decision taken, by kind, written or not (for metrics).
-    decisions: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Every decision taken, by kind, written or not (for metrics): one
+    /// counter per kind, so counting takes no lock.
+    decisions: [AtomicU64; DECISION_KINDS.len()],
 }
 
 impl Default for AuditLog {
@@ -167,7 +190,7 @@ impl Default for AuditLog {
         Self {
             to_tracing: true,
             file: None,
-            decisions: Mutex::default(),
+            decisions: Default::default(),
         }
     }
 }
@@ -185,7 +208,7 @@ impl AuditLog {
         Ok(Self {
             to_tracing,
             file,
-            decisions: Mutex::default(),
+            decisions: Default::default(),
         })
     }
 
@@ -199,22 +222,20 @@ impl AuditLog {
 
     /// Counts a decision (whether or not its record is written).
     pub fn count(&self, decision: &Decision) {
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(decision.kind())
-            .or_default() += 1;
+        self.decisions[decision.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Decisions taken so far, by kind (`allowed`, `denied`, ...).
+    /// Decisions taken so far, by kind (`allowed`, `denied`, ...), in the
+    /// kinds' alphabetical order; kinds never taken are left out.
     pub fn decisions(&self) -> Vec<(&'static str, u64)> {
-        self.decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut taken: Vec<(&'static str, u64)> = DECISION_KINDS
             .iter()
-            .map(|(kind, n)| (*kind, *n))
-            .collect()
+            .zip(&self.decisions)
+            .map(|(kind, n)| (*kind, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        taken.sort_unstable();
+        taken
     }
 
     /// Writes one record. A failure to write is logged, never fatal and
@@ -378,6 +399,38 @@ mod tests {
             .unwrap();
             record.time = rfc3339(record.at);
             assert_eq!(line, serde_json::to_string(&record).unwrap());
+        }
+    }
+
+    #[test]
+    fn each_decision_is_counted_under_its_own_name() {
+        let log = AuditLog::default();
+        let all = [
+            Decision::Allowed(String::new()),
+            Decision::Denied(String::new()),
+            Decision::NotFound,
+            Decision::Invalid(String::new()),
+            Decision::NotJson,
+            Decision::MissingKey(String::new()),
+            Decision::Unavailable(String::new()),
+            Decision::Invalidated,
+            Decision::RateLimited,
+            Decision::Revealed(String::new()),
+            Decision::Summarised(String::new()),
+            Decision::EgressRefused(String::new()),
+        ];
+        for (n, decision) in all.iter().enumerate() {
+            let tag = serde_json::to_value(decision).unwrap()["decision"].clone();
+            assert_eq!(tag, decision.kind(), "{decision:?}");
+            for _ in 0..=n {
+                log.count(decision);
+            }
+        }
+        let counted = log.decisions();
+        assert_eq!(counted.len(), all.len());
+        assert!(counted.is_sorted());
+        for (n, decision) in all.iter().enumerate() {
+            assert!(counted.contains(&(decision.kind(), n as u64 + 1)));
         }
     }
 

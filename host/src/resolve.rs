@@ -6,7 +6,7 @@
 //! and a missing one give the guest the same error; the audit record says
 //! which.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -435,12 +435,25 @@ impl ConnectorSecrets {
         readings: impl Iterator<Item = &'a Reading>,
         budget: &mut RenderBudget,
     ) -> Reads {
-        let mut keys: Vec<CacheKey> = Vec::new();
+        let mut distinct: Vec<&'a CacheKey> = Vec::new();
+        // Past a few keys, comparing each with every other costs more
+        // than hashing them.
+        let mut seen: HashSet<&'a CacheKey, foldhash::fast::RandomState> = HashSet::default();
         for reading in readings {
-            if !keys.contains(&reading.key) {
-                keys.push(reading.key.clone());
+            let key = &reading.key;
+            let new = if distinct.len() < LINEAR_DEDUP_KEYS {
+                !distinct.contains(&key)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(distinct.iter().copied());
+                }
+                seen.insert(key)
+            };
+            if new {
+                distinct.push(key);
             }
         }
+        let keys: Vec<CacheKey> = distinct.into_iter().cloned().collect();
         let reads = self
             .cache
             .get_many(&keys, &*self.fetch_limit, &mut budget.upstream_wait)
@@ -712,6 +725,10 @@ fn key(canonical: &CanonicalRef) -> CacheKey {
     })
 }
 
+/// Up to this many distinct keys, a render's reads are deduplicated by
+/// comparing each key with the others; past it, by hashing.
+const LINEAR_DEDUP_KEYS: usize = 8;
+
 /// The cache reads of one render by key. A render reads a handful of
 /// secrets: a list searched without building or hashing keys is cheaper
 /// than a map.
@@ -719,9 +736,12 @@ struct Reads(Vec<(CacheKey, CacheRead)>);
 
 impl Reads {
     fn get(&self, key: &CacheKey) -> Option<&CacheRead> {
+        // A reading's key is most often the very one that was read: find
+        // it by address before comparing names.
         self.0
             .iter()
-            .find(|(k, _)| Arc::ptr_eq(k, key) || k == key)
+            .find(|(k, _)| Arc::ptr_eq(k, key))
+            .or_else(|| self.0.iter().find(|(k, _)| k == key))
             .map(|(_, read)| read)
     }
 

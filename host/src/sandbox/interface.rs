@@ -81,6 +81,10 @@ pub struct KeywardCtx {
     all_sealed: bool,
 }
 
+/// How many outputs are evaluated between two reads of the deadline's
+/// clock (and one after the last).
+const OUTPUTS_PER_DEADLINE_CHECK: usize = 8;
+
 /// A render's fields as [`KeywardCtx::expand_known`] leaves them.
 pub(crate) enum Expansion<S> {
     /// Built, as the connector sees them.
@@ -742,10 +746,13 @@ impl KeywardCtx {
             })
         };
         let mut assembled = Vec::with_capacity(outputs.len());
-        for output in outputs {
+        for (index, output) in outputs.iter().enumerate() {
             // Evaluating, checking and escaping are the host's work for the
-            // render: they count against its deadline.
-            if let Some(why) = self.over_deadline() {
+            // render: they count against its deadline, read every few
+            // outputs (each is bounded by the allowance) and after the last.
+            if index % OUTPUTS_PER_DEADLINE_CHECK == OUTPUTS_PER_DEADLINE_CHECK - 1
+                && let Some(why) = self.over_deadline()
+            {
                 return Err(RunError::Trap(why));
             }
             let Some(left) = allowance.value_bytes.checked_sub(output.name.len()) else {
