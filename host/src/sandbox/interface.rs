@@ -351,12 +351,25 @@ impl KeywardCtx {
         self.host_calls = 0;
     }
 
+    /// A ctx of no instance with a render under `secrets` begun: the host's
+    /// half of a planned render (one clock read, not two).
+    pub(crate) fn rendering(secrets: Arc<ConnectorSecrets>, limits: Arc<SandboxConfig>) -> Self {
+        let mut ctx = Self::new(secrets.connector_id(), limits);
+        let started = ctx.started;
+        ctx.begin_render_at(secrets, started);
+        ctx
+    }
+
     /// Readies the ctx for a render under `secrets` (its policy and view).
     pub fn begin_render(&mut self, secrets: Arc<ConnectorSecrets>) {
+        self.begin_render_at(secrets, Instant::now());
+    }
+
+    fn begin_render_at(&mut self, secrets: Arc<ConnectorSecrets>, started: Instant) {
         self.connector = secrets.connector_id();
         self.secrets = Some(secrets);
         self.sealed.begin();
-        self.started = Instant::now();
+        self.started = started;
         self.budget = RenderBudget::for_render();
         self.host_calls = 0;
         self.log_lines = 0;

@@ -653,8 +653,7 @@ impl LoadedConnector {
             && !secrets.policy().grants_any_reveal();
         // The host's work first, in a ctx of no instance: a planned render
         // needs none.
-        let mut ctx = KeywardCtx::new(secrets.connector_id(), self.limits.clone());
-        ctx.begin_render(secrets.clone());
+        let mut ctx = KeywardCtx::rendering(secrets.clone(), self.limits.clone());
         let known = if planned {
             prepared.sealed_plan()
         } else {

@@ -271,7 +271,7 @@ impl Plans {
             return;
         }
         if inner.len >= self.capacity {
-            inner.evict_least_recent();
+            inner.evict_least_recent(self.capacity.div_ceil(EVICTED_PER_SCAN_DIVISOR));
         }
         inner
             .by_hash
@@ -297,28 +297,37 @@ impl Plans {
 }
 
 impl Inner {
-    fn evict_least_recent(&mut self) {
-        let oldest = self
+    /// Drops the `count` least recently used entries: one scan for many,
+    /// so that a connector at its bound pays for a scan of its plans once
+    /// per `count` new configurations, not on each.
+    fn evict_least_recent(&mut self, count: usize) {
+        let mut ages: Vec<u64> = self
             .by_hash
-            .iter()
-            .flat_map(|(hash, bucket)| {
-                bucket
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, e)| (e.last_used(), *hash, i))
-            })
-            .min();
-        if let Some((_, hash, i)) = oldest
-            && let Some(bucket) = self.by_hash.get_mut(&hash)
-        {
-            bucket.swap_remove(i);
-            if bucket.is_empty() {
-                self.by_hash.remove(&hash);
-            }
-            self.len -= 1;
+            .values()
+            .flat_map(|bucket| bucket.iter().map(Entry::last_used))
+            .collect();
+        if ages.is_empty() {
+            return;
         }
+        let count = count.clamp(1, ages.len());
+        // The `count` oldest uses are at most the one placed at `count - 1`.
+        let cutoff = *ages.select_nth_unstable(count - 1).1;
+        let mut dropped = 0;
+        self.by_hash.retain(|_, bucket| {
+            bucket.retain(|e| {
+                let drop = dropped < count && e.last_used() <= cutoff;
+                dropped += usize::from(drop);
+                !drop
+            });
+            !bucket.is_empty()
+        });
+        self.len -= dropped;
     }
 }
+
+/// At its bound, a connector's plans drop this fraction of themselves
+/// (the least recently used) at once.
+const EVICTED_PER_SCAN_DIVISOR: usize = 8;
 
 /// Renders by how plans served them, over every connector of a sandbox.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -428,6 +437,22 @@ mod tests {
         plans.insert(plans.hash(&key(3)), &key(3), plan());
         assert!(plans.get(plans.hash(&key(0)), &key(0)).is_none());
         assert!(plans.get(plans.hash(&key(2)), &key(2)).is_some());
+        // A full set of 16 drops its 2 least recently used at once.
+        let plans = Plans::new(16);
+        for n in 0..16 {
+            plans.insert(plans.hash(&key(n)), &key(n), plan());
+        }
+        for n in 2..16 {
+            assert!(plans.get(plans.hash(&key(n)), &key(n)).is_some());
+        }
+        plans.insert(plans.hash(&key(16)), &key(16), plan());
+        assert_eq!(plans.len(), 15);
+        for n in 0..2 {
+            assert!(plans.get(plans.hash(&key(n)), &key(n)).is_none(), "{n}");
+        }
+        for n in 2..17 {
+            assert!(plans.get(plans.hash(&key(n)), &key(n)).is_some(), "{n}");
+        }
         // Off: nothing is kept.
         let off = Plans::new(0);
         off.insert(off.hash(&key(0)), &key(0), plan());
