@@ -333,23 +333,29 @@ Notes:
   reads the cache, seals the values and evaluates the recorded compositions, then checks
   the outputs against the operator's destinations. Row 1a is the same connector opted
   out (`run_every_render`), on a warm instance: the difference is the sandbox crossing.
-  Row 1 still misses its target: `benches/PROFILE.md` shows the floor, the work the peer
-  never does (policy, sealing, zeroing and the egress check, row 1g alone 1.30 µs, more
-  than the peer's whole render), none of which a plan may skip, since a rotation, a
-  revoked grant or a changed `egress` must take effect on the next render.
+  Row 1 still misses its target: `benches/PROFILE.md` shows what is left, the work the
+  peer never does and a plan may not skip (the policy and the cache read per reference,
+  so a rotation, a revoked grant or a stale serve take effect on the next render; sealing
+  and zeroing the values; the outputs and their destinations). The egress check (row 1g)
+  runs on a plan hit only when the outputs or the pins differ from the last render's.
 - Row 1d is row 1 with what a production policy adds: an allowlist naming each secret
   instead of `**`, and one JSON audit record appended to a file per read, the render's
-  records in one write (one write each took 12.3 µs). It misses its target (2.0×): each
-  record is a clock read, an RFC 3339 time and a serde_json line, work the peer has no
-  counterpart of. Rows 1e and 1f show the cost per secret: keyward's is the policy decision,
-  the cache read, sealing, and one more sealed and plain piece to evaluate.
+  records in one write. It misses its target (2.0×): the write to the file is a system
+  call and page-cache work on every render (about 1.5 µs on this machine), and each record
+  a clock read, an RFC 3339 time and a JSON line; writing the trail asynchronously would
+  lose records a crash leaves unwritten, so it is written before the render returns. Rows
+  1e and 1f show the cost per secret: keyward's is the policy decision, the cache read,
+  sealing, and one more sealed and plain piece to evaluate.
 - Row 2 (the connector run every time): a new store and an instance from wasmtime's
   pooling allocator (copy-on-write images, slots reset in place with Linux's
   PAGEMAP_SCAN), instantiated synchronously, the guest's first render, the teardown.
-- Row 2b misses its target (10 µs): a plan miss is row 2 plus what recording adds, a
-  store with deterministic WASI (its own clocks and random source), the
-  fields hashed for the plan's key and the plan kept; it is paid once per configuration.
-- Row 3 misses its target: it is row 1 on two cores (minus the load generator).
+- Row 2b misses its target (10 µs), which is below row 2, a fresh instance's own floor
+  (instantiating and tearing down the store). A plan miss is row 2 plus what a new
+  configuration and recording add: its fields parsed and kept, a store with deterministic
+  WASI (its own clocks and random source), the fields hashed for the plan's key and the
+  plan kept; it is paid once per configuration.
+- Row 3 misses its target: it is row 1 on two cores, with the load generator, and a
+  further third lost to cache lines the two cores share (`benches/PROFILE.md`).
 - A render whose connector calls an import that may wait (`list`, `invalidate`, any
   WASI call) runs again on the async path, which `tests/sync_path.rs` covers.
 - Row 4: keyward coalesces concurrent misses into one upstream call; the peer makes one

@@ -3,7 +3,7 @@
 //! the values a connector revealed, masked for the life of its instance.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use keyward_template::Template;
 use keyward_template::compose::{Node, wipe};
@@ -42,7 +42,7 @@ pub struct PreparedFields {
     /// depend on the render's values and are built every render.
     destinations_use_references: bool,
     /// The pins last built, with the `egress` list they were built under.
-    kept_pins: Mutex<Option<KeptPins>>,
+    kept_pins: RwLock<Option<KeptPins>>,
 }
 
 /// Whether two `egress` lists are the same one (the same `Arc`, or none).
@@ -89,14 +89,14 @@ impl PreparedFields {
             requests,
             destinations,
             destinations_use_references,
-            kept_pins: Mutex::new(None),
+            kept_pins: RwLock::new(None),
         })
     }
 
     /// The pins kept for the operator's `egress` list, if they are kept
     /// (no destination field holds a reference) and were built under it.
     pub(crate) fn kept_pins(&self, egress: Option<&Arc<Egress>>) -> Option<Arc<Pins>> {
-        let kept = self.kept_pins.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = self.kept_pins.read().unwrap_or_else(|p| p.into_inner());
         kept.as_ref()
             .filter(|kept| same_egress(kept.egress.as_ref(), egress))
             .map(|kept| kept.pins.clone())
@@ -115,7 +115,10 @@ impl PreparedFields {
         if self.destinations_use_references {
             return Arc::new(build());
         }
-        let mut kept = self.kept_pins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pins) = self.kept_pins(egress) {
+            return pins;
+        }
+        let mut kept = self.kept_pins.write().unwrap_or_else(|p| p.into_inner());
         if let Some(kept) = kept
             .as_ref()
             .filter(|kept| same_egress(kept.egress.as_ref(), egress))

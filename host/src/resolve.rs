@@ -7,7 +7,7 @@
 //! which.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, AuditRecord, Decision};
@@ -154,7 +154,8 @@ pub struct ConnectorSecrets {
     fetch_limit: Arc<TokenBucket>,
     invalidate_interval: Duration,
     last_invalidated: Arc<Mutex<HashMap<SecretName, Instant>>>,
-    decisions: Arc<Mutex<HashMap<SecretRequest, Allowed, foldhash::fast::RandomState>>>,
+    /// Read by every render, written on a new reference: a read lock.
+    decisions: Arc<RwLock<HashMap<SecretRequest, Allowed, foldhash::fast::RandomState>>>,
 }
 
 /// One policy reading of a reference that the allowlist allows.
@@ -343,7 +344,7 @@ impl ConnectorSecrets {
         let started = self.audit.is_active().then(Instant::now);
         // Decisions already taken, under one lock for the whole render.
         let kept: Vec<Option<Allowed>> = {
-            let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+            let decisions = self.decisions.read().unwrap_or_else(|p| p.into_inner());
             requests.iter().map(|r| decisions.get(r).cloned()).collect()
         };
         let checked: Vec<Result<Allowed, ResolveError>> = requests
@@ -537,7 +538,7 @@ impl ConnectorSecrets {
     ) -> Result<Allowed, Refused> {
         let kept = self
             .decisions
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(request)
             .cloned();
@@ -546,7 +547,7 @@ impl ConnectorSecrets {
         }
         let allowed: Allowed = Arc::new(self.decide(request, budget)?);
         if request_len(request) <= MAX_KEPT_REQUEST_BYTES {
-            let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut decisions = self.decisions.write().unwrap_or_else(|p| p.into_inner());
             if decisions.len() >= MAX_KEPT_DECISIONS {
                 decisions.clear();
             }

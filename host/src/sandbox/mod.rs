@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -68,7 +68,7 @@ const TABLES_PER_SLOT: u32 = 16;
 
 /// Prepared fields by the (field, template) pairs they were prepared from.
 type PreparedByFields =
-    Mutex<HashMap<Vec<(String, String)>, Arc<Prepared>, foldhash::fast::RandomState>>;
+    RwLock<HashMap<Vec<(String, String)>, Arc<Prepared>, foldhash::fast::RandomState>>;
 
 /// A prepared field set and what render plans know of it.
 #[derive(Debug)]
@@ -81,19 +81,19 @@ struct Prepared {
     /// sealed is served from it without building the connector's view of
     /// the fields or looking the key up. Weak: the plans' LRU decides how
     /// long a plan lives.
-    sealed_plan: Mutex<Weak<Plan>>,
+    sealed_plan: RwLock<Weak<Plan>>,
 }
 
 impl Prepared {
     fn sealed_plan(&self) -> Option<Arc<Plan>> {
         self.sealed_plan
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade()
     }
 
     fn link(&self, plan: &Arc<Plan>) {
-        *self.sealed_plan.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(plan);
+        *self.sealed_plan.write().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(plan);
     }
 }
 
@@ -616,7 +616,7 @@ impl LoadedConnector {
     async fn prepare(&self, fields: &[(String, String)]) -> Result<Arc<Prepared>, RunError> {
         if let Some(prepared) = self
             .prepared
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(fields)
         {
@@ -626,9 +626,9 @@ impl LoadedConnector {
         let prepared = Arc::new(Prepared {
             fields: Arc::new(PreparedFields::new(&info, fields)?),
             sealed_key: OnceLock::new(),
-            sealed_plan: Mutex::new(Weak::new()),
+            sealed_plan: RwLock::new(Weak::new()),
         });
-        let mut kept = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.prepared.write().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= MAX_PREPARED_FIELD_SETS {
             kept.clear();
         }

@@ -12,7 +12,7 @@
 //! check runs.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use keyward_template::egress::{CheckedOutput, OutputKind, Pins, Verdict};
 use zeroize::Zeroizing;
@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 /// keeps hold secret material: they are zeroed when replaced or dropped,
 /// and `Debug` does not show them.
 #[derive(Default)]
-pub(crate) struct KeptVerdicts(Mutex<Option<Kept>>);
+pub(crate) struct KeptVerdicts(RwLock<Option<Kept>>);
 
 struct Kept {
     pins: Arc<Pins>,
@@ -53,14 +53,14 @@ impl std::fmt::Debug for KeptVerdicts {
 
 impl KeptVerdicts {
     /// The verdicts of `outputs` under `pins` if the last render's inputs
-    /// were the same; `None` if they were not, or if another render holds
-    /// them now (it then checks for itself rather than wait).
+    /// were the same; `None` if they were not, or if a render is replacing
+    /// them now (this one then checks for itself rather than wait).
     pub(crate) fn get(
         &self,
         pins: &Arc<Pins>,
         outputs: &[CheckedOutput<'_>],
     ) -> Option<Vec<Verdict>> {
-        let kept = self.0.try_lock().ok()?;
+        let kept = self.0.try_read().ok()?;
         let kept = kept.as_ref()?;
         let same = Arc::ptr_eq(&kept.pins, pins)
             && kept.outputs.len() == outputs.len()
@@ -75,7 +75,7 @@ impl KeptVerdicts {
         outputs: &[CheckedOutput<'_>],
         verdicts: &[Verdict],
     ) {
-        let Ok(mut kept) = self.0.try_lock() else {
+        let Ok(mut kept) = self.0.try_write() else {
             return;
         };
         *kept = Some(Kept {
