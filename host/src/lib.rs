@@ -54,8 +54,9 @@ pub use cache::{CacheStats, SecretCache};
 pub use check::{CheckReport, ConnectorCheck, ReferenceCheck};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    AuditConfig, AwsSettings, Backend, Config, ConfigError, ConnectorConfig, FileSettings,
-    LIVE_SECRETS_KEYS, SecretsConfig,
+    AuditConfig, AwsSettings, Backend, Config, ConfigError, ConnectorConfig, DEFAULT_MAX_TENANTS,
+    DEFAULT_TENANT, FileSettings, LIVE_SECRETS_KEYS, MAX_TENANT_ID_CHARS, SecretsConfig,
+    TenantConfig, TenantFileError, valid_tenant_id,
 };
 pub use contract::{
     ConnectorInfo, DestinationInfo, DestinationPart, EgressRefused, FieldSpec, MASK, OutputKind,

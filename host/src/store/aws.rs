@@ -32,6 +32,12 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// A role to assume with the default credentials.
     pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for (the customer's
+    /// guard against a confused deputy).
+    pub external_id: Option<String>,
+    /// The assumed role's session name, as CloudTrail shows it: `keyward`,
+    /// or `keyward-<tenant>` for a tenant's backend.
+    pub session_name: String,
     /// Bound on one operation, retries included.
     pub operation_timeout: std::time::Duration,
     /// Bound on one attempt.
@@ -77,13 +83,14 @@ impl AwsStore {
         }
         let sdk_config = loader.load().await;
         let credentials = match &settings.role_arn {
-            Some(role) => Some(SharedCredentialsProvider::new(
-                aws_config::sts::AssumeRoleProvider::builder(role)
-                    .session_name("keyward")
-                    .configure(&sdk_config)
-                    .build()
-                    .await,
-            )),
+            Some(role) => Some(SharedCredentialsProvider::new({
+                let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name(&settings.session_name);
+                if let Some(external_id) = &settings.external_id {
+                    provider = provider.external_id(external_id);
+                }
+                provider.configure(&sdk_config).build().await
+            })),
             None => None,
         };
         Self::from_sdk_config(&sdk_config, credentials, settings)

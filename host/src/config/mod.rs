@@ -60,6 +60,13 @@ const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3_000;
 /// Default attempts per backend operation (the SDK's standard retry mode).
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+mod tenants;
+
+pub use tenants::{
+    DEFAULT_MAX_TENANTS, DEFAULT_TENANT, MAX_TENANT_ID_CHARS, TenantConfig, TenantFileError,
+    valid_tenant_id,
+};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -74,6 +81,10 @@ struct RawConfig {
     sandbox: RawSandbox,
     #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
+    #[serde(default)]
+    tenants: BTreeMap<String, tenants::RawTenant>,
+    tenants_dir: Option<PathBuf>,
+    max_tenants: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +117,7 @@ struct RawBackend {
     partition: Option<String>,
     endpoint_url: Option<String>,
     role_arn: Option<String>,
+    external_id: Option<String>,
     operation_timeout_ms: Option<u64>,
     attempt_timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
@@ -265,6 +277,13 @@ pub struct Config {
     startup: Startup,
     /// Connectors by id.
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// The other tenants by id (`[tenants.ID]` tables and the files of
+    /// `tenants_dir`); the top-level tables are [`DEFAULT_TENANT`]'s.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// The directory of tenant files, if one is named.
+    pub tenants_dir: Option<PathBuf>,
+    /// Tenant files that did not load (the others did), each with why.
+    pub tenant_errors: Vec<TenantFileError>,
 }
 
 /// The keys of `[secrets]` a running host takes on reload; the rest of it
@@ -409,71 +428,27 @@ impl Config {
     /// Checks configuration text; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        let secrets = check_secrets(raw.secrets, base)?;
+        let secrets = check_secrets(raw.secrets, base, DEFAULT_SESSION_NAME)?;
         let sandbox = check_sandbox(raw.sandbox, base)?;
-        let mut connectors = BTreeMap::new();
-        for (id, raw) in raw.connectors {
-            let rules = |list: &[String], key: &str| {
-                Allowlist::parse(list).map_err(|e| format!("connectors.{id}.{key}: {e}"))
-            };
-            let (allow, public, reveal) = (
-                rules(&raw.allow, "allow")?,
-                rules(&raw.public, "public")?,
-                rules(&raw.reveal, "reveal")?,
-            );
-            for (field, template) in &raw.config {
-                Template::parse(template).map_err(|e| {
-                    format!(
-                        "connectors.{id}.config.{field}, column {}: {}",
-                        e.column, e.message
-                    )
-                })?;
-            }
-            let egress = match (&raw.egress, raw.egress_fields) {
-                (None, Some(_)) => {
-                    return Err(format!(
-                        "connectors.{id}.egress_fields: only means something beside `egress`"
-                    ));
-                }
-                (None, None) => None,
-                (Some(entries), keep_fields) => Some(Arc::new(
-                    Egress::parse(entries, keep_fields.unwrap_or(false))
-                        .map_err(|e| format!("connectors.{id}.egress: {e}"))?,
-                )),
-            };
-            let max_memory_bytes = match raw.max_memory_mb {
-                None => None,
-                Some(mb) => Some(
-                    mb.checked_mul(1 << 20)
-                        .and_then(|bytes| usize::try_from(bytes).ok())
-                        .filter(|bytes| (1..=sandbox.max_memory_bytes).contains(bytes))
-                        .ok_or_else(|| {
-                            format!(
-                                "connectors.{id}.max_memory_mb: {mb} is not from 1 to \
-                                 sandbox.max_memory_mb ({}); a connector's limit may only \
-                                 lower the sandbox's",
-                                sandbox.max_memory_bytes >> 20
-                            )
-                        })?,
-                ),
-            };
-            let limits = ConnectorLimits {
-                max_memory_bytes,
-                warm_instances: raw.warm_instances,
-            };
-            connectors.insert(
-                id.clone(),
-                ConnectorConfig {
-                    id,
-                    component: base.join(raw.component),
-                    allow,
-                    public,
-                    reveal,
-                    egress,
-                    fields: raw.config,
-                    limits,
-                },
-            );
+        let connectors = check_connectors(raw.connectors, base, &sandbox, "")?;
+        let max_tenants = match raw.max_tenants {
+            Some(0) => return Err("max_tenants: must be at least 1".into()),
+            Some(n) => n,
+            None => tenants::DEFAULT_MAX_TENANTS,
+        };
+        let mut tenants = tenants::check_tables(raw.tenants, base, &sandbox)?;
+        if tenants.len() > max_tenants {
+            return Err(format!(
+                "tenants: {} [tenants.*] tables, more than max_tenants ({max_tenants})",
+                tenants.len()
+            ));
+        }
+        let tenants_dir = raw.tenants_dir.map(|dir| base.join(dir));
+        let mut tenant_errors = Vec::new();
+        if let Some(dir) = &tenants_dir {
+            let directory = tenants::read_directory(dir, &sandbox, &tenants, max_tenants)?;
+            tenants.extend(directory.tenants);
+            tenant_errors = directory.errors;
         }
         let audit = AuditConfig {
             file: raw.audit.file.map(|f| base.join(f)),
@@ -484,6 +459,9 @@ impl Config {
             audit,
             sandbox,
             connectors,
+            tenants,
+            tenants_dir,
+            tenant_errors,
             startup: Startup::of(text)?,
         })
     }
@@ -527,8 +505,88 @@ impl Config {
     }
 }
 
-fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> {
-    let backend = check_backend(raw.backend, base)?;
+/// `[connectors.*]` tables (of the default tenant, or under `scope`, a
+/// tenant's `tenants.ID.`), checked against the sandbox's bounds; paths
+/// are resolved against `base`.
+fn check_connectors(
+    raw: BTreeMap<String, RawConnector>,
+    base: &Path,
+    sandbox: &SandboxConfig,
+    scope: &str,
+) -> Result<BTreeMap<String, ConnectorConfig>, String> {
+    let mut connectors = BTreeMap::new();
+    for (id, raw) in raw {
+        let rules = |list: &[String], key: &str| {
+            Allowlist::parse(list).map_err(|e| format!("{scope}connectors.{id}.{key}: {e}"))
+        };
+        let (allow, public, reveal) = (
+            rules(&raw.allow, "allow")?,
+            rules(&raw.public, "public")?,
+            rules(&raw.reveal, "reveal")?,
+        );
+        for (field, template) in &raw.config {
+            Template::parse(template).map_err(|e| {
+                format!(
+                    "{scope}connectors.{id}.config.{field}, column {}: {}",
+                    e.column, e.message
+                )
+            })?;
+        }
+        let egress = match (&raw.egress, raw.egress_fields) {
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{scope}connectors.{id}.egress_fields: only means something beside `egress`"
+                ));
+            }
+            (None, None) => None,
+            (Some(entries), keep_fields) => Some(Arc::new(
+                Egress::parse(entries, keep_fields.unwrap_or(false))
+                    .map_err(|e| format!("{scope}connectors.{id}.egress: {e}"))?,
+            )),
+        };
+        let max_memory_bytes = match raw.max_memory_mb {
+            None => None,
+            Some(mb) => Some(
+                mb.checked_mul(1 << 20)
+                    .and_then(|bytes| usize::try_from(bytes).ok())
+                    .filter(|bytes| (1..=sandbox.max_memory_bytes).contains(bytes))
+                    .ok_or_else(|| {
+                        format!(
+                            "{scope}connectors.{id}.max_memory_mb: {mb} is not from 1 to \
+                             sandbox.max_memory_mb ({}); a connector's limit may only \
+                             lower the sandbox's",
+                            sandbox.max_memory_bytes >> 20
+                        )
+                    })?,
+            ),
+        };
+        let limits = ConnectorLimits {
+            max_memory_bytes,
+            warm_instances: raw.warm_instances,
+        };
+        connectors.insert(
+            id.clone(),
+            ConnectorConfig {
+                id,
+                component: base.join(raw.component),
+                allow,
+                public,
+                reveal,
+                egress,
+                fields: raw.config,
+                limits,
+            },
+        );
+    }
+    Ok(connectors)
+}
+
+fn check_secrets(
+    raw: RawSecrets,
+    base: &Path,
+    session_name: &str,
+) -> Result<SecretsConfig, String> {
+    let backend = check_backend(raw.backend, base, session_name)?;
     let namespace =
         Namespace::new(&raw.namespace).map_err(|e| format!("secrets.namespace: {e}"))?;
     let cache_ttl = Duration::from_millis(raw.cache_ttl_ms.unwrap_or(DEFAULT_CACHE_TTL_MS));
@@ -574,7 +632,7 @@ fn check_secrets(raw: RawSecrets, base: &Path) -> Result<SecretsConfig, String> 
 }
 
 /// `[secrets.backend]`: the kind, then only the settings that kind has.
-fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
+fn check_backend(raw: RawBackend, base: &Path, session_name: &str) -> Result<Backend, String> {
     if let Some(account) = &raw.account_id
         && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
     {
@@ -586,6 +644,7 @@ fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
     let aws_only = [
         ("endpoint_url", raw.endpoint_url.is_some()),
         ("role_arn", raw.role_arn.is_some()),
+        ("external_id", raw.external_id.is_some()),
         ("operation_timeout_ms", raw.operation_timeout_ms.is_some()),
         ("attempt_timeout_ms", raw.attempt_timeout_ms.is_some()),
         ("max_attempts", raw.max_attempts.is_some()),
@@ -616,6 +675,22 @@ fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
                     "secrets.backend.path: a setting of kind = \"file\", not \"aws\"".into(),
                 );
             }
+            if raw.external_id.is_some() && raw.role_arn.is_none() {
+                return Err(
+                    "secrets.backend.external_id: only means something beside `role_arn`".into(),
+                );
+            }
+            if raw
+                .external_id
+                .as_deref()
+                .is_some_and(|id| !valid_external_id(id))
+            {
+                return Err(
+                    "secrets.backend.external_id: 2 to 1224 characters of letters, \
+                     digits and +=,.@:/-"
+                        .into(),
+                );
+            }
             let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
             if max_attempts == 0 {
                 return Err("secrets.backend.max_attempts: must be at least 1".into());
@@ -624,6 +699,8 @@ fn check_backend(raw: RawBackend, base: &Path) -> Result<Backend, String> {
                 identity,
                 endpoint_url: raw.endpoint_url,
                 role_arn: raw.role_arn,
+                external_id: raw.external_id,
+                session_name: session_name.to_string(),
                 operation_timeout: positive_ms(
                     raw.operation_timeout_ms,
                     DEFAULT_OPERATION_TIMEOUT_MS,
@@ -765,6 +842,17 @@ fn positive_ms(value: Option<u64>, default: u64, key: &str) -> Result<Duration, 
         0 => Err(format!("secrets.backend.{key}: must be at least 1")),
         ms => Ok(Duration::from_millis(ms)),
     }
+}
+
+/// The session name the default backend's assumed role gets.
+const DEFAULT_SESSION_NAME: &str = "keyward";
+
+/// What STS takes as an external id: 2 to 1224 of `[\w+=,.@:/-]`.
+fn valid_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 /// `line L, column C: message`, without quoting the offending line (it
