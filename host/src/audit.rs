@@ -121,6 +121,8 @@ const DECISION_KINDS: [&str; 12] = [
 pub struct AuditRecord {
     /// RFC 3339, UTC, milliseconds (filled in when the record is written).
     pub time: String,
+    /// The tenant id (a configured one: `default` for the top-level tables).
+    pub tenant: String,
     /// When the record was made.
     #[serde(skip)]
     pub at: SystemTime,
@@ -147,9 +149,10 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// A record stamped now.
-    pub fn new(connector: &str, reference: String, decision: Decision) -> Self {
+    pub fn new(tenant: &str, connector: &str, reference: String, decision: Decision) -> Self {
         Self {
             at: SystemTime::now(),
+            tenant: tenant.to_string(),
             connector: connector.to_string(),
             reference,
             ..Self::unwritten(decision)
@@ -160,6 +163,7 @@ impl AuditRecord {
     pub fn unwritten(decision: Decision) -> Self {
         Self {
             time: String::new(),
+            tenant: String::new(),
             at: SystemTime::UNIX_EPOCH,
             connector: String::new(),
             reference: String::new(),
@@ -295,8 +299,9 @@ impl Serialize for Line<'_> {
         use serde::ser::SerializeMap;
         let r = self.record;
         let detail = r.decision.detail();
-        let mut map = serializer.serialize_map(Some(11 + usize::from(detail.is_some())))?;
+        let mut map = serializer.serialize_map(Some(12 + usize::from(detail.is_some())))?;
         map.serialize_entry("time", self.time)?;
+        map.serialize_entry("tenant", &r.tenant)?;
         map.serialize_entry("connector", &r.connector)?;
         map.serialize_entry("reference", &r.reference)?;
         map.serialize_entry("canonical", &r.canonical)?;
@@ -386,7 +391,7 @@ mod tests {
             Decision::NotFound,
             Decision::Summarised("denied=3".into()),
         ] {
-            let mut record = AuditRecord::new("pg", "{{ secrets.db }}".into(), decision);
+            let mut record = AuditRecord::new("acme", "pg", "{{ secrets.db }}".into(), decision);
             record.canonical = Some("app/db".into());
             record.path = vec!["password".into()];
             record.cache = Some(CacheStatus::Hit);
@@ -452,6 +457,7 @@ mod tests {
         let log = AuditLog::open(Some(&path), false).unwrap();
         for i in 0..3 {
             log.write(&AuditRecord::new(
+                "default",
                 "c",
                 format!("ref{i}"),
                 Decision::NotFound,

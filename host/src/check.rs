@@ -8,6 +8,7 @@ use std::fmt;
 use crate::contract::RunError;
 use crate::keyward::{Error, Keyward};
 use crate::policy::RefusedReference;
+use crate::tenant::Tenant;
 
 /// The whole report; [`CheckReport::failures`] counts what failed.
 #[derive(Debug, Clone)]
@@ -104,12 +105,25 @@ impl fmt::Display for CheckReport {
 }
 
 impl Keyward {
+    /// Runs every check of the default tenant; a failing backend stops
+    /// before the connectors.
+    pub async fn check(&self) -> CheckReport {
+        self.default_tenant().check_with(|_| Ok(())).await
+    }
+
+    /// [`Tenant::check_with`] of the default tenant.
+    pub async fn check_with<P>(&self, admit: impl Fn(&str) -> Result<P, String>) -> CheckReport {
+        self.default_tenant().check_with(admit).await
+    }
+}
+
+impl Tenant {
     /// Runs every check; a failing backend stops before the connectors.
     pub async fn check(&self) -> CheckReport {
         self.check_with(|_| Ok(())).await
     }
 
-    /// [`Keyward::check`], each connector's render admitted by `admit`
+    /// [`Tenant::check`], each connector's render admitted by `admit`
     /// (held while it runs), so that a service's checks count against the
     /// same concurrency limits as its renders; refused, the render is
     /// reported as failed with `admit`'s reason.

@@ -5,24 +5,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::OnceCell;
-
 use crate::audit::AuditLog;
-use crate::cache::{CachePolicy, CacheStats, SecretCache};
+use crate::cache::{CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, ConfigError, ConnectorConfig, SecretsConfig};
+use crate::config::{Backend, Config, ConfigError, DEFAULT_TENANT, TenantConfig};
 use crate::contract::{ConnectorInfo, Rendered, RunError};
-use crate::policy::{ConnectorPolicy, RefusedReference, SecretRequest};
-use crate::ratelimit::TokenBucket;
+use crate::policy::{RefusedReference, SecretRequest};
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
 use crate::sandbox::limits::SandboxConfig;
 use crate::sandbox::{
-    LoadError, LoadedConnector, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
+    LoadError, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
 };
+use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
-use crate::store::metered::{Metered, UpstreamCounts};
-use crate::store::{SecretStore, StoreIdentity};
+use crate::tenant::{Runtime, Tenant};
 use crate::value::SecretValue;
 
 /// Everything that can go wrong, each naming where.
@@ -49,6 +46,9 @@ pub enum Error {
     /// No connector with this id.
     #[error("{0}")]
     UnknownConnector(String),
+    /// No tenant with this id.
+    #[error("{0}")]
+    UnknownTenant(String),
     /// A component could not be loaded.
     #[error("connector `{connector}`: {}: {error}", path.display())]
     Load {
@@ -99,129 +99,179 @@ pub struct Stats {
     pub recorded_wasi_reads: RecordedWasiReads,
 }
 
-/// One configured connector: its configuration, its secrets view under the
-/// current policy, and its lazily compiled component (shared across policy
-/// swaps while the component path stays the same).
-#[derive(Debug)]
-struct Slot {
-    config: ConnectorConfig,
-    /// The configured fields as a render takes them, built once per swap
-    /// (a render of the configured fields copies nothing).
-    fields: Arc<[(String, String)]>,
-    secrets: Arc<ConnectorSecrets>,
-    loaded: Arc<OnceCell<Arc<LoadedConnector>>>,
-}
+/// The tenants other than the default, by id.
+type Tenants = Arc<BTreeMap<String, Arc<Tenant>>>;
 
-type Slots = Arc<BTreeMap<String, Arc<Slot>>>;
-
-/// A connector's configured fields, in name order.
-fn configured_fields(config: &ConnectorConfig) -> Arc<[(String, String)]> {
-    config
-        .fields
-        .iter()
-        .map(|(name, template)| (name.clone(), template.clone()))
-        .collect()
-}
-
-/// A keyward host: one sandbox, one cache, the configured connectors.
+/// A keyward host: one runtime (engine, compile cache, instance pool,
+/// audit log) and its tenants, each with its own backend, cache and
+/// connectors. The default tenant is the configuration's top-level
+/// `[secrets]` and `[connectors.*]`; the methods that name no tenant are
+/// its.
 #[derive(Debug)]
 pub struct Keyward {
-    sandbox: Sandbox,
-    cache: SecretCache,
-    audit: Arc<AuditLog>,
+    runtime: Arc<Runtime>,
+    default: Arc<Tenant>,
+    tenants: RwLock<Tenants>,
     /// The configuration it started with: what a reload may not change.
     started_with: Config,
-    /// Where the backend found itself to be.
-    discovered: StoreIdentity,
-    /// The calls that reached the backend.
-    upstream: UpstreamCounts,
-    clock: Arc<dyn Clock>,
-    slots: RwLock<Slots>,
-    /// The `[secrets]` of the configuration swapped in last.
-    live: RwLock<SecretsConfig>,
+}
+
+/// Opens the backend a tenant's configuration names.
+async fn open_store(tenant: &str, backend: &Backend) -> Result<Arc<dyn SecretStore>, Error> {
+    Ok(match backend {
+        Backend::File(settings) => Arc::new(
+            FileStore::open(&settings.path)
+                .map_err(|e| Error::Backend(format!("tenant `{tenant}`: {e}")))?,
+        ),
+        Backend::Aws(settings) => {
+            let mut store = AwsStore::connect(settings).await;
+            if settings.identity.account_id.is_none()
+                && let Err(e) = store.discover_account().await
+            {
+                // ARN references are refused (as without an account)
+                // until the configuration names `account_id`.
+                tracing::warn!(
+                    "tenant `{tenant}`: {e}; set `account_id` under its backend to check ARN \
+                     references"
+                );
+            }
+            Arc::new(store)
+        }
+    })
 }
 
 impl Keyward {
-    /// Opens the backend and sets up the sandbox. Components are compiled on
-    /// first use (or all at once with [`Keyward::preload`]).
+    /// Opens every tenant's backend and sets up the sandbox. Components are
+    /// compiled on first use (or all at once with [`Keyward::preload`]).
     pub async fn new(config: Config) -> Result<Self, Error> {
-        let store: Arc<dyn SecretStore> = match &config.secrets.backend {
-            Backend::File(settings) => Arc::new(
-                FileStore::open(&settings.path).map_err(|e| Error::Backend(e.to_string()))?,
-            ),
-            Backend::Aws(settings) => {
-                let mut store = AwsStore::connect(settings).await;
-                if settings.identity.account_id.is_none()
-                    && let Err(e) = store.discover_account().await
-                {
-                    // ARN references are refused (as without an account)
-                    // until the configuration names `account_id`.
-                    tracing::warn!(
-                        "{e}; set `account_id` under [secrets.backend] to check ARN references"
-                    );
-                }
-                Arc::new(store)
-            }
-        };
-        Self::with_store(config, store)
+        let store = open_store(DEFAULT_TENANT, &config.secrets.backend).await?;
+        let keyward = Self::default_only(config, store, Arc::new(SystemClock))?;
+        let tenants = keyward.open_tenants(&keyward.started_with.tenants).await?;
+        *keyward.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        Ok(keyward)
     }
 
-    /// Like [`Keyward::new`] with a backend of the caller's choosing.
+    /// Like [`Keyward::new`] with the default tenant's backend of the
+    /// caller's choosing.
     pub fn with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, Error> {
         Self::with_store_and_clock(config, store, Arc::new(SystemClock))
     }
 
     /// Like [`Keyward::with_store`], with cache freshness and rate limits
     /// read from `clock` (tests move a [`crate::clock::ManualClock`]).
+    /// Other tenants' backends must be files here: an AWS backend is opened
+    /// by [`Keyward::new`].
     pub fn with_store_and_clock(
         config: Config,
         store: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let secrets = config.secrets.clone();
-        let discovered = store.identity();
-        let metered = Metered::new(store);
-        let upstream = metered.counts();
-        let cache = SecretCache::with_clock(
-            Arc::new(metered),
-            CachePolicy {
-                ttl: secrets.cache_ttl,
-                max_stale: secrets.max_stale,
-                refresh_ahead: secrets.refresh_ahead,
-                max_entries: secrets.cache_max_entries.get(),
-            },
-            clock.clone(),
-        );
+        let keyward = Self::default_only(config, store, clock)?;
+        let mut tenants = BTreeMap::new();
+        for (id, tenant) in &keyward.started_with.tenants {
+            let Backend::File(settings) = &tenant.secrets.backend else {
+                return Err(Error::Backend(format!(
+                    "tenant `{id}`: an AWS backend is opened by Keyward::new, not with_store"
+                )));
+            };
+            let store = FileStore::open(&settings.path)
+                .map_err(|e| Error::Backend(format!("tenant `{id}`: {e}")))?;
+            tenants.insert(
+                id.clone(),
+                Arc::new(keyward.tenant_over(tenant, Arc::new(store))),
+            );
+        }
+        *keyward.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        Ok(keyward)
+    }
+
+    /// The runtime and the default tenant over `store`; no other tenant yet.
+    fn default_only(
+        config: Config,
+        store: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         let audit = AuditLog::open(config.audit.file.as_deref(), config.audit.to_tracing).map_err(
             |source| Error::Audit {
                 file: config.audit.file.clone().unwrap_or_default(),
                 source,
             },
         )?;
-        let keyward = Self {
+        let runtime = Arc::new(Runtime {
             sandbox: Sandbox::new(config.sandbox.clone())?,
-            cache,
             audit: Arc::new(audit),
-            started_with: config.clone(),
-            discovered,
-            upstream,
             clock,
-            slots: RwLock::default(),
-            live: RwLock::new(secrets),
-        };
+            limits: config.sandbox.clone(),
+        });
         // Components load on first use (or `preload`), not here.
-        let (slots, secrets) = keyward.new_slots(&config);
-        *keyward.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
-        *keyward.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
-        Ok(keyward)
+        let default = Arc::new(Tenant::open(
+            DEFAULT_TENANT,
+            runtime.clone(),
+            &config.secrets,
+            &config.connectors,
+            store,
+        ));
+        Ok(Self {
+            runtime,
+            default,
+            tenants: RwLock::default(),
+            started_with: config,
+        })
+    }
+
+    /// A tenant of this runtime over `store`.
+    fn tenant_over(&self, config: &TenantConfig, store: Arc<dyn SecretStore>) -> Tenant {
+        Tenant::open(
+            &config.id,
+            self.runtime.clone(),
+            &config.secrets,
+            &config.connectors,
+            store,
+        )
+    }
+
+    /// Opens the tenants `configs` names, reusing those already open whose
+    /// backend and cache settings are unchanged (their caches stay warm;
+    /// their connectors are swapped in once loaded).
+    async fn open_tenants(
+        &self,
+        configs: &BTreeMap<String, TenantConfig>,
+    ) -> Result<BTreeMap<String, Arc<Tenant>>, Error> {
+        let current = self.current_tenants();
+        let mut tenants = BTreeMap::new();
+        for (id, config) in configs {
+            let tenant = match current.get(id) {
+                Some(open) if open.takes(&config.secrets) => {
+                    open.update(&config.secrets, &config.connectors).await?;
+                    open.clone()
+                }
+                _ => {
+                    let store = open_store(id, &config.secrets.backend).await?;
+                    Arc::new(self.tenant_over(config, store))
+                }
+            };
+            tenants.insert(id.clone(), tenant);
+        }
+        Ok(tenants)
+    }
+
+    fn current_tenants(&self) -> Tenants {
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Swaps in the connectors and policies of `config` (namespace,
     /// connectors, allowlists, fields, components, rate limits, the
-    /// invalidate interval) without a restart. Renders under way finish
-    /// under the policy they started with. A configuration that changes a
-    /// setting that takes effect only at start-up (backend, cache, identity,
-    /// audit, sandbox) is refused whole, naming each such setting.
+    /// invalidate interval) without a restart, and its tenants: a new one
+    /// is opened, a removed one dropped (renders under way on it finish),
+    /// one whose backend or cache settings changed opened anew, and every
+    /// other keeps its cache warm. Renders under way finish under the
+    /// policy they started with. A configuration that changes a setting
+    /// of the default tenant or the runtime that takes effect only at
+    /// start-up (backend, cache, identity, audit, sandbox) is refused
+    /// whole, naming each such setting.
     ///
     /// The new configuration is applied only once every connector it names
     /// has loaded and compiled: a component that is missing, not a regular
@@ -232,332 +282,170 @@ impl Keyward {
         if !changed.is_empty() {
             return Err(Error::RestartRequired(changed));
         }
-        let (slots, secrets) = self.new_slots(config);
-        for (id, slot) in slots.iter() {
-            self.load_slot(id, slot).await?;
-        }
-        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(slots);
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = secrets;
+        let tenants = self.open_tenants(&config.tenants).await?;
+        self.default
+            .update(&config.secrets, &config.connectors)
+            .await?;
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
         Ok(())
     }
 
-    /// The slots `config` describes, reusing the current ones' loaded
-    /// components and cached state where they are unchanged, and the
-    /// live settings that go with them.
-    fn new_slots(&self, config: &Config) -> (BTreeMap<String, Arc<Slot>>, SecretsConfig) {
-        let secrets = config.secrets.clone();
-        let identity = secrets.identity(&self.discovered);
-        let previous = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-        // A changed rate limit takes effect with a new bucket per connector;
-        // an unchanged one keeps each connector's tokens.
-        let same_rate = previous.connector_fetch_rate == secrets.connector_fetch_rate
-            && previous.connector_fetch_burst == secrets.connector_fetch_burst;
-        let bucket = || {
-            Arc::new(TokenBucket::with_clock(
-                secrets.connector_fetch_rate,
-                secrets.connector_fetch_burst,
-                self.clock.clone(),
+    /// The tenant with this id (`default` is the top-level tables'), or the
+    /// error that lists the ids there are.
+    pub fn tenant(&self, id: &str) -> Result<Arc<Tenant>, Error> {
+        if id == DEFAULT_TENANT {
+            return Ok(self.default.clone());
+        }
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        tenants.get(id).cloned().ok_or_else(|| {
+            let known: Vec<&str> = std::iter::once(DEFAULT_TENANT)
+                .chain(tenants.keys().map(String::as_str))
+                .collect();
+            Error::UnknownTenant(format!(
+                "unknown tenant `{id}`; configured: {}",
+                known.join(", ")
             ))
-        };
-        let current = self.current();
-        let slots: BTreeMap<String, Arc<Slot>> = config
-            .connectors
-            .iter()
-            .map(|(id, c)| {
-                let policy = Arc::new(ConnectorPolicy::of(c, &secrets.namespace, &identity));
-                for refused in policy.refused_references(c) {
-                    tracing::warn!("{refused}");
-                }
-                let fields = configured_fields(c);
-                let slot = match current.get(id) {
-                    Some(old) => {
-                        let secrets = Arc::new(old.secrets.with_policy(
-                            policy,
-                            (!same_rate).then(bucket),
-                            secrets.invalidate_interval,
-                        ));
-                        let loaded = if old.config.component == c.component
-                            && old.config.limits == c.limits
-                        {
-                            // Idle instances that revealed what the new
-                            // policy no longer grants are dropped now.
-                            if let Some(loaded) = old.loaded.get() {
-                                loaded.discard_revoked(&secrets);
-                            }
-                            old.loaded.clone()
-                        } else {
-                            Arc::default()
-                        };
-                        Slot {
-                            config: c.clone(),
-                            fields,
-                            secrets,
-                            loaded,
-                        }
-                    }
-                    None => Slot {
-                        config: c.clone(),
-                        fields,
-                        secrets: Arc::new(ConnectorSecrets::new(
-                            id,
-                            policy,
-                            self.cache.clone(),
-                            self.audit.clone(),
-                            bucket(),
-                            secrets.invalidate_interval,
-                        )),
-                        loaded: Arc::default(),
-                    },
-                };
-                (id.clone(), Arc::new(slot))
-            })
-            .collect();
-        (slots, secrets)
+        })
     }
 
-    fn current(&self) -> Slots {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The tenant ids, `default` first.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        std::iter::once(DEFAULT_TENANT.to_string())
+            .chain(self.current_tenants().keys().cloned())
+            .collect()
     }
 
-    /// What the host has done since it started, for metrics: cache hits,
-    /// misses and stale serves, calls that reached the backend by operation
-    /// and outcome, and policy decisions by kind. Never a name or a value.
+    /// The default tenant.
+    pub fn default_tenant(&self) -> &Arc<Tenant> {
+        &self.default
+    }
+
+    /// What the host has done since it started, for metrics: the default
+    /// tenant's cache hits, misses and stale serves and calls that reached
+    /// its backend, and the runtime's policy decisions and renders. Never
+    /// a name or a value.
     pub fn stats(&self) -> Stats {
+        let sandbox = &self.runtime.sandbox;
         Stats {
-            cache: self.cache.stats(),
-            upstream: self.upstream.snapshot(),
-            decisions: self.audit.decisions(),
-            render_paths: self.sandbox.render_paths(),
-            render_plans: self.sandbox.plan_counts(),
-            recorded_wasi_reads: self.sandbox.recorded_wasi_reads(),
+            cache: self.default.cache_stats(),
+            upstream: self.default.upstream(),
+            decisions: self.runtime.audit.decisions(),
+            render_paths: sandbox.render_paths(),
+            render_plans: sandbox.plan_counts(),
+            recorded_wasi_reads: sandbox.recorded_wasi_reads(),
         }
     }
 
-    /// The shared secret cache (for operators' invalidation).
+    /// The default tenant's secret cache (for operators' invalidation).
     pub fn cache(&self) -> &SecretCache {
-        &self.cache
+        self.default.cache()
     }
 
     /// The sandbox connectors run in.
     pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
+        &self.runtime.sandbox
     }
 
-    /// Compiles every configured connector now.
+    /// Compiles every configured connector of every tenant now.
     pub async fn preload(&self) -> Result<(), Error> {
-        for id in self.connector_ids() {
-            self.loaded(&id).await?;
+        self.default.preload().await?;
+        for tenant in self.current_tenants().values() {
+            tenant.preload().await?;
         }
         Ok(())
     }
 
-    /// Ok if a connector with this id is configured, else the error that
-    /// lists the ids there are.
+    /// Ok if the default tenant has a connector with this id, else the
+    /// error that lists the ids there are.
     pub fn require_connector(&self, id: &str) -> Result<(), Error> {
-        self.slot(id).map(drop)
+        self.default.require_connector(id)
     }
 
-    /// The configured connector ids.
+    /// The default tenant's connector ids.
     pub fn connector_ids(&self) -> Vec<String> {
-        self.current().keys().cloned().collect()
+        self.default.connector_ids()
     }
 
-    fn slot(&self, id: &str) -> Result<Arc<Slot>, Error> {
-        // The lookup happens under the read lock, so a render clones one
-        // `Arc` (the slot), not the whole map's.
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        slots.get(id).cloned().ok_or_else(|| {
-            let known: Vec<&str> = slots.keys().map(String::as_str).collect();
-            Error::UnknownConnector(if known.is_empty() {
-                format!("unknown connector `{id}`: the configuration defines none")
-            } else {
-                format!("unknown connector `{id}`; configured: {}", known.join(", "))
-            })
-        })
-    }
-
-    async fn loaded(&self, id: &str) -> Result<(Arc<Slot>, Arc<LoadedConnector>), Error> {
-        let slot = self.slot(id)?;
-        let loaded = self.load_slot(id, &slot).await?;
-        Ok((slot, loaded))
-    }
-
-    /// The slot's connector, loaded and compiled on first use (on a
-    /// blocking thread: compiling takes a while).
-    async fn load_slot(&self, id: &str, slot: &Slot) -> Result<Arc<LoadedConnector>, Error> {
-        let loaded = slot
-            .loaded
-            .get_or_try_init(|| async {
-                let path = slot.config.component.clone();
-                let limits = slot.config.limits.clone();
-                let connector = id.to_string();
-                let sandbox = self.sandbox.clone();
-                tokio::task::spawn_blocking(move || {
-                    sandbox
-                        .load_limited(&path, &connector, &limits)
-                        .map(Arc::new)
-                })
-                .await
-                .unwrap_or_else(|e| Err(LoadError::File(format!("loading stopped: {e}"))))
-                .map_err(|error| Error::Load {
-                    connector: id.to_string(),
-                    path: slot.config.component.clone(),
-                    error,
-                })
-            })
-            .await?
-            .clone();
-        Ok(loaded)
-    }
-
-    /// Instantiates up to `count` idle instances of a connector now (warm
-    /// mode; capped by `warm_instances`). Returns how many are idle.
+    /// See [`Tenant::prewarm`].
     pub async fn prewarm(&self, id: &str, count: usize) -> Result<usize, Error> {
-        let (_, loaded) = self.loaded(id).await?;
-        loaded.prewarm(count).await.map_err(|error| Error::Run {
-            connector: id.to_string(),
-            error,
-        })
+        self.default.prewarm(id, count).await
     }
 
-    /// A connector's secrets view under the current policy: what an
-    /// embedder that runs the component in its own store hands
-    /// [`crate::KeywardCtx::begin_render`].
+    /// See [`Tenant::connector_secrets`].
     pub fn connector_secrets(&self, id: &str) -> Result<Arc<ConnectorSecrets>, Error> {
-        Ok(self.slot(id)?.secrets.clone())
+        self.default.connector_secrets(id)
     }
 
-    /// A connector's sandbox bounds: the sandbox's, with its own where
-    /// it sets them.
     pub(crate) fn connector_limits(&self, id: &str) -> Result<Arc<SandboxConfig>, Error> {
-        let slot = self.slot(id)?;
-        Ok(Arc::new(
-            self.started_with
-                .sandbox
-                .for_connector(id, &slot.config.limits),
-        ))
+        self.default.connector_limits(id)
     }
 
-    /// The sandbox's bounds.
     pub(crate) fn sandbox_limits(&self) -> &SandboxConfig {
-        &self.started_with.sandbox
+        &self.runtime.limits
     }
 
-    /// A connector's component file.
     pub(crate) fn component_path(&self, id: &str) -> Result<PathBuf, Error> {
-        Ok(self.slot(id)?.config.component.clone())
+        self.default.component_path(id)
     }
 
-    /// A connector's configured fields.
     pub(crate) fn configured_fields(&self, id: &str) -> Result<Arc<[(String, String)]>, Error> {
-        Ok(self.slot(id)?.fields.clone())
+        self.default.configured_fields(id)
     }
 
-    /// A connector's declaration (its `describe`, called once and kept).
+    /// See [`Tenant::describe`].
     pub async fn describe(&self, id: &str) -> Result<ConnectorInfo, Error> {
-        let (_, loaded) = self.loaded(id).await?;
-        loaded.describe().await.map_err(|error| Error::Run {
-            connector: id.to_string(),
-            error,
-        })
+        self.default.describe(id).await
     }
 
-    /// Renders a connector with the fields from its configuration.
+    /// See [`Tenant::render`].
     pub async fn render(&self, id: &str) -> Result<Rendered, Error> {
-        let fields = self.slot(id)?.fields.clone();
-        self.render_fields(id, &fields).await
+        self.default.render(id).await
     }
 
-    /// Renders a connector with the given (field, template) pairs.
+    /// See [`Tenant::render_fields`].
     pub async fn render_fields(
         &self,
         id: &str,
         fields: &[(String, String)],
     ) -> Result<Rendered, Error> {
-        let (slot, loaded) = self.loaded(id).await?;
-        let values = loaded
-            .render(slot.secrets.clone(), fields)
-            .await
-            .map_err(|error| Error::Run {
-                connector: id.to_string(),
-                error,
-            })?;
-        Ok(Rendered {
-            connector: id.to_string(),
-            values,
-        })
+        self.default.render_fields(id, fields).await
     }
 
-    /// Resolves references as the connector would, under its policy (for
-    /// `keyward check` and for platforms that resolve without a component).
+    /// See [`Tenant::resolve`].
     pub async fn resolve(
         &self,
         id: &str,
         requests: &[SecretRequest],
     ) -> Result<Vec<Result<SecretValue, ResolveError>>, Error> {
-        Ok(self.slot(id)?.secrets.get_many(requests).await)
+        self.default.resolve(id, requests).await
     }
 
-    /// Drops the cached copy of a secret after the platform saw the
-    /// connector's credentials rejected; rate-limited per connector and secret.
+    /// See [`Tenant::invalidate`].
     pub async fn invalidate(
         &self,
         id: &str,
         request: &SecretRequest,
     ) -> Result<Invalidation, Error> {
-        Ok(self.slot(id)?.secrets.invalidate(request).await)
+        self.default.invalidate(id, request).await
     }
 
-    /// Lists the namespace in the backend: proves credentials, region,
-    /// endpoint and namespace work. Returns how many secrets it holds.
-    ///
-    /// The listing is the cache's, shared with the connectors' (one
-    /// upstream listing per TTL), so checking often does not drive calls
-    /// to the backend.
+    /// See [`Tenant::check_backend`].
     pub async fn check_backend(&self) -> Result<usize, Error> {
-        let namespace = self
-            .live
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .namespace
-            .clone();
-        let mut waited = std::time::Duration::ZERO;
-        self.cache
-            .list(
-                namespace.as_str(),
-                &crate::ratelimit::Unlimited,
-                &mut waited,
-            )
-            .await
-            .map(|names| names.len())
-            .map_err(|e| Error::Backend(e.to_string()))
+        self.default.check_backend().await
     }
 
-    /// References in the connector's configured templates that its
-    /// current policy refuses.
+    /// See [`Tenant::refused_references`].
     pub fn refused_references(&self, id: &str) -> Vec<RefusedReference> {
-        self.slot(id).map_or_else(
-            |_| Vec::new(),
-            |slot| slot.secrets.policy().refused_references(&slot.config),
-        )
+        self.default.refused_references(id)
     }
 
-    /// The secret names this connector may use that exist in the backend.
+    /// See [`Tenant::references`].
     pub async fn references(&self, id: &str) -> Result<Vec<String>, Error> {
-        self.slot(id)?
-            .secrets
-            .list()
-            .await
-            .map_err(|e| Error::Backend(e.to_string()))
+        self.default.references(id).await
     }
 
-    /// [`Keyward::references`] as references the connector may resolve:
-    /// a secret its allowlist limits to keys comes once per key.
+    /// See [`Tenant::allowed_references`].
     pub async fn allowed_references(&self, id: &str) -> Result<Vec<SecretRequest>, Error> {
-        self.slot(id)?
-            .secrets
-            .allowed_references()
-            .await
-            .map_err(|e| Error::Backend(e.to_string()))
+        self.default.allowed_references(id).await
     }
 }

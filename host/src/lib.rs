@@ -44,6 +44,7 @@ mod render;
 mod resolve;
 mod sandbox;
 pub mod store;
+mod tenant;
 mod value;
 
 pub use keyward_policy::name;
@@ -71,4 +72,5 @@ pub use sandbox::limits::{ConnectorLimits, ExecutionMode, SandboxConfig};
 pub use sandbox::{
     KeywardCtx, LoadError, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
 };
+pub use tenant::Tenant;
 pub use value::SecretValue;

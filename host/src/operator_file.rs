@@ -5,7 +5,7 @@
 //! not read until memory runs out.
 
 use std::fs::{File, Metadata};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -117,4 +117,51 @@ mod tests {
             );
         }
     }
+}
+
+/// Replaces the file at `path` with `bytes` so that a reader (or a crash)
+/// sees the old file or the new one, never a part: written to a temporary
+/// file beside it, flushed to disk, renamed over it, and the directory
+/// flushed so that the rename survives a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", path.display()))?;
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(failed)
+}
+
+/// Removes the file at `path` and flushes its directory, so that the
+/// removal survives a crash.
+pub fn remove_durably(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::remove_file(path)
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|e| format!("cannot remove {}: {e}", path.display()))
 }

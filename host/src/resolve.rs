@@ -147,6 +147,8 @@ enum Refused {
 /// swapped in meanwhile applies from the next render on.
 #[derive(Clone, Debug)]
 pub struct ConnectorSecrets {
+    /// The tenant it belongs to (its audit records name it).
+    tenant: Arc<str>,
     connector: Arc<str>,
     policy: Arc<ConnectorPolicy>,
     cache: SecretCache,
@@ -204,6 +206,7 @@ impl ConnectorSecrets {
     /// written: one per render at most).
     pub fn audit_egress_refused(&self, output: &str, message: &str) {
         let record = AuditRecord::new(
+            &self.tenant,
             &self.connector,
             format!("output `{}`", bounded(output)),
             Decision::EgressRefused(message.to_string()),
@@ -216,6 +219,7 @@ impl ConnectorSecrets {
 
     /// Binds a connector's policy to the host's cache and audit log.
     pub fn new(
+        tenant: &str,
         connector: &str,
         policy: Arc<ConnectorPolicy>,
         cache: SecretCache,
@@ -224,6 +228,7 @@ impl ConnectorSecrets {
         invalidate_interval: Duration,
     ) -> Self {
         Self {
+            tenant: tenant.into(),
             connector: connector.into(),
             policy,
             cache,
@@ -268,7 +273,12 @@ impl ConnectorSecrets {
             // Nothing will be written: skip the strings and the clock.
             return AuditRecord::unwritten(decision);
         }
-        let mut record = AuditRecord::new(&self.connector, Quoted(request).to_string(), decision);
+        let mut record = AuditRecord::new(
+            &self.tenant,
+            &self.connector,
+            Quoted(request).to_string(),
+            decision,
+        );
         record.path = bounded_keys(&request.path);
         record.version = request
             .version_stage
@@ -301,6 +311,7 @@ impl ConnectorSecrets {
     pub fn finish_render(&self, budget: &RenderBudget) {
         if let Some(summary) = budget.summary() {
             self.audit.write(&AuditRecord::new(
+                &self.tenant,
                 &self.connector,
                 String::new(),
                 Decision::Summarised(format!(

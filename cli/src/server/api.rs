@@ -9,7 +9,7 @@ use std::time::Instant;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use keyward_host::{Error, Invalidation, MASK, RunError};
+use keyward_host::{Error, Invalidation, MASK, RunError, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -67,6 +67,7 @@ fn from_keyward(error: Error) -> ApiError {
         Error::UnknownConnector(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_connector", message)
         }
+        Error::UnknownTenant(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", message),
         Error::Run {
             error: RunError::Render(e),
             ..
@@ -249,7 +250,22 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         .into_response();
     };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let result = match (&method, segments.as_slice()) {
+    // `/v1/tenants/{tenant}/...` is `/v1/...` of that tenant; the routes
+    // without one are the default tenant's.
+    let (tenant, route): (Arc<Tenant>, Vec<&str>) = match segments.as_slice() {
+        ["v1", "tenants", tenant, rest @ ..] if !rest.is_empty() => {
+            match state.keyward().tenant(tenant) {
+                Ok(found) => (
+                    found,
+                    std::iter::once("v1").chain(rest.iter().copied()).collect(),
+                ),
+                Err(e) => return from_keyward(e).into_response(),
+            }
+        }
+        _ => (state.keyward().default_tenant().clone(), segments),
+    };
+    let tenant = &*tenant;
+    let result = match (&method, route.as_slice()) {
         (&Method::GET, ["metrics"]) => {
             let text = state.metrics.render_text(&state.keyward().stats());
             let mut response = Response::new(Full::new(Bytes::from(text)));
@@ -259,27 +275,38 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             );
             return response;
         }
-        (&Method::GET, ["v1", "connectors"]) => list_connectors(&state).await,
-        (&Method::GET, ["v1", "connectors", id]) => describe(&state, id).await,
+        (&Method::PUT, ["v1", "tenants", id]) => match read_body(&state, request).await {
+            Ok(body) => super::tenants::put(&state, id, access, &body).await,
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, ["v1", "tenants", id]) => {
+            super::tenants::delete(&state, id, access).await
+        }
+        (&Method::GET, ["v1", "tenants"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "tenants": state.keyward().tenant_ids() }),
+        )),
+        (&Method::GET, ["v1", "connectors"]) => list_connectors(tenant).await,
+        (&Method::GET, ["v1", "connectors", id]) => describe(tenant, id).await,
         (&Method::POST, ["v1", "connectors", id, "render"]) => {
             let body = read_body(&state, request).await;
             match body {
-                Ok(body) => render(&state, id, access, &body).await,
+                Ok(body) => render(&state, tenant, id, access, &body).await,
                 Err(e) => Err(e),
             }
         }
-        (&Method::GET, ["v1", "connectors", id, "references"]) => references(&state, id).await,
+        (&Method::GET, ["v1", "connectors", id, "references"]) => references(tenant, id).await,
         (&Method::POST, ["v1", "connectors", id, "invalidate"]) => {
             match read_body(&state, request).await {
-                Ok(body) => invalidate(&state, id, access, &body).await,
+                Ok(body) => invalidate(&state, tenant, id, access, &body).await,
                 Err(e) => Err(e),
             }
         }
         (&Method::POST, ["v1", "cache", "invalidate"]) => match read_body(&state, request).await {
-            Ok(body) => invalidate_cache(&state, access, &body).await,
+            Ok(body) => invalidate_cache(tenant, access, &body).await,
             Err(e) => Err(e),
         },
-        (&Method::GET, ["v1", "check"]) => Ok(check(&state).await),
+        (&Method::GET, ["v1", "check"]) => Ok(check(&state, tenant).await),
         (&Method::POST, ["v1", "reload"]) if access == Access::Values => Ok(state.reload().await),
         (&Method::POST, ["v1", "reload"]) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -369,11 +396,10 @@ impl ClassifyMessage for serde_json::Error {
     }
 }
 
-async fn list_connectors(state: &State) -> Result<Response<Body>, ApiError> {
-    let keyward = state.keyward();
+async fn list_connectors(tenant: &Tenant) -> Result<Response<Body>, ApiError> {
     let mut connectors = Vec::new();
-    for id in keyward.connector_ids() {
-        let info = keyward.describe(&id).await.map_err(from_keyward)?;
+    for id in tenant.connector_ids() {
+        let info = tenant.describe(&id).await.map_err(from_keyward)?;
         connectors.push(json!({ "id": id, "describe": info }));
     }
     Ok(json_response(
@@ -382,8 +408,8 @@ async fn list_connectors(state: &State) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-async fn describe(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
-    let info = state.keyward().describe(id).await.map_err(from_keyward)?;
+async fn describe(tenant: &Tenant, id: &str) -> Result<Response<Body>, ApiError> {
+    let info = tenant.describe(id).await.map_err(from_keyward)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "id": id, "describe": info }),
@@ -392,6 +418,7 @@ async fn describe(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
 
 async fn render(
     state: &State,
+    tenant: &Tenant,
     id: &str,
     access: Access,
     body: &[u8],
@@ -409,10 +436,9 @@ async fn render(
         (None, access) => access == Access::Values,
         (Some(false), Access::Masked) => false,
     };
-    let keyward = state.keyward();
     // Before the render slot: the server keeps slots for configured ids only.
-    keyward.require_connector(id).map_err(from_keyward)?;
-    let _permit = state.render_permit(id).ok_or_else(|| {
+    tenant.require_connector(id).map_err(from_keyward)?;
+    let _permit = state.render_permit(tenant.id(), id).ok_or_else(|| {
         state.metrics.refused("busy");
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -425,10 +451,10 @@ async fn render(
     })?;
     let started = Instant::now();
     let rendered = match request.fields {
-        None => keyward.render(id).await,
+        None => tenant.render(id).await,
         Some(fields) => {
             let fields: Vec<(String, String)> = fields.into_iter().collect();
-            keyward.render_fields(id, &fields).await
+            tenant.render_fields(id, &fields).await
         }
     };
     {
@@ -445,7 +471,9 @@ async fn render(
             Err(Error::Run { .. }) => "trap",
             Err(_) => "error",
         };
-        state.metrics.render(id, outcome, started.elapsed());
+        state
+            .metrics
+            .render(tenant.id(), id, outcome, started.elapsed());
     }
     let rendered = rendered.map_err(from_keyward)?;
     let outputs = rendered
@@ -480,12 +508,8 @@ async fn render(
     ))
 }
 
-async fn references(state: &State, id: &str) -> Result<Response<Body>, ApiError> {
-    let requests = state
-        .keyward()
-        .allowed_references(id)
-        .await
-        .map_err(from_keyward)?;
+async fn references(tenant: &Tenant, id: &str) -> Result<Response<Body>, ApiError> {
+    let requests = tenant.allowed_references(id).await.map_err(from_keyward)?;
     let references: Vec<String> = requests.iter().map(|r| r.paste_form()).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -500,6 +524,7 @@ async fn references(state: &State, id: &str) -> Result<Response<Body>, ApiError>
 /// the weakest credential drive reads of Secrets Manager.
 async fn invalidate(
     state: &State,
+    tenant: &Tenant,
     id: &str,
     access: Access,
     body: &[u8],
@@ -519,8 +544,7 @@ async fn invalidate(
             "`reference` must be one reference as a template writes it, such as {{ secrets.db }}",
         ));
     };
-    let outcome = state
-        .keyward()
+    let outcome = tenant
         .invalidate(id, &reference)
         .await
         .map_err(from_keyward)?;
@@ -550,7 +574,7 @@ async fn invalidate(
 }
 
 async fn invalidate_cache(
-    state: &State,
+    tenant: &Tenant,
     access: Access,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
@@ -569,7 +593,7 @@ async fn invalidate_cache(
             format!("`name`: {e}"),
         )
     })?;
-    state.keyward().cache().invalidate(&name).await;
+    tenant.cache().invalidate(&name).await;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "outcome": "invalidated" }),
@@ -581,12 +605,11 @@ async fn invalidate_cache(
 /// other, and the backend's listing from the cache: checks, which the
 /// masked token may ask for, cannot drive renders or upstream calls past
 /// the limits renders have.
-async fn check(state: &State) -> Response<Body> {
+async fn check(state: &State, tenant: &Tenant) -> Response<Body> {
     let _one_at_a_time = state.check_lock.lock().await;
-    let report = state
-        .keyward()
+    let report = tenant
         .check_with(|id| {
-            state.render_permit(id).ok_or_else(|| {
+            state.render_permit(tenant.id(), id).ok_or_else(|| {
                 state.metrics.refused("busy");
                 format!(
                     "connector `{id}` has {} renders under way (server.max_renders_per_connector)",

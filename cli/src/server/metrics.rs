@@ -22,7 +22,8 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct Counts {
     /// Per configured connector: renders by outcome, and latency.
-    connectors: BTreeMap<String, ConnectorCounts>,
+    /// By tenant, then connector (configured ids only).
+    connectors: BTreeMap<String, BTreeMap<String, ConnectorCounts>>,
     responses: BTreeMap<u16, u64>,
     reloads: BTreeMap<&'static str, u64>,
     refused: BTreeMap<&'static str, u64>,
@@ -46,16 +47,22 @@ impl Metrics {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A render of a configured connector ended with `outcome`.
-    pub fn render(&self, connector: &str, outcome: &'static str, took: Duration) {
+    /// A render of a configured connector of a configured tenant ended
+    /// with `outcome`.
+    pub fn render(&self, tenant: &str, connector: &str, outcome: &'static str, took: Duration) {
         self.with(|c| {
-            // The connector's entry exists after its first render: no
+            // The entries exist after the connector's first render: no
             // allocation per request.
-            if !c.connectors.contains_key(connector) {
-                c.connectors
-                    .insert(connector.to_string(), ConnectorCounts::default());
+            if !c.connectors.contains_key(tenant) {
+                c.connectors.insert(tenant.to_string(), BTreeMap::new());
             }
-            let Some(counts) = c.connectors.get_mut(connector) else {
+            let Some(of_tenant) = c.connectors.get_mut(tenant) else {
+                return;
+            };
+            if !of_tenant.contains_key(connector) {
+                of_tenant.insert(connector.to_string(), ConnectorCounts::default());
+            }
+            let Some(counts) = of_tenant.get_mut(connector) else {
                 return;
             };
             *counts.outcomes.entry(outcome).or_default() += 1;
@@ -139,32 +146,36 @@ impl Metrics {
             ] {
                 let _ = writeln!(out, "keyward_render_plans_total{{outcome=\"{outcome}\"}} {n}");
             }
-            out.push_str("# HELP keyward_renders_total Renders by connector and outcome.\n");
+            out.push_str("# HELP keyward_renders_total Renders by tenant, connector and outcome.\n");
             out.push_str("# TYPE keyward_renders_total counter\n");
-            for (connector, counts) in &c.connectors {
+            let connectors = || {
+                c.connectors.iter().flat_map(|(tenant, of_tenant)| {
+                    of_tenant
+                        .iter()
+                        .map(move |(connector, counts)| (tenant, connector, counts))
+                })
+            };
+            for (tenant, connector, counts) in connectors() {
+                let labels = format!("tenant=\"{tenant}\",connector=\"{connector}\"");
                 for (outcome, n) in &counts.outcomes {
-                    let _ = writeln!(
-                        out,
-                        "keyward_renders_total{{connector=\"{connector}\",outcome=\"{outcome}\"}} {n}"
-                    );
+                    let _ = writeln!(out, "keyward_renders_total{{{labels},outcome=\"{outcome}\"}} {n}");
                 }
             }
-            out.push_str("# HELP keyward_render_seconds Render latency by connector.\n");
+            out.push_str("# HELP keyward_render_seconds Render latency by tenant and connector.\n");
             out.push_str("# TYPE keyward_render_seconds histogram\n");
-            for (connector, h) in c.connectors.iter().map(|(id, c)| (id, &c.latency)) {
+            for (tenant, connector, counts) in connectors() {
+                let labels = format!("tenant=\"{tenant}\",connector=\"{connector}\"");
+                let h = &counts.latency;
                 for (bound, n) in BUCKETS.iter().zip(h.buckets) {
-                    let _ = writeln!(
-                        out,
-                        "keyward_render_seconds_bucket{{connector=\"{connector}\",le=\"{bound}\"}} {n}"
-                    );
+                    let _ = writeln!(out, "keyward_render_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
                 }
                 let _ = writeln!(
                     out,
-                    "keyward_render_seconds_bucket{{connector=\"{connector}\",le=\"+Inf\"}} {}",
+                    "keyward_render_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                     h.count
                 );
-                let _ = writeln!(out, "keyward_render_seconds_sum{{connector=\"{connector}\"}} {}", h.sum);
-                let _ = writeln!(out, "keyward_render_seconds_count{{connector=\"{connector}\"}} {}", h.count);
+                let _ = writeln!(out, "keyward_render_seconds_sum{{{labels}}} {}", h.sum);
+                let _ = writeln!(out, "keyward_render_seconds_count{{{labels}}} {}", h.count);
             }
             out.push_str("# HELP keyward_http_responses_total Responses by status.\n");
             out.push_str("# TYPE keyward_http_responses_total counter\n");

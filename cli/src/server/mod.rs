@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod metrics;
 pub mod settings;
+pub mod tenants;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,9 +81,12 @@ pub struct State {
     started_with: ServerSettings,
     metrics: Metrics,
     ready: AtomicBool,
-    renders: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Render slots per tenant and connector.
+    renders: Mutex<HashMap<String, HashMap<String, Arc<Semaphore>>>>,
     /// Held by the check under way.
     check_lock: tokio::sync::Mutex<()>,
+    /// Held while the tenant API writes a tenant's file and reloads.
+    tenant_lock: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -96,13 +100,17 @@ impl State {
 
     /// A slot for one render of `id` (a configured connector: the map
     /// holds no id a caller made up), if it has one free.
-    fn render_permit(&self, id: &str) -> Option<OwnedSemaphorePermit> {
+    fn render_permit(&self, tenant: &str, id: &str) -> Option<OwnedSemaphorePermit> {
         let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
-        let semaphore = match renders.get(id) {
+        let of_tenant = match renders.get_mut(tenant) {
+            Some(of_tenant) => of_tenant,
+            None => renders.entry(tenant.to_string()).or_default(),
+        };
+        let semaphore = match of_tenant.get(id) {
             Some(semaphore) => semaphore.clone(),
             None => {
                 let semaphore = Arc::new(Semaphore::new(self.settings.max_renders_per_connector));
-                renders.insert(id.to_string(), semaphore.clone());
+                of_tenant.insert(id.to_string(), semaphore.clone());
                 semaphore
             }
         };
@@ -114,6 +122,18 @@ impl State {
     /// file, or one that changes a start-up setting, leaves the running
     /// configuration as it was.
     async fn reload(&self) -> Response<Body> {
+        match self.reload_outcome().await {
+            Ok(tenant_errors) => json_response(
+                StatusCode::OK,
+                &json!({ "reloaded": true, "tenant_errors": tenant_errors }),
+            ),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// [`State::reload`]'s work: on success, the tenant files that did not
+    /// load (the others did), each as `path: why`.
+    async fn reload_outcome(&self) -> Result<Vec<String>, ApiError> {
         // Read on a blocking thread: the file is the operator's, and
         // whatever it is, reading it must not stall the runtime's workers.
         let path = self.config_path.clone();
@@ -125,9 +145,15 @@ impl State {
                 "these settings take effect only at start-up and differ in the new \
                  configuration: server; the running configuration is unchanged",
             )),
-            Ok(Ok((config, _))) => {
-                (self.keyward.update_policy(&config).await).map_err(api::reload_refused)
-            }
+            Ok(Ok((config, _))) => (self.keyward.update_policy(&config).await)
+                .map(|()| {
+                    config
+                        .tenant_errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<String>>()
+                })
+                .map_err(api::reload_refused),
             Ok(Err(e)) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_configuration",
@@ -139,11 +165,13 @@ impl State {
                 format!("reading the configuration failed: {e}"),
             )),
         };
-        match outcome {
-            Ok(()) => {
+        match &outcome {
+            Ok(tenant_errors) => {
                 self.metrics.reload("ok");
                 tracing::info!("configuration reloaded from {}", self.config_path.display());
-                json_response(StatusCode::OK, &json!({ "reloaded": true }))
+                for error in tenant_errors {
+                    tracing::warn!("tenant file not loaded (the others are): {error}");
+                }
             }
             Err(e) => {
                 self.metrics.reload("refused");
@@ -151,8 +179,27 @@ impl State {
                     "reload refused, the running configuration is unchanged: {}",
                     e.message()
                 );
-                e.into_response()
             }
+        }
+        outcome
+    }
+
+    /// The configuration as the file says now (for the tenant API, which
+    /// checks a tenant's file against it before writing it).
+    async fn current_config(&self) -> Result<keyward_host::Config, ApiError> {
+        let path = self.config_path.clone();
+        match tokio::task::spawn_blocking(move || settings::load(&path)).await {
+            Ok(Ok((config, _))) => Ok(config),
+            Ok(Err(e)) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "bad_configuration",
+                format!("{e:#}"),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("reading the configuration failed: {e}"),
+            )),
         }
     }
 }
@@ -186,6 +233,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         ready: AtomicBool::new(false),
         renders: Mutex::default(),
+        tenant_lock: tokio::sync::Mutex::default(),
         check_lock: tokio::sync::Mutex::default(),
     });
     let (stop, stopped) = watch::channel(false);

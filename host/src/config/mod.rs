@@ -492,6 +492,16 @@ impl Config {
         changed
     }
 
+    /// Checks `text` as the file of tenant `id` in `tenants_dir` (paths in
+    /// it relative to that directory), before it is written there.
+    pub fn check_tenant_file(&self, id: &str, text: &str) -> Result<TenantConfig, String> {
+        let dir = self
+            .tenants_dir
+            .as_deref()
+            .ok_or("the configuration names no tenants_dir to keep tenant files in")?;
+        tenants::check_text(dir, id, text, &self.sandbox)
+    }
+
     /// The connector with this id, or an error listing the ids there are.
     pub fn connector(&self, id: &str) -> Result<&ConnectorConfig, String> {
         self.connectors.get(id).ok_or_else(|| {

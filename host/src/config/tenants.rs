@@ -230,10 +230,27 @@ fn read_file(path: &Path, id: &str, sandbox: &SandboxConfig) -> Result<TenantCon
         "the tenant file",
         None,
     )?;
-    let raw: RawTenant = toml::from_str(&text).map_err(|e| describe_toml_error(&text, &e))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut tenant = check_tenant(id, raw, base, sandbox, "")?;
-    tenant.file = Some(path.to_path_buf());
+    check_text(base, id, &text, sandbox)
+}
+
+/// `text` as the file `dir/ID.toml` of tenant `id`.
+pub(super) fn check_text(
+    dir: &Path,
+    id: &str,
+    text: &str,
+    sandbox: &SandboxConfig,
+) -> Result<TenantConfig, String> {
+    check_id(id)?;
+    if text.len() as u64 > MAX_TENANT_FILE_BYTES {
+        return Err(format!(
+            "a tenant file is at most {MAX_TENANT_FILE_BYTES} bytes; this one is {}",
+            text.len()
+        ));
+    }
+    let raw: RawTenant = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+    let mut tenant = check_tenant(id, raw, dir, sandbox, "")?;
+    tenant.file = Some(dir.join(format!("{id}.toml")));
     Ok(tenant)
 }
 
