@@ -33,6 +33,7 @@ const LAYERS: &[&[&str]] = &[
         "sandbox::interface",
         "sandbox::sync_path",
         "sandbox::plan",
+        "sandbox::verdicts",
         "sandbox",
     ],
     // The host.
