@@ -8,78 +8,18 @@ use std::sync::{Arc, RwLock};
 use crate::audit::AuditLog;
 use crate::cache::{CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, ConfigError, DEFAULT_TENANT, TenantConfig};
-use crate::contract::{ConnectorInfo, Rendered, RunError};
+use crate::config::{Backend, Config, DEFAULT_TENANT, TenantConfig};
+use crate::contract::{ConnectorInfo, Rendered};
 use crate::policy::{RefusedReference, SecretRequest};
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
 use crate::sandbox::limits::SandboxConfig;
-use crate::sandbox::{
-    LoadError, PlanCounts, RecordedWasiReads, RenderPaths, Sandbox, SandboxError,
-};
+use crate::sandbox::{PlanCounts, RecordedWasiReads, RenderPaths, Sandbox};
 use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
 use crate::tenant::{Runtime, Tenant};
+pub use crate::error::Error;
 use crate::value::SecretValue;
-
-/// Everything that can go wrong, each naming where.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration file.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The secrets backend could not be opened, listed or read.
-    #[error("secrets backend: {0}")]
-    Backend(String),
-    /// The audit log could not be opened: nothing runs unaudited.
-    #[error("cannot open the audit log {}: {source}", file.display())]
-    Audit {
-        /// The file (`[audit] file`).
-        file: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// wasmtime could not be set up.
-    #[error(transparent)]
-    Engine(#[from] SandboxError),
-    /// No connector with this id.
-    #[error("{0}")]
-    UnknownConnector(String),
-    /// No tenant with this id.
-    #[error("{0}")]
-    UnknownTenant(String),
-    /// A component could not be loaded.
-    #[error("connector `{connector}`: {}: {error}", path.display())]
-    Load {
-        /// Connector id.
-        connector: String,
-        /// Component file.
-        path: PathBuf,
-        /// What failed.
-        error: LoadError,
-    },
-    /// A reload changed settings that take effect only at start-up; the
-    /// running configuration is unchanged.
-    #[error(
-        "these settings take effect only at start-up and differ in the new configuration: {}; \
-         the running configuration is unchanged",
-        .0.join(", ")
-    )]
-    RestartRequired(Vec<String>),
-    /// No room for the work now (a service's concurrency limit); try
-    /// again later.
-    #[error("{0}")]
-    Busy(String),
-    /// The connector could not render.
-    #[error("connector `{connector}`: {error}")]
-    Run {
-        /// Connector id.
-        connector: String,
-        /// What failed (part of this error's message, not a separate cause).
-        error: RunError,
-    },
-}
 
 /// See [`Keyward::stats`].
 #[derive(Clone, Debug, Default)]

@@ -36,6 +36,7 @@ mod config;
 mod contract;
 mod embed;
 pub mod escape;
+mod error;
 mod keyward;
 pub mod operator_file;
 mod policy;

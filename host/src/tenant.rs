@@ -17,7 +17,7 @@ use crate::cache::{CachePolicy, CacheStats, SecretCache};
 use crate::clock::Clock;
 use crate::config::{ConnectorConfig, SecretsConfig};
 use crate::contract::{ConnectorInfo, Rendered};
-use crate::keyward::Error;
+use crate::error::Error;
 use crate::policy::{ConnectorPolicy, RefusedReference, SecretRequest};
 use crate::ratelimit::TokenBucket;
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};

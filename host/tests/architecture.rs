@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
         "sandbox::limits",
     ],
     // Configuration (plain data) and the cache.
-    &["config", "cache"],
+    &["config", "config::tenants", "cache"],
     // Policy built from configuration; audit records.
     &["policy", "audit"],
     // Resolving references under policy.
@@ -36,7 +36,9 @@ const LAYERS: &[&[&str]] = &[
         "sandbox::verdicts",
         "sandbox",
     ],
-    // The host.
+    // The host's errors, its tenants, the host.
+    &["error"],
+    &["tenant"],
     &["keyward"],
     // Entry points over the host.
     &["embed", "check"],
