@@ -5,7 +5,7 @@
 //! checked before it is written; a bad file written by hand stops only
 //! itself.
 
-use keyward_test_support::{CANARY, Scratch, artifacts};
+use keyward_test_support::{CANARY, Fault, FaultProxy, Moto, Scratch, artifacts};
 use serde_json::{Value, json};
 
 mod common;
@@ -23,15 +23,21 @@ fn tenant_file(secrets_file: &str) -> String {
 }
 
 fn start() -> Server {
-    let config = format!("tenants_dir = \"tenants\"\n{}", CONFIG.replace("{SERVER}", ""));
+    let config = format!(
+        "tenants_dir = \"tenants\"\n{}",
+        CONFIG.replace("{SERVER}", "")
+    );
     let scratch = Scratch::new(&config, &secrets());
     let tenants = scratch.path().join("tenants");
     std::fs::create_dir(&tenants).expect("tenants dir");
     for id in ["a", "b"] {
         let secrets = json!({ "app/db": format!("{id}-db") }).to_string();
         std::fs::write(tenants.join(format!("{id}.json")), secrets).expect("secrets");
-        std::fs::write(tenants.join(format!("{id}.toml")), tenant_file(&format!("{id}.json")))
-            .expect("tenant file");
+        std::fs::write(
+            tenants.join(format!("{id}.toml")),
+            tenant_file(&format!("{id}.json")),
+        )
+        .expect("tenant file");
     }
     Server::start_with(scratch)
 }
@@ -40,7 +46,13 @@ fn start() -> Server {
 async fn db(server: &Server, tenant: &str) -> (u16, Value) {
     let body = json!({ "fields": { "a": "{{ secrets.db }}" }, "reveal": true }).to_string();
     server
-        .call("POST", &format!("/v1/tenants/{tenant}/connectors/echo/render"), Some(TOKEN), &[], body)
+        .call(
+            "POST",
+            &format!("/v1/tenants/{tenant}/connectors/echo/render"),
+            Some(TOKEN),
+            &[],
+            body,
+        )
         .await
 }
 
@@ -54,42 +66,95 @@ fn value(answer: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenant_api_adds_replaces_and_removes_tenants_and_leaves_the_others_warm() {
     let server = start();
-    let (status, answer) = server.call("GET", "/v1/tenants", Some(MASKED), &[], "").await;
-    assert_eq!((status, answer), (200, json!({ "tenants": ["default", "a", "b"] })));
+    let (status, answer) = server
+        .call("GET", "/v1/tenants", Some(MASKED), &[], "")
+        .await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({ "tenants": ["default", "a", "b"] }))
+    );
     let (status, a) = db(&server, "a").await;
     assert_eq!((status, value(&a)), (200, "a-db"), "{a}");
     let (status, b) = db(&server, "b").await;
     assert_eq!((status, value(&b)), (200, "b-db"));
     // a's value changes behind its warm cache.
     let tenants = server.scratch.path().join("tenants");
-    std::fs::write(tenants.join("a.json"), json!({ "app/db": "a-rotated" }).to_string()).unwrap();
+    std::fs::write(
+        tenants.join("a.json"),
+        json!({ "app/db": "a-rotated" }).to_string(),
+    )
+    .unwrap();
 
     // Add c through the API; a bad file is refused before it is written.
-    std::fs::write(tenants.join("c.json"), json!({ "app/db": "c-db" }).to_string()).unwrap();
+    std::fs::write(
+        tenants.join("c.json"),
+        json!({ "app/db": "c-db" }).to_string(),
+    )
+    .unwrap();
     let bad = tenant_file("c.json").replace("kind = \"file\"", "kind = \"ftp\"");
-    let (status, refused) = server.call("PUT", "/v1/tenants/c", Some(TOKEN), &[], bad).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_tenant")), "{refused}");
-    assert!(!tenants.join("c.toml").exists(), "a refused file is not written");
+    let (status, refused) = server
+        .call("PUT", "/v1/tenants/c", Some(TOKEN), &[], bad)
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("bad_tenant")),
+        "{refused}"
+    );
+    assert!(
+        !tenants.join("c.toml").exists(),
+        "a refused file is not written"
+    );
     let (status, _) = server
-        .call("PUT", "/v1/tenants/c", Some(MASKED), &[], tenant_file("c.json"))
+        .call(
+            "PUT",
+            "/v1/tenants/c",
+            Some(MASKED),
+            &[],
+            tenant_file("c.json"),
+        )
         .await;
     assert_eq!(status, 403, "the masked token manages no tenants");
     let (status, added) = server
-        .call("PUT", "/v1/tenants/c", Some(TOKEN), &[], tenant_file("c.json"))
+        .call(
+            "PUT",
+            "/v1/tenants/c",
+            Some(TOKEN),
+            &[],
+            tenant_file("c.json"),
+        )
         .await;
-    assert_eq!((status, added), (200, json!({ "tenant": "c", "outcome": "created" })));
-    assert_eq!(std::fs::read_to_string(tenants.join("c.toml")).unwrap(), tenant_file("c.json"));
+    assert_eq!(
+        (status, added),
+        (200, json!({ "tenant": "c", "outcome": "created" }))
+    );
+    assert_eq!(
+        std::fs::read_to_string(tenants.join("c.toml")).unwrap(),
+        tenant_file("c.json")
+    );
     let (_, c) = db(&server, "c").await;
     assert_eq!(value(&c), "c-db");
 
     // Remove b: gone, and a's cache still warm (its old value).
-    let (status, removed) = server.call("DELETE", "/v1/tenants/b", Some(TOKEN), &[], "").await;
-    assert_eq!((status, removed), (200, json!({ "tenant": "b", "outcome": "removed" })));
+    let (status, removed) = server
+        .call("DELETE", "/v1/tenants/b", Some(TOKEN), &[], "")
+        .await;
+    assert_eq!(
+        (status, removed),
+        (200, json!({ "tenant": "b", "outcome": "removed" }))
+    );
     assert!(!tenants.join("b.toml").exists());
     let (status, gone) = db(&server, "b").await;
-    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("unknown_tenant")), "{gone}");
+    assert_eq!(
+        (status, gone["error"]["code"].as_str()),
+        (404, Some("unknown_tenant")),
+        "{gone}"
+    );
     let (_, a) = db(&server, "a").await;
-    assert_eq!(value(&a), "a-db", "a's cache stayed warm through two reloads");
+    assert_eq!(
+        value(&a),
+        "a-db",
+        "a's cache stayed warm through two reloads"
+    );
 
     // The routes without a tenant are the default tenant's.
     let body = json!({ "fields": { "a": "{{ secrets.db.user }}" }, "reveal": true }).to_string();
@@ -99,13 +164,124 @@ async fn the_tenant_api_adds_replaces_and_removes_tenants_and_leaves_the_others_
     assert_eq!((status, value(&default)), (200, "app"));
 
     // A bad file written by hand stops only itself; the reload says so.
-    std::fs::write(tenants.join("broken.toml"), "namespace = \"x/\"\n[backend\n").unwrap();
-    let (status, reloaded) = server.call("POST", "/v1/reload", Some(TOKEN), &[], "").await;
+    std::fs::write(
+        tenants.join("broken.toml"),
+        "namespace = \"x/\"\n[backend\n",
+    )
+    .unwrap();
+    let (status, reloaded) = server
+        .call("POST", "/v1/reload", Some(TOKEN), &[], "")
+        .await;
     assert_eq!(status, 200, "{reloaded}");
     let errors = reloaded["tenant_errors"].as_array().expect("tenant errors");
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].as_str().unwrap().contains("broken.toml: line 2, column"), "{errors:?}");
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap()
+            .contains("broken.toml: line 2, column"),
+        "{errors:?}"
+    );
     let (_, c) = db(&server, "c").await;
     assert_eq!(value(&c), "c-db");
     assert!(!server.stderr().contains(CANARY));
+}
+
+/// Creates `app/db` = `<account>-db` in each account, through that
+/// account's role (moto maps an assumed role's credentials to its account).
+fn seed_accounts(moto: &Moto, accounts: &[&str]) {
+    let python = std::env::var("KEYWARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import sys, boto3
+url = sys.argv[1]
+sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+for account in sys.argv[2:]:
+    c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/keyward-reader",
+                        RoleSessionName="seed")["Credentials"]
+    boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1",
+                 aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                 aws_session_token=c["SessionToken"]).create_secret(
+        Name="app/db", SecretString=f"{account}-db")
+"#;
+    let status = std::process::Command::new(python)
+        .args(["-c", script, &moto.url()])
+        .args(accounts)
+        .status()
+        .expect("run the seeding script");
+    assert!(status.success(), "seeding moto failed");
+}
+
+/// A tenant on AWS through its own role in `account`, at `endpoint`.
+fn aws_tenant(account: &str, endpoint: &str) -> String {
+    format!(
+        "namespace = \"app/\"\n[backend]\nkind = \"aws\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"{endpoint}\"\n\
+         role_arn = \"arn:aws:iam::{account}:role/keyward-reader\"\n\
+         external_id = \"keyward-tests-{account}\"\n\
+         [connectors.echo]\ncomponent = \"{}\"\negress = [\"echo.test\"]\nallow = [\"db\"]\n",
+        artifacts::ECHO
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_reads_its_own_account_through_its_role_and_a_refused_role_stops_only_it() {
+    let moto = Moto::start();
+    seed_accounts(&moto, &["111111111111", "222222222222"]);
+    // b's STS and Secrets Manager calls go through a proxy that refuses
+    // them, as STS refuses a role whose trust policy does not match.
+    let proxy = FaultProxy::start(&moto.address()).await;
+    proxy.set_fault(Some(Fault::AccessDenied));
+    let config = format!(
+        "tenants_dir = \"tenants\"\n{}",
+        CONFIG.replace("{SERVER}", "")
+    );
+    let scratch = Scratch::new(&config, &secrets());
+    let tenants = scratch.path().join("tenants");
+    std::fs::create_dir(&tenants).expect("tenants dir");
+    std::fs::write(
+        tenants.join("a.toml"),
+        aws_tenant("111111111111", &moto.url()),
+    )
+    .unwrap();
+    std::fs::write(
+        tenants.join("b.toml"),
+        aws_tenant("222222222222", &proxy.url()),
+    )
+    .unwrap();
+    let server = Server::start_with(scratch);
+
+    let (status, a) = db(&server, "a").await;
+    assert_eq!((status, value(&a)), (200, "111111111111-db"), "{a}");
+    let (status, refused) = db(&server, "b").await;
+    assert!(status >= 400, "{status} {refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("testing") && !message.contains(CANARY),
+        "{message}"
+    );
+    // The render answers as for a missing secret (a refusal tells a
+    // caller nothing more); the tenant's check names the role.
+    assert_eq!(refused["error"]["code"], "render_error", "{refused}");
+    let (status, check) = server
+        .call("GET", "/v1/tenants/b/check", Some(TOKEN), &[], "")
+        .await;
+    assert_eq!(status, 503, "{check}");
+    let backend = check["backend"]["error"].as_str().unwrap_or_default();
+    assert!(
+        backend.contains("arn:aws:iam::222222222222:role/keyward-reader could not be assumed"),
+        "{check}"
+    );
+    // a and the default tenant serve on while b's role is refused.
+    let (status, a) = db(&server, "a").await;
+    assert_eq!((status, value(&a)), (200, "111111111111-db"));
+    let body = json!({ "fields": { "a": "{{ secrets.db.user }}" }, "reveal": true }).to_string();
+    let (status, default) = server
+        .call("POST", "/v1/connectors/echo/render", Some(TOKEN), &[], body)
+        .await;
+    assert_eq!((status, value(&default)), (200, "app"));
+    // The role is granted again: b reads its own account's value.
+    proxy.set_fault(None);
+    let (status, b) = db(&server, "b").await;
+    assert_eq!((status, value(&b)), (200, "222222222222-db"), "{b}");
 }

@@ -65,4 +65,3 @@ pub enum Error {
         error: RunError,
     },
 }
-

@@ -10,6 +10,7 @@ use crate::cache::{CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, DEFAULT_TENANT, TenantConfig};
 use crate::contract::{ConnectorInfo, Rendered};
+pub use crate::error::Error;
 use crate::policy::{RefusedReference, SecretRequest};
 use crate::resolve::{ConnectorSecrets, Invalidation, ResolveError};
 use crate::sandbox::limits::SandboxConfig;
@@ -18,7 +19,6 @@ use crate::store::SecretStore;
 use crate::store::aws::AwsStore;
 use crate::store::file::FileStore;
 use crate::tenant::{Runtime, Tenant};
-pub use crate::error::Error;
 use crate::value::SecretValue;
 
 /// See [`Keyward::stats`].

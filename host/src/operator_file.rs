@@ -83,42 +83,6 @@ fn not_regular(what: &str, metadata: &Metadata) -> String {
     format!("{what} must be a regular file; this is {kind}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_regular_files_within_the_bound_are_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("f");
-        std::fs::write(&file, "12345").expect("write");
-        assert_eq!(
-            read_regular(&file, 5, "the file", None),
-            Ok(b"12345".to_vec())
-        );
-        assert_eq!(
-            read_regular(&file, 4, "the file", Some("x.max_kb")),
-            Err("the file is 5 bytes; at most 4 are allowed (x.max_kb)".into())
-        );
-        assert_eq!(
-            read_regular(dir.path(), 4, "the file", None),
-            Err("the file must be a regular file; this is a directory".into())
-        );
-        assert_eq!(
-            read_regular(Path::new("/dev/zero"), 4, "the file", None),
-            Err("the file must be a regular file; this is a device".into())
-        );
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        if made.is_ok_and(|s| s.success()) {
-            assert_eq!(
-                read_regular(&fifo, 4, "the file", None),
-                Err("the file must be a regular file; this is a FIFO".into())
-            );
-        }
-    }
-}
-
 /// Replaces the file at `path` with `bytes` so that a reader (or a crash)
 /// sees the old file or the new one, never a part: written to a temporary
 /// file beside it, flushed to disk, renamed over it, and the directory
@@ -164,4 +128,68 @@ pub fn remove_durably(path: &Path) -> Result<(), String> {
     std::fs::remove_file(path)
         .and_then(|()| File::open(dir)?.sync_all())
         .map_err(|e| format!("cannot remove {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_bound_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "12345").expect("write");
+        assert_eq!(
+            read_regular(&file, 5, "the file", None),
+            Ok(b"12345".to_vec())
+        );
+        assert_eq!(
+            read_regular(&file, 4, "the file", Some("x.max_kb")),
+            Err("the file is 5 bytes; at most 4 are allowed (x.max_kb)".into())
+        );
+        assert_eq!(
+            read_regular(dir.path(), 4, "the file", None),
+            Err("the file must be a regular file; this is a directory".into())
+        );
+        assert_eq!(
+            read_regular(Path::new("/dev/zero"), 4, "the file", None),
+            Err("the file must be a regular file; this is a device".into())
+        );
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert_eq!(
+                read_regular(&fifo, 4, "the file", None),
+                Err("the file must be a regular file; this is a FIFO".into())
+            );
+        }
+    }
+
+    #[test]
+    fn files_are_replaced_whole_and_removed_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.toml");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["acme.toml"]);
+        remove_durably(&path).unwrap();
+        assert!(!path.exists());
+        assert!(
+            remove_durably(&path)
+                .unwrap_err()
+                .starts_with("cannot remove")
+        );
+        let missing = dir.path().join("missing/acme.toml");
+        assert!(
+            write_atomically(&missing, b"x")
+                .unwrap_err()
+                .starts_with("cannot write")
+        );
+    }
 }

@@ -71,6 +71,9 @@ pub struct AwsStore {
     client: Client,
     sts: aws_sdk_sts::Client,
     identity: StoreIdentity,
+    /// The role its credentials come from, if it assumes one (named when
+    /// it cannot be assumed).
+    role_arn: Option<String>,
 }
 
 impl AwsStore {
@@ -89,7 +92,13 @@ impl AwsStore {
                 if let Some(external_id) = &settings.external_id {
                     provider = provider.external_id(external_id);
                 }
-                provider.configure(&sdk_config).build().await
+                // STS at the same endpoint override as Secrets Manager (a
+                // VPC endpoint, a local API server).
+                let sts_config = match &settings.endpoint_url {
+                    Some(url) => sdk_config.to_builder().endpoint_url(url).build(),
+                    None => sdk_config.clone(),
+                };
+                provider.configure(&sts_config).build().await
             })),
             None => None,
         };
@@ -136,6 +145,7 @@ impl AwsStore {
             client: Client::from_conf(secrets.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             identity,
+            role_arn: settings.role_arn.clone(),
         }
     }
 
@@ -168,7 +178,10 @@ impl AwsStore {
             VersionSelector::Stage(stage) => request.version_stage(stage),
             VersionSelector::Id(id) => request.version_id(id),
         };
-        let output = request.send().await.map_err(classify)?;
+        let output = request
+            .send()
+            .await
+            .map_err(|e| classify(e, self.role_arn.as_deref()))?;
         fetched(
             output.version_id(),
             output.version_stages(),
@@ -189,7 +202,7 @@ impl AwsStore {
         {
             Ok(output) => output,
             Err(e) => {
-                let e = classify(e);
+                let e = classify(e, self.role_arn.as_deref());
                 return keys.iter().map(|_| Err(e.clone())).collect();
             }
         };
@@ -250,8 +263,37 @@ fn fetched(
     })
 }
 
-/// Maps an SDK error to a store error, by kind and code only.
-fn classify<E: ProvideErrorMetadata>(error: SdkError<E, HttpResponse>) -> StoreError {
+/// Whether `error` (or what caused it) is a failure to get credentials:
+/// the role could not be assumed, or no credentials were found.
+fn credentials_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Maps an SDK error to a store error, by kind and code only; a failure
+/// to get credentials is access denied, naming the role (`role`) if the
+/// store assumes one, never a credential.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: SdkError<E, HttpResponse>,
+    role: Option<&str>,
+) -> StoreError {
+    if credentials_failed(&error) {
+        return StoreError::AccessDenied(match role {
+            Some(role) => format!(
+                "the role {role} could not be assumed (check role_arn, external_id and the \
+                 role's trust policy)"
+            ),
+            None => "no credentials were found for Secrets Manager".into(),
+        });
+    }
     match &error {
         SdkError::TimeoutError(_) => {
             StoreError::Unavailable("Secrets Manager did not answer in time".into())
@@ -387,7 +429,10 @@ impl SecretStore for AwsStore {
                             .build(),
                     );
                 }
-                let output = request.send().await.map_err(classify)?;
+                let output = request
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, self.role_arn.as_deref()))?;
                 names.extend(
                     output
                         .secret_list()
