@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::State;
-use super::auth::{Access, TOKEN_HEADER};
+use super::auth::{Access, Caller, TOKEN_HEADER};
 
 /// A response body.
 pub type Body = Full<Bytes>;
@@ -236,11 +236,11 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         )
         .into_response();
     }
-    let access = request
+    let caller = request
         .headers()
         .get(TOKEN_HEADER)
         .and_then(|token| state.tokens.access(token.as_bytes()));
-    let Some(access) = access else {
+    let Some(caller) = caller else {
         state.metrics.refused("token");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -249,23 +249,44 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         )
         .into_response();
     };
+    let access = caller.access;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     // `/v1/tenants/{tenant}/...` is `/v1/...` of that tenant; the routes
     // without one are the default tenant's.
     let (tenant, route): (Arc<Tenant>, Vec<&str>) = match segments.as_slice() {
         ["v1", "tenants", tenant, rest @ ..] if !rest.is_empty() => {
             match state.keyward().tenant(tenant) {
-                Ok(found) => (
+                Ok(found) if caller.may(tenant) => (
                     found,
                     std::iter::once("v1").chain(rest.iter().copied()).collect(),
                 ),
-                Err(e) => return from_keyward(e).into_response(),
+                _ => return unknown_tenant(&state, &caller, tenant).into_response(),
             }
         }
         _ => (state.keyward().default_tenant().clone(), segments),
     };
     let tenant = &*tenant;
+    // A token limited to tenants reaches their routes only, and a tenant
+    // it may not reach answers like one that does not exist.
+    let of_a_tenant = matches!(route.get(1), Some(&("connectors" | "cache" | "check")));
+    if of_a_tenant && !caller.may(tenant.id()) {
+        return unknown_tenant(&state, &caller, tenant.id()).into_response();
+    }
+    let scoped = |what: &str| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a token limited to tenants may not {what}"),
+        ))
+    };
     let result = match (&method, route.as_slice()) {
+        (&Method::GET, ["metrics"]) if caller.is_scoped() => scoped("read the service's metrics"),
+        (&Method::PUT | &Method::DELETE, ["v1", "tenants", _]) if caller.is_scoped() => {
+            scoped("add, change or remove tenants")
+        }
+        (&Method::POST, ["v1", "reload"]) if caller.is_scoped() => {
+            scoped("reload the configuration")
+        }
         (&Method::GET, ["metrics"]) => {
             let text = state.metrics.render_text(&state.keyward().stats());
             let mut response = Response::new(Full::new(Bytes::from(text)));
@@ -282,10 +303,15 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         (&Method::DELETE, ["v1", "tenants", id]) => {
             super::tenants::delete(&state, id, access).await
         }
-        (&Method::GET, ["v1", "tenants"]) => Ok(json_response(
-            StatusCode::OK,
-            &json!({ "tenants": state.keyward().tenant_ids() }),
-        )),
+        (&Method::GET, ["v1", "tenants"]) => {
+            let ids: Vec<String> = state
+                .keyward()
+                .tenant_ids()
+                .into_iter()
+                .filter(|id| caller.may(id))
+                .collect();
+            Ok(json_response(StatusCode::OK, &json!({ "tenants": ids })))
+        }
         (&Method::GET, ["v1", "connectors"]) => list_connectors(tenant).await,
         (&Method::GET, ["v1", "connectors", id]) => describe(tenant, id).await,
         (&Method::POST, ["v1", "connectors", id, "render"]) => {
@@ -320,6 +346,26 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         )),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The answer for a tenant that does not exist or that the caller may not
+/// reach: the same, naming only the tenants the caller may reach.
+fn unknown_tenant(state: &State, caller: &Caller, id: &str) -> ApiError {
+    let known: Vec<String> = state
+        .keyward()
+        .tenant_ids()
+        .into_iter()
+        .filter(|t| caller.may(t))
+        .collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_tenant",
+        format!(
+            "unknown tenant `{}`; configured: {}",
+            escape(id),
+            known.join(", ")
+        ),
+    )
 }
 
 /// A request path as it may be quoted in a message.

@@ -2,6 +2,7 @@
 //! compared in constant time, and the forwarding guard.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::settings::ServerSettings;
 
@@ -17,16 +18,47 @@ pub enum Access {
     Masked,
 }
 
-/// The two tokens, read once at start-up.
+/// Who a caller is: what its token lets it see, and which tenants it may
+/// reach (`None`: every tenant, and the service's own routes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub access: Access,
+    pub tenants: Option<Arc<[String]>>,
+}
+
+impl Caller {
+    /// Whether the caller may reach tenant `id`.
+    pub fn may(&self, id: &str) -> bool {
+        self.tenants
+            .as_ref()
+            .is_none_or(|tenants| tenants.iter().any(|t| t == id))
+    }
+
+    /// Whether the caller's token is limited to some tenants.
+    pub fn is_scoped(&self) -> bool {
+        self.tenants.is_some()
+    }
+}
+
+/// A token limited to some tenants.
+struct TenantToken {
+    token: String,
+    access: Access,
+    tenants: Arc<[String]>,
+}
+
+/// The service's tokens, read once at start-up.
 pub struct Tokens {
     values: String,
     masked: Option<String>,
+    tenant_tokens: Vec<TenantToken>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
             .field("masked", &self.masked.is_some())
+            .field("tenant_tokens", &self.tenant_tokens.len())
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +85,35 @@ impl Tokens {
                     .into(),
             );
         }
-        Ok(Self { values, masked })
+        let mut tenant_tokens: Vec<TenantToken> = Vec::new();
+        for (index, scoped) in server.tenant_tokens.iter().enumerate() {
+            let env = scoped.token_env.as_deref().unwrap_or_default();
+            let token = read(scoped.token_file.as_deref(), env)?.ok_or_else(|| {
+                format!("server.tenant_tokens[{index}]: no token in the environment variable {env}")
+            })?;
+            let taken = token == values
+                || masked.as_deref() == Some(token.as_str())
+                || tenant_tokens.iter().any(|t| t.token == token);
+            if taken {
+                return Err(format!(
+                    "server.tenant_tokens[{index}]: every token must differ from every other"
+                ));
+            }
+            tenant_tokens.push(TenantToken {
+                token,
+                access: if scoped.masked {
+                    Access::Masked
+                } else {
+                    Access::Values
+                },
+                tenants: scoped.tenants.clone().into(),
+            });
+        }
+        Ok(Self {
+            values,
+            masked,
+            tenant_tokens,
+        })
     }
 
     /// Whether `request` carries a valid token (of either kind).
@@ -65,20 +125,34 @@ impl Tokens {
             .is_some()
     }
 
-    /// What `presented` lets its bearer see, if anything.
-    pub fn access(&self, presented: &[u8]) -> Option<Access> {
-        // Both compared, always: the time taken does not say which matched.
+    /// Who the bearer of `presented` is, if anyone.
+    pub fn access(&self, presented: &[u8]) -> Option<Caller> {
+        // Every token compared, always: the time taken does not say which
+        // matched.
         let values = same(presented, self.values.as_bytes());
         let masked = self
             .masked
             .as_ref()
             .is_some_and(|m| same(presented, m.as_bytes()));
+        let mut scoped = None;
+        for token in &self.tenant_tokens {
+            if same(presented, token.token.as_bytes()) {
+                scoped = Some(token);
+            }
+        }
+        let unscoped = |access| Caller {
+            access,
+            tenants: None,
+        };
         if values {
-            Some(Access::Values)
+            Some(unscoped(Access::Values))
         } else if masked {
-            Some(Access::Masked)
+            Some(unscoped(Access::Masked))
         } else {
-            None
+            scoped.map(|token| Caller {
+                access: token.access,
+                tenants: Some(token.tenants.clone()),
+            })
         }
     }
 }
@@ -143,17 +217,22 @@ mod tests {
         let tokens = Tokens {
             values: "v".repeat(20),
             masked: Some("m".repeat(20)),
+            tenant_tokens: vec![TenantToken {
+                token: "a".repeat(20),
+                access: Access::Masked,
+                tenants: vec!["acme".to_string()].into(),
+            }],
         };
-        assert_eq!(
-            tokens.access("v".repeat(20).as_bytes()),
-            Some(Access::Values)
-        );
-        assert_eq!(
-            tokens.access("m".repeat(20).as_bytes()),
-            Some(Access::Masked)
-        );
-        assert_eq!(tokens.access(b"v"), None);
-        assert_eq!(tokens.access(b""), None);
-        assert!(!format!("{tokens:?}").contains('v'));
+        let access = |token: &str| tokens.access(token.as_bytes()).map(|c| c.access);
+        assert_eq!(access(&"v".repeat(20)), Some(Access::Values));
+        assert_eq!(access(&"m".repeat(20)), Some(Access::Masked));
+        assert_eq!(access("v"), None);
+        assert_eq!(access(""), None);
+        let acme = tokens.access("a".repeat(20).as_bytes()).expect("acme's token");
+        assert_eq!(acme.access, Access::Masked);
+        assert!(acme.is_scoped() && acme.may("acme") && !acme.may("globex") && !acme.may("default"));
+        let all = tokens.access("v".repeat(20).as_bytes()).expect("the values token");
+        assert!(!all.is_scoped() && all.may("globex") && all.may("default"));
+        assert!(!format!("{tokens:?}").contains('v') && !format!("{tokens:?}").contains("aaaa"));
     }
 }

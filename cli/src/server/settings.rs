@@ -56,6 +56,28 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Renders of one connector at once; more are answered 429.
     pub max_renders_per_connector: usize,
+    /// Tokens limited to some tenants (`[[server.tenant_tokens]]`).
+    pub tenant_tokens: Vec<TenantTokenSettings>,
+}
+
+/// One `[[server.tenant_tokens]]` entry: a token that serves only the
+/// tenants it names, read like the service's own tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantTokenSettings {
+    pub tenants: Vec<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Whether it sees masked outputs only.
+    pub masked: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTenantToken {
+    tenants: Vec<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    masked: Option<bool>,
 }
 
 fn check(raw: RawServer, base: &Path) -> Result<ServerSettings, String> {
@@ -80,7 +102,31 @@ fn check(raw: RawServer, base: &Path) -> Result<ServerSettings, String> {
         Some(n) => Ok(n),
         None => Ok(default),
     };
+    let mut tenant_tokens = Vec::with_capacity(raw.tenant_tokens.len());
+    for (index, token) in raw.tenant_tokens.iter().enumerate() {
+        let at = format!("server.tenant_tokens[{index}]");
+        if token.tenants.is_empty() {
+            return Err(format!("{at}.tenants: name at least one tenant"));
+        }
+        if let Some(bad) = token
+            .tenants
+            .iter()
+            .find(|t| *t != keyward_host::DEFAULT_TENANT && !keyward_host::valid_tenant_id(t))
+        {
+            return Err(format!("{at}.tenants: `{bad}` is not a tenant id"));
+        }
+        if token.token_env.is_some() == token.token_file.is_some() {
+            return Err(format!("{at}: set one of token_env and token_file"));
+        }
+        tenant_tokens.push(TenantTokenSettings {
+            tenants: token.tenants.clone(),
+            token_env: token.token_env.clone(),
+            token_file: token.token_file.as_ref().map(|p| base.join(p)),
+            masked: token.masked.unwrap_or(false),
+        });
+    }
     Ok(ServerSettings {
+        tenant_tokens,
         socket: raw.socket.map(|p| base.join(p)),
         listen,
         token_env: raw.token_env.unwrap_or_else(|| "KEYWARD_TOKEN".into()),
@@ -133,4 +179,6 @@ struct RawServer {
     max_renders_per_connector: Option<usize>,
     write_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    tenant_tokens: Vec<RawTenantToken>,
 }
