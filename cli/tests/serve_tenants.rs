@@ -290,16 +290,31 @@ async fn each_tenant_reads_its_own_account_through_its_role_and_a_refused_role_s
 async fn a_token_limited_to_a_tenant_reaches_only_it() {
     const A_TOKEN: &str = "tenant-a-token-0123456789";
     let server_settings = "[[server.tenant_tokens]]\ntenants = [\"a\"]\ntoken_file = \"a.token\"\n";
-    let config = format!("tenants_dir = \"tenants\"\n{}", CONFIG.replace("{SERVER}", server_settings));
+    let config = format!(
+        "tenants_dir = \"tenants\"\n{}",
+        CONFIG.replace("{SERVER}", server_settings)
+    );
     let scratch = Scratch::new(&config, &secrets());
     let token_file = scratch.path().join("a.token");
     std::fs::write(&token_file, A_TOKEN).unwrap();
-    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let tenants = scratch.path().join("tenants");
     std::fs::create_dir(&tenants).unwrap();
     for id in ["a", "b"] {
-        std::fs::write(tenants.join(format!("{id}.json")), json!({ "app/db": format!("{id}-db") }).to_string()).unwrap();
-        std::fs::write(tenants.join(format!("{id}.toml")), tenant_file(&format!("{id}.json"))).unwrap();
+        std::fs::write(
+            tenants.join(format!("{id}.json")),
+            json!({ "app/db": format!("{id}-db") }).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            tenants.join(format!("{id}.toml")),
+            tenant_file(&format!("{id}.json")),
+        )
+        .unwrap();
     }
     let server = Server::start_with(scratch);
     let call = |method: &'static str, path: String, body: String| {
@@ -309,13 +324,22 @@ async fn a_token_limited_to_a_tenant_reaches_only_it() {
     let render = json!({ "fields": { "a": "{{ secrets.db }}" }, "reveal": true }).to_string();
     let (status, listed) = call("GET", "/v1/tenants".into(), String::new()).await;
     assert_eq!((status, listed), (200, json!({ "tenants": ["a"] })));
-    let (status, a) = call("POST", "/v1/tenants/a/connectors/echo/render".into(), render.clone()).await;
+    let (status, a) = call(
+        "POST",
+        "/v1/tenants/a/connectors/echo/render".into(),
+        render.clone(),
+    )
+    .await;
     assert_eq!((status, value(&a)), (200, "a-db"), "{a}");
     // Another tenant, and one that does not exist, answer alike, naming
     // only what the token may reach.
     for other in ["b", "zzz"] {
-        let (status, refused) =
-            call("POST", format!("/v1/tenants/{other}/connectors/echo/render"), render.clone()).await;
+        let (status, refused) = call(
+            "POST",
+            format!("/v1/tenants/{other}/connectors/echo/render"),
+            render.clone(),
+        )
+        .await;
         assert_eq!(status, 404, "{refused}");
         assert_eq!(
             refused["error"]["message"],
@@ -323,15 +347,28 @@ async fn a_token_limited_to_a_tenant_reaches_only_it() {
         );
     }
     let (status, refused) = call("POST", "/v1/connectors/echo/render".into(), render.clone()).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (404, Some("unknown_tenant")));
-    for (method, path) in [("GET", "/metrics"), ("POST", "/v1/reload"), ("DELETE", "/v1/tenants/b")] {
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (404, Some("unknown_tenant"))
+    );
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("POST", "/v1/reload"),
+        ("DELETE", "/v1/tenants/b"),
+    ] {
         let (status, refused) = call(method, path.into(), String::new()).await;
         assert_eq!(status, 403, "{method} {path}: {refused}");
     }
     assert!(tenants.join("b.toml").exists());
     // The service's own tokens still reach every tenant.
     let (status, b) = server
-        .call("POST", "/v1/tenants/b/connectors/echo/render", Some(TOKEN), &[], render)
+        .call(
+            "POST",
+            "/v1/tenants/b/connectors/echo/render",
+            Some(TOKEN),
+            &[],
+            render,
+        )
         .await;
     assert_eq!((status, value(&b)), (200, "b-db"));
 }

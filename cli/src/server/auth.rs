@@ -228,10 +228,16 @@ mod tests {
         assert_eq!(access(&"m".repeat(20)), Some(Access::Masked));
         assert_eq!(access("v"), None);
         assert_eq!(access(""), None);
-        let acme = tokens.access("a".repeat(20).as_bytes()).expect("acme's token");
+        let acme = tokens
+            .access("a".repeat(20).as_bytes())
+            .expect("acme's token");
         assert_eq!(acme.access, Access::Masked);
-        assert!(acme.is_scoped() && acme.may("acme") && !acme.may("globex") && !acme.may("default"));
-        let all = tokens.access("v".repeat(20).as_bytes()).expect("the values token");
+        assert!(
+            acme.is_scoped() && acme.may("acme") && !acme.may("globex") && !acme.may("default")
+        );
+        let all = tokens
+            .access("v".repeat(20).as_bytes())
+            .expect("the values token");
         assert!(!all.is_scoped() && all.may("globex") && all.may("default"));
         assert!(!format!("{tokens:?}").contains('v') && !format!("{tokens:?}").contains("aaaa"));
     }
