@@ -249,13 +249,18 @@ async fn every_endpoint_answers_as_the_openapi_document_says() {
     let (_, metrics) = server.call("GET", "/metrics", t, &[], "").await;
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     assert!(
-        metrics.contains("keyward_renders_total{connector=\"orders-db\",outcome=\"ok\"} 2"),
+        metrics.contains(
+            "keyward_renders_total{tenant=\"default\",connector=\"orders-db\",outcome=\"ok\"} 2"
+        ),
         "{metrics}"
     );
+    assert!(metrics.contains(
+        "keyward_renders_total{tenant=\"default\",connector=\"echo\",outcome=\"render_error\"} 2"
+    ));
     assert!(
-        metrics.contains("keyward_renders_total{connector=\"echo\",outcome=\"render_error\"} 2")
+        metrics
+            .contains("keyward_render_seconds_count{tenant=\"default\",connector=\"orders-db\"} 2")
     );
-    assert!(metrics.contains("keyward_render_seconds_count{connector=\"orders-db\"} 2"));
     for counted in [
         "keyward_cache_reads_total{result=\"hit\"}",
         "keyward_cache_reads_total{result=\"miss\"}",
