@@ -635,3 +635,65 @@ const BOUNDS_ATTACKS: [(&str, &str, usize, usize, &str); 4] = [
     ("lift", "lift", 12, 1 << 20, "twice sandbox.max_output_kb"),
     ("error", "huge-error", 0, 3 << 20, "(cut; 3145728 bytes)"),
 ];
+
+#[test]
+fn render_refs_check_and_audit_take_a_tenant() {
+    let s = scratch();
+    let tenants = s.path().join("tenants");
+    std::fs::create_dir(&tenants).unwrap();
+    std::fs::write(
+        tenants.join("acme.json"),
+        json!({ "app/db": "acme-db" }).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        tenants.join("acme.toml"),
+        format!(
+            "namespace = \"app/\"\n[backend]\nkind = \"file\"\npath = \"acme.json\"\n\
+             [connectors.echo]\ncomponent = \"{}\"\negress = [\"echo.test\"]\nallow = [\"db\"]\n\
+             [connectors.echo.config]\na = \"{{{{ secrets.db }}}}\"\n",
+            artifacts::ECHO
+        ),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), format!("tenants_dir = \"tenants\"\n{config}")).unwrap();
+    let path = s.config();
+    let config = path.to_str().unwrap();
+    let out = keyward(&[
+        "render", "--config", config, "--tenant", "acme", "--reveal", "echo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rendered: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rendered["a"], "acme-db", "{rendered}");
+    let out = keyward(&["refs", "--config", config, "--tenant", "acme", "echo"]);
+    assert_eq!(stdout(&out).trim(), "{{ secrets.db }}", "{}", stderr(&out));
+    let out = keyward(&["check", "--config", config, "--tenant", "acme"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("connector echo:"), "{}", stdout(&out));
+    // The default tenant's connector is not acme's.
+    let out = keyward(&[
+        "render",
+        "--config",
+        config,
+        "--tenant",
+        "acme",
+        "orders-db",
+    ]);
+    assert_clean_failure(&out, "unknown connector `orders-db`; configured: echo");
+    let out = keyward(&["render", "--config", config, "--tenant", "nope", "echo"]);
+    assert_clean_failure(&out, "unknown tenant `nope`; configured: default, acme");
+    // The default tenant renders too; the audit file holds both, by tenant.
+    assert!(
+        keyward(&["render", "--config", config, "orders-db"])
+            .status
+            .success()
+    );
+    let out = keyward(&["audit", "--config", config, "--tenant", "acme", "-n", "100"]);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "{}", stderr(&out));
+    assert!(lines.iter().all(|r| r["tenant"] == "acme"), "{lines:?}");
+}

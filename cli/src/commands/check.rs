@@ -10,11 +10,14 @@ pub struct Args {
     /// The keyward configuration file.
     #[arg(long, short)]
     config: PathBuf,
+    /// The tenant (`default`: the configuration's top-level tables).
+    #[arg(long, default_value = keyward_host::DEFAULT_TENANT)]
+    tenant: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<String> {
     let keyward = Keyward::new(Config::load(&args.config)?).await?;
-    let report = keyward.check().await;
+    let report = keyward.tenant(&args.tenant)?.check().await;
     if let Err(e) = &report.backend {
         anyhow::bail!("{e}");
     }
