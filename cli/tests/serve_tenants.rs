@@ -22,24 +22,40 @@ fn tenant_file(secrets_file: &str) -> String {
     )
 }
 
-fn start() -> Server {
+/// A scratch directory whose configuration (with `server_settings` in its
+/// `[server]` table) names `tenants_dir = "tenants"`, holding `files`.
+fn scratch_with_tenants(server_settings: &str, files: &[(String, String)]) -> Scratch {
     let config = format!(
         "tenants_dir = \"tenants\"\n{}",
-        CONFIG.replace("{SERVER}", "")
+        CONFIG.replace("{SERVER}", server_settings)
     );
     let scratch = Scratch::new(&config, &secrets());
     let tenants = scratch.path().join("tenants");
     std::fs::create_dir(&tenants).expect("tenants dir");
-    for id in ["a", "b"] {
-        let secrets = json!({ "app/db": format!("{id}-db") }).to_string();
-        std::fs::write(tenants.join(format!("{id}.json")), secrets).expect("secrets");
-        std::fs::write(
-            tenants.join(format!("{id}.toml")),
-            tenant_file(&format!("{id}.json")),
-        )
-        .expect("tenant file");
+    for (name, text) in files {
+        std::fs::write(tenants.join(name), text).expect("tenant file");
     }
-    Server::start_with(scratch)
+    scratch
+}
+
+/// Tenants `a` and `b`, each with `app/db` = `<id>-db` in its own file.
+fn file_tenants() -> Vec<(String, String)> {
+    ["a", "b"]
+        .iter()
+        .flat_map(|id| {
+            [
+                (
+                    format!("{id}.json"),
+                    json!({ "app/db": format!("{id}-db") }).to_string(),
+                ),
+                (format!("{id}.toml"), tenant_file(&format!("{id}.json"))),
+            ]
+        })
+        .collect()
+}
+
+fn start() -> Server {
+    Server::start_with(scratch_with_tenants("", &file_tenants()))
 }
 
 /// Renders `{{ secrets.db }}` through `tenant`'s echo connector.
@@ -232,23 +248,13 @@ async fn each_tenant_reads_its_own_account_through_its_role_and_a_refused_role_s
     // them, as STS refuses a role whose trust policy does not match.
     let proxy = FaultProxy::start(&moto.address()).await;
     proxy.set_fault(Some(Fault::AccessDenied));
-    let config = format!(
-        "tenants_dir = \"tenants\"\n{}",
-        CONFIG.replace("{SERVER}", "")
+    let scratch = scratch_with_tenants(
+        "",
+        &[
+            ("a.toml".into(), aws_tenant("111111111111", &moto.url())),
+            ("b.toml".into(), aws_tenant("222222222222", &proxy.url())),
+        ],
     );
-    let scratch = Scratch::new(&config, &secrets());
-    let tenants = scratch.path().join("tenants");
-    std::fs::create_dir(&tenants).expect("tenants dir");
-    std::fs::write(
-        tenants.join("a.toml"),
-        aws_tenant("111111111111", &moto.url()),
-    )
-    .unwrap();
-    std::fs::write(
-        tenants.join("b.toml"),
-        aws_tenant("222222222222", &proxy.url()),
-    )
-    .unwrap();
     let server = Server::start_with(scratch);
 
     let (status, a) = db(&server, "a").await;
@@ -290,11 +296,7 @@ async fn each_tenant_reads_its_own_account_through_its_role_and_a_refused_role_s
 async fn a_token_limited_to_a_tenant_reaches_only_it() {
     const A_TOKEN: &str = "tenant-a-token-0123456789";
     let server_settings = "[[server.tenant_tokens]]\ntenants = [\"a\"]\ntoken_file = \"a.token\"\n";
-    let config = format!(
-        "tenants_dir = \"tenants\"\n{}",
-        CONFIG.replace("{SERVER}", server_settings)
-    );
-    let scratch = Scratch::new(&config, &secrets());
+    let scratch = scratch_with_tenants(server_settings, &file_tenants());
     let token_file = scratch.path().join("a.token");
     std::fs::write(&token_file, A_TOKEN).unwrap();
     std::fs::set_permissions(
@@ -303,19 +305,6 @@ async fn a_token_limited_to_a_tenant_reaches_only_it() {
     )
     .unwrap();
     let tenants = scratch.path().join("tenants");
-    std::fs::create_dir(&tenants).unwrap();
-    for id in ["a", "b"] {
-        std::fs::write(
-            tenants.join(format!("{id}.json")),
-            json!({ "app/db": format!("{id}-db") }).to_string(),
-        )
-        .unwrap();
-        std::fs::write(
-            tenants.join(format!("{id}.toml")),
-            tenant_file(&format!("{id}.json")),
-        )
-        .unwrap();
-    }
     let server = Server::start_with(scratch);
     let call = |method: &'static str, path: String, body: String| {
         let server = &server;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use crate::audit::AuditLog;
 use crate::cache::{CacheStats, SecretCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, DEFAULT_TENANT, TenantConfig};
+use crate::config::{Backend, Config, DEFAULT_TENANT, FileSettings, TenantConfig};
 use crate::contract::{ConnectorInfo, Rendered};
 pub use crate::error::Error;
 use crate::policy::{RefusedReference, SecretRequest};
@@ -56,13 +56,15 @@ pub struct Keyward {
     started_with: Config,
 }
 
+/// Opens a tenant's file backend.
+fn open_file_store(tenant: &str, settings: &FileSettings) -> Result<FileStore, Error> {
+    FileStore::open(&settings.path).map_err(|e| Error::Backend(format!("tenant `{tenant}`: {e}")))
+}
+
 /// Opens the backend a tenant's configuration names.
 async fn open_store(tenant: &str, backend: &Backend) -> Result<Arc<dyn SecretStore>, Error> {
     Ok(match backend {
-        Backend::File(settings) => Arc::new(
-            FileStore::open(&settings.path)
-                .map_err(|e| Error::Backend(format!("tenant `{tenant}`: {e}")))?,
-        ),
+        Backend::File(settings) => Arc::new(open_file_store(tenant, settings)?),
         Backend::Aws(settings) => {
             let mut store = AwsStore::connect(settings).await;
             if settings.identity.account_id.is_none()
@@ -114,8 +116,7 @@ impl Keyward {
                     "tenant `{id}`: an AWS backend is opened by Keyward::new, not with_store"
                 )));
             };
-            let store = FileStore::open(&settings.path)
-                .map_err(|e| Error::Backend(format!("tenant `{id}`: {e}")))?;
+            let store = open_file_store(id, settings)?;
             tenants.insert(
                 id.clone(),
                 Arc::new(keyward.tenant_over(tenant, Arc::new(store))),

@@ -45,20 +45,25 @@ pub struct PreparedFields {
     kept_pins: RwLock<Option<KeptPins>>,
 }
 
-/// Whether two `egress` lists are the same one (the same `Arc`, or none).
-fn same_egress(a: Option<&Arc<Egress>>, b: Option<&Arc<Egress>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
 /// A render's pins and the operator's `egress` list they include.
 #[derive(Debug)]
 struct KeptPins {
     egress: Option<Arc<Egress>>,
     pins: Arc<Pins>,
+}
+
+impl KeptPins {
+    /// The pins `kept`, if they were built under this very `egress` list
+    /// (the same `Arc`, or none).
+    fn under(kept: &Option<KeptPins>, egress: Option<&Arc<Egress>>) -> Option<Arc<Pins>> {
+        let kept = kept.as_ref()?;
+        let same = match (kept.egress.as_ref(), egress) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same.then(|| kept.pins.clone())
+    }
 }
 
 impl PreparedFields {
@@ -96,10 +101,10 @@ impl PreparedFields {
     /// The pins kept for the operator's `egress` list, if they are kept
     /// (no destination field holds a reference) and were built under it.
     pub(crate) fn kept_pins(&self, egress: Option<&Arc<Egress>>) -> Option<Arc<Pins>> {
-        let kept = self.kept_pins.read().unwrap_or_else(|p| p.into_inner());
-        kept.as_ref()
-            .filter(|kept| same_egress(kept.egress.as_ref(), egress))
-            .map(|kept| kept.pins.clone())
+        KeptPins::under(
+            &self.kept_pins.read().unwrap_or_else(|p| p.into_inner()),
+            egress,
+        )
     }
 
     /// The render's pins under the operator's `egress`: built by `build`
@@ -119,11 +124,9 @@ impl PreparedFields {
             return pins;
         }
         let mut kept = self.kept_pins.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(kept) = kept
-            .as_ref()
-            .filter(|kept| same_egress(kept.egress.as_ref(), egress))
-        {
-            return kept.pins.clone();
+        // Another render may have built them while this one waited.
+        if let Some(pins) = KeptPins::under(&kept, egress) {
+            return pins;
         }
         let pins = Arc::new(build());
         *kept = Some(KeptPins {

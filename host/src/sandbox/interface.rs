@@ -138,7 +138,8 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// Whether every value is sealed (none is public).
+    /// Whether every value is sealed (none is public). Every reference
+    /// stands in some field, so this is also whether every placed value is.
     fn all_sealed(&self) -> bool {
         (0..self.resolved.len()).all(|i| !self.grants(i).public)
     }
@@ -572,16 +573,13 @@ impl KeywardCtx {
             .map_err(Placing::Field)?;
         self.pins = Some(self.pins_of(prepared, &expanded));
         let mut fields = Vec::with_capacity(expanded.len());
-        self.all_sealed = true;
+        self.all_sealed = values.all_sealed();
         for field in expanded {
             let mut pieces: Vec<wit_types::Text> = Vec::with_capacity(field.parts.len());
             for part in field.parts {
                 let (text, sealed_as) = match part {
                     Part::Literal(text) => (text, None),
-                    Part::Value { text, tag } if values.grants(tag).public => {
-                        self.all_sealed = false;
-                        (text, None)
-                    }
+                    Part::Value { text, tag } if values.grants(tag).public => (text, None),
                     Part::Value { text, tag } => (text, Some(tag)),
                 };
                 match (sealed_as, pieces.last_mut()) {
@@ -818,16 +816,13 @@ impl KeywardCtx {
             .collect();
         let no_pins = Arc::default();
         let pins = self.pins.as_ref().unwrap_or(&no_pins);
-        let checked_now = |kept: Option<&KeptVerdicts>| -> Result<Vec<Verdict>, egress::Refusal> {
-            let verdicts = egress::check(&checked, pins)?;
-            if let Some(kept) = kept {
-                kept.keep(pins, &checked, &verdicts);
-            }
-            Ok(verdicts)
-        };
         let verdicts = match kept.and_then(|kept| kept.get(pins, &checked)) {
             Some(verdicts) => Ok(verdicts),
-            None => checked_now(kept),
+            None => egress::check(&checked, pins).inspect(|verdicts| {
+                if let Some(kept) = kept {
+                    kept.keep(pins, &checked, verdicts);
+                }
+            }),
         };
         let verdicts = match verdicts {
             Ok(verdicts) => verdicts,

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -74,10 +74,8 @@ type PreparedByFields =
 #[derive(Debug)]
 struct Prepared {
     fields: Arc<PreparedFields>,
-    /// The hash of its plan key when every value is sealed: the key is
-    /// then the prepared fields' alone, so it is hashed once.
-    sealed_key: OnceLock<u64>,
-    /// That key's plan, once a render found it: a render with every value
+    /// The plan of its key when every value is sealed (the key is then the
+    /// prepared fields' alone), once a render found it: a render with every value
     /// sealed is served from it without building the connector's view of
     /// the fields or looking the key up. Weak: the plans' LRU decides how
     /// long a plan lives.
@@ -625,7 +623,6 @@ impl LoadedConnector {
         let info = self.info().await?;
         let prepared = Arc::new(Prepared {
             fields: Arc::new(PreparedFields::new(&info, fields)?),
-            sealed_key: OnceLock::new(),
             sealed_plan: RwLock::new(Weak::new()),
         });
         let mut kept = self.prepared.write().unwrap_or_else(|p| p.into_inner());
@@ -687,13 +684,7 @@ impl LoadedConnector {
             self.plan_counts.skipped();
             return self.run_expanded(&secrets, ctx, fields, None).await;
         }
-        // With every value sealed, the key is the prepared fields' own:
-        // hashed once per field set, not per render.
-        let hash = if ctx.all_sealed() {
-            *prepared.sealed_key.get_or_init(|| self.plans.hash(&fields))
-        } else {
-            self.plans.hash(&fields)
-        };
+        let hash = self.plans.hash(&fields);
         match self.plans.get(hash, &fields) {
             Some(Known::Plan(plan)) => {
                 if ctx.all_sealed() {
